@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the end-to-end and scenario tests use.
+# Idempotent: packages already present are not fetched again. Needs root.
+set -euo pipefail
+
+packages=(python3-pyftpdlib lftp tnftp vsftpd nftables conntrack tcpdump iproute2 procps)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-debian-packages: needs root (packages: ${packages[*]})" >&2
+  exit 2
+fi
+
+# Debian's images ship a policy-rc.d that keeps daemons (vsftpd) from starting
+# on install; a stock vsftpd would otherwise listen on every interface.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-debian-packages: all present"
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-debian-packages: installed ${missing[*]}"

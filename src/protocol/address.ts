@@ -1,0 +1,137 @@
+/**
+ * IP addresses as the rest of the code sees them: a canonical string plus a
+ * family. IPv4-mapped IPv6 (`::ffff:a.b.c.d`, what a dual-stack socket reports
+ * for an IPv4 peer) is folded to plain IPv4, so that "is this the client's own
+ * address" compares like with like.
+ */
+import { Address4, Address6 } from 'ip-address';
+
+export type Family = 4 | 6;
+
+export interface IpAddress {
+  family: Family;
+  /** Canonical text: dotted quad, or RFC 5952 form for IPv6. */
+  address: string;
+}
+
+export interface Endpoint extends IpAddress {
+  port: number;
+}
+
+export function parseIp(text: string): IpAddress | undefined {
+  const t = text.trim().replace(/^\[(.*)\]$/, '$1');
+  if (Address4.isValid(t) && /^\d+\.\d+\.\d+\.\d+$/.test(t)) {
+    return { family: 4, address: new Address4(t).correctForm() };
+  }
+  if (Address6.isValid(t) && !t.includes('%')) {
+    const a6 = new Address6(t);
+    if (a6.is4()) return { family: 4, address: a6.to4().correctForm() };
+    return { family: 6, address: a6.correctForm() };
+  }
+  return undefined;
+}
+
+/** Like parseIp, but for addresses Node reports (always valid). */
+export function ipOf(text: string): IpAddress {
+  const ip = parseIp(text);
+  if (!ip) throw new Error(`not an IP address: ${text}`);
+  return ip;
+}
+
+export function sameAddress(a: IpAddress, b: IpAddress): boolean {
+  return a.family === b.family && a.address === b.address;
+}
+
+export function formatEndpoint(e: Endpoint): string {
+  return e.family === 6 ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
+export function isValidPort(p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+/** A CIDR block, e.g. 100.64.0.0/10 or fd00::/8. */
+export interface Cidr {
+  family: Family;
+  text: string;
+  contains(ip: IpAddress): boolean;
+}
+
+export function parseCidr(text: string): Cidr | undefined {
+  const t = text.trim();
+  const slash = t.indexOf('/');
+  const base = parseIp(slash === -1 ? t : t.slice(0, slash));
+  if (!base) return undefined;
+  const max = base.family === 4 ? 32 : 128;
+  const bits = slash === -1 ? max : Number(t.slice(slash + 1));
+  if (!Number.isInteger(bits) || bits < 0 || bits > max || (slash !== -1 && !/^\d+$/.test(t.slice(slash + 1)))) {
+    return undefined;
+  }
+  const canonical = `${base.address}/${bits}`;
+  if (base.family === 4) {
+    const net = new Address4(canonical);
+    return { family: 4, text: canonical, contains: (ip) => ip.family === 4 && new Address4(ip.address).isInSubnet(net) };
+  }
+  const net = new Address6(canonical);
+  return { family: 6, text: canonical, contains: (ip) => ip.family === 6 && new Address6(ip.address).isInSubnet(net) };
+}
+
+export function mustCidr(text: string): Cidr {
+  const c = parseCidr(text);
+  if (!c) throw new Error(`not a CIDR block: ${text}`);
+  return c;
+}
+
+export type AddressClass =
+  | 'unspecified'
+  | 'loopback'
+  | 'private'
+  | 'shared'
+  | 'link-local'
+  | 'documentation'
+  | 'benchmarking'
+  | 'unique-local'
+  | 'multicast'
+  | 'reserved'
+  | 'public';
+
+// Order matters: the first block that contains the address names its class.
+const CLASS_TABLE: Array<[AddressClass, Cidr]> = (
+  [
+    ['unspecified', '0.0.0.0/8'],
+    ['loopback', '127.0.0.0/8'],
+    ['private', '10.0.0.0/8'],
+    ['private', '172.16.0.0/12'],
+    ['private', '192.168.0.0/16'],
+    ['shared', '100.64.0.0/10'], // RFC 6598, carrier-grade NAT
+    ['link-local', '169.254.0.0/16'],
+    ['documentation', '192.0.2.0/24'],
+    ['documentation', '198.51.100.0/24'],
+    ['documentation', '203.0.113.0/24'],
+    ['benchmarking', '198.18.0.0/15'], // RFC 2544
+    ['multicast', '224.0.0.0/4'],
+    ['reserved', '240.0.0.0/4'],
+    ['unspecified', '::/128'],
+    ['loopback', '::1/128'],
+    ['link-local', 'fe80::/10'],
+    ['unique-local', 'fc00::/7'],
+    ['documentation', '2001:db8::/32'],
+    ['multicast', 'ff00::/8'],
+  ] as const
+).map(([cls, cidr]) => [cls, mustCidr(cidr)]);
+
+export function classifyAddress(ip: IpAddress): AddressClass {
+  for (const [cls, cidr] of CLASS_TABLE) if (cidr.contains(ip)) return cls;
+  return 'public';
+}
+
+const INSIDE_CLASSES: ReadonlySet<AddressClass> = new Set(['unspecified', 'loopback', 'private', 'shared', 'link-local', 'unique-local']);
+
+/**
+ * Addresses that only make sense inside a site (behind a NAT) or nowhere.
+ * Documentation and benchmarking blocks are left out on purpose: labs (ours
+ * included) use 198.18.0.0/15 as their "Internet".
+ */
+export function isSiteLocal(ip: IpAddress): boolean {
+  return INSIDE_CLASSES.has(classifyAddress(ip));
+}
