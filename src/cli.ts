@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+/**
+ * The `ftp-alg` command: yargs → one validated config → start the right thing.
+ * Exit codes: 0 ok, 2 usage or configuration error (one line naming the flag),
+ * 1 runtime failure.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import type { Level } from 'pino';
+import { ConfigError, reverseFromFlags, type ReverseFlags } from './config.js';
+import { createLogger, logSink, LOG_LEVELS, type LogFormat } from './log.js';
+import { startReverseGateway } from './gateway/reverse.js';
+import type { Gateway } from './gateway/server.js';
+import type { EventSink } from './gateway/events.js';
+
+export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
+
+interface CommonFlags {
+  'log-level': Level;
+  'log-format'?: LogFormat;
+}
+
+function withLogging<T>(y: Argv<T>) {
+  return y
+    .option('log-level', { choices: LOG_LEVELS, default: 'info' as Level, describe: 'least severe events to log' })
+    .option('log-format', { choices: ['json', 'pretty'] as const, describe: 'default: pretty when stderr is a terminal' });
+}
+
+async function sinkFor(flags: CommonFlags): Promise<EventSink> {
+  const format = flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json');
+  return logSink(await createLogger(flags['log-level'], format));
+}
+
+/** Keeps the process up until SIGINT/SIGTERM, then drains and closes. */
+function runUntilSignal(gateways: Gateway[], sink: EventSink, drainMs: number, onStop?: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(EXIT.runtime);
+    stopping = true;
+    const sessions = gateways.reduce((n, g) => n + g.sessions.size, 0);
+    sink({ event: 'shutdown', reason: signal, sessions });
+    void Promise.all(gateways.map((g) => g.close(drainMs)))
+      .then(() => onStop?.())
+      .then(() => process.exit(EXIT.ok));
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+function fail(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`ftp-alg: ${err.message}\n`);
+    process.exit(EXIT.usage);
+  }
+  const e = err as NodeJS.ErrnoException;
+  const what = e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL' ? `cannot listen: ${e.message}` : e.message;
+  process.stderr.write(`ftp-alg: ${what}\n`);
+  process.exit(EXIT.runtime);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await withLogging(yargs(argv))
+    .scriptName('ftp-alg')
+    .usage('$0 <command> [options]\n\nNAT-aware FTP application-layer gateway.')
+    .command(
+      'reverse',
+      'gateway in front of an FTP server behind a NAT',
+      (y) =>
+        y
+          .option('listen', { type: 'string', describe: 'ADDR:PORT to accept clients on', demandOption: true })
+          .option('server', { type: 'string', describe: 'HOST:PORT of the FTP server', demandOption: true })
+          .option('public-address', { type: 'string', describe: 'IPv4 address clients reach the gateway at (announced in 227)', demandOption: true })
+          .option('inside-address', { type: 'string', describe: 'our address facing the server, for active-mode listeners' })
+          .option('passive-ports', { type: 'string', describe: 'LO-HI range for passive data listeners' })
+          .option('active-ports', { type: 'string', describe: 'LO-HI range for active data listeners' })
+          .option('server-networks', { type: 'string', describe: 'CIDR,... the server may announce in 227/229 besides its own address' })
+          .option('data-timeout', { type: 'number', describe: 'seconds to wait for a data connection', default: 30 })
+          .option('max-line', { type: 'number', describe: 'longest control line in bytes' })
+          .option('tls', { choices: ['refuse', 'passthrough'], default: 'refuse', describe: 'what to do with AUTH TLS' })
+          .option('drain', { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM' }),
+      async (flags) => {
+        const cfg = reverseFromFlags(flags as ReverseFlags);
+        const sink = await sinkFor(flags as CommonFlags);
+        const gateway = await startReverseGateway(cfg, sink);
+        runUntilSignal([gateway], sink, Number(flags.drain) * 1000);
+      },
+    )
+    .command(
+      'demo',
+      'built-in FTP server behind the gateway on loopback, with a self-check transfer',
+      (y) =>
+        y
+          .option('listen', { type: 'string', default: '127.0.0.1:2121', describe: 'ADDR:PORT for the gateway' })
+          .option('self-check-only', { type: 'boolean', default: false, describe: 'exit after the self-check' }),
+      async (flags) => {
+        const { runDemo } = await import('./demo/run.js');
+        const sink = await sinkFor(flags as CommonFlags);
+        const code = await runDemo({ listen: String(flags.listen), selfCheckOnly: Boolean(flags['self-check-only']), sink });
+        if (code !== undefined) process.exit(code);
+      },
+    )
+    .demandCommand(1, 'name a command: reverse or demo')
+    .strict()
+    .recommendCommands()
+    .fail((msg, err) => {
+      if (err) fail(err);
+      process.stderr.write(`ftp-alg: ${msg.replace(/\s*\n\s*/g, '; ')} (see: ftp-alg --help)\n`);
+      process.exit(EXIT.usage);
+    })
+    .help()
+    .version()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .parseAsync();
+}
+
+main(hideBin(process.argv)).catch(fail);

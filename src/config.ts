@@ -1,0 +1,153 @@
+/**
+ * Flags → one validated configuration. Every error names the flag it is
+ * about, so the CLI can print one line and exit 2.
+ */
+import { parseCidr, parseIp, type Cidr, type IpAddress } from './protocol/address.js';
+import type { PortRange } from './gateway/ports.js';
+import { DEFAULT_MAX_LINE_BYTES } from './protocol/framer.js';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`${key}: ${message}`);
+  }
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface CommonGatewayConfig {
+  listen: HostPort;
+  passivePorts?: PortRange | undefined;
+  activePorts?: PortRange | undefined;
+  acceptTimeoutMs: number;
+  dataIdleTimeoutMs: number;
+  completionLingerMs: number;
+  connectTimeoutMs: number;
+  maxLineBytes: number;
+  tls: 'refuse' | 'passthrough';
+}
+
+export interface ReverseConfig extends CommonGatewayConfig {
+  mode: 'reverse';
+  server: HostPort;
+  publicAddress: IpAddress;
+  insideAddress?: IpAddress | undefined;
+  serverNetworks: Cidr[];
+}
+
+export const DEFAULTS = {
+  acceptTimeoutMs: 30_000,
+  dataIdleTimeoutMs: 300_000,
+  completionLingerMs: 5_000,
+  connectTimeoutMs: 10_000,
+  maxLineBytes: DEFAULT_MAX_LINE_BYTES,
+  tls: 'refuse' as const,
+};
+
+/** `1.2.3.4:21`, `[::1]:21`, `host:21`; `allowName` for destinations only. */
+export function parseHostPort(key: string, text: string, allowName: boolean): HostPort {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
+  if (!m) throw new ConfigError(key, `"${text}" is not ADDRESS:PORT (IPv6 in brackets: [::1]:2121)`);
+  const host = m[1]!;
+  const port = Number(m[2]);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(key, `port ${m[2]} is out of range 0-65535`);
+  const ip = parseIp(host);
+  if (!ip && !(allowName && /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host))) {
+    throw new ConfigError(key, `"${host}" is not an IP address${allowName ? ' or host name' : ''}`);
+  }
+  return { host: ip ? ip.address : host, port };
+}
+
+export function parseIpFlag(key: string, text: string): IpAddress {
+  const ip = parseIp(text);
+  if (!ip) throw new ConfigError(key, `"${text}" is not an IP address`);
+  return ip;
+}
+
+export function parsePortRange(key: string, text: string): PortRange {
+  const m = /^(\d+)-(\d+)$/.exec(text.trim());
+  const lo = Number(m?.[1]);
+  const hi = Number(m?.[2]);
+  if (!m || lo < 1024 || hi > 65535 || lo > hi) throw new ConfigError(key, `"${text}" is not a port range LO-HI within 1024-65535`);
+  return { lo, hi };
+}
+
+export function parseCidrList(key: string, text: string): Cidr[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const c = parseCidr(s);
+      if (!c) throw new ConfigError(key, `"${s}" is not a CIDR block`);
+      return c;
+    });
+}
+
+export function parseSeconds(key: string, value: unknown): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new ConfigError(key, `"${String(value)}" is not a number of seconds in (0, 86400]`);
+  return Math.round(n * 1000);
+}
+
+export interface ReverseFlags {
+  listen?: string;
+  server?: string;
+  'public-address'?: string;
+  'inside-address'?: string;
+  'passive-ports'?: string;
+  'active-ports'?: string;
+  'server-networks'?: string;
+  'data-timeout'?: number;
+  'max-line'?: number;
+  tls?: string;
+}
+
+function required(key: string, v: string | undefined): string {
+  if (v === undefined || v === '') throw new ConfigError(`--${key}`, 'is required');
+  return v;
+}
+
+export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'listen'> {
+  const maxLine = f['max-line'] ?? DEFAULTS.maxLineBytes;
+  if (!Number.isInteger(maxLine) || maxLine < 64 || maxLine > 1 << 20) {
+    throw new ConfigError('--max-line', `${maxLine} is not a byte count in 64-1048576`);
+  }
+  const tls = f.tls ?? DEFAULTS.tls;
+  if (tls !== 'refuse' && tls !== 'passthrough') throw new ConfigError('--tls', `"${tls}" is not refuse or passthrough`);
+  return {
+    passivePorts: f['passive-ports'] ? parsePortRange('--passive-ports', f['passive-ports']) : undefined,
+    activePorts: f['active-ports'] ? parsePortRange('--active-ports', f['active-ports']) : undefined,
+    acceptTimeoutMs: f['data-timeout'] !== undefined ? parseSeconds('--data-timeout', f['data-timeout']) : DEFAULTS.acceptTimeoutMs,
+    dataIdleTimeoutMs: DEFAULTS.dataIdleTimeoutMs,
+    completionLingerMs: DEFAULTS.completionLingerMs,
+    connectTimeoutMs: DEFAULTS.connectTimeoutMs,
+    maxLineBytes: maxLine,
+    tls,
+  };
+}
+
+export function reverseFromFlags(f: ReverseFlags): ReverseConfig {
+  const listen = parseHostPort('--listen', required('listen', f.listen), false);
+  const server = parseHostPort('--server', required('server', f.server), true);
+  if (server.port === 0) throw new ConfigError('--server', 'port 0 is not a server port');
+  const publicAddress = parseIpFlag('--public-address', required('public-address', f['public-address']));
+  if (publicAddress.family !== 4) {
+    // 227 replies can only carry IPv4; IPv6 clients get 229, which has no address.
+    throw new ConfigError('--public-address', `${publicAddress.address} is IPv6; 227 replies carry IPv4 only (IPv6 clients are answered with 229 and need no address)`);
+  }
+  return {
+    mode: 'reverse',
+    listen,
+    server,
+    publicAddress,
+    insideAddress: f['inside-address'] ? parseIpFlag('--inside-address', f['inside-address']) : undefined,
+    serverNetworks: f['server-networks'] ? parseCidrList('--server-networks', f['server-networks']) : [],
+    ...commonFromFlags(f),
+  };
+}

@@ -1,0 +1,227 @@
+/**
+ * One data connection through the gateway: a one-shot listener that accepts
+ * exactly one connection from the expected peer, dials the other side, and
+ * relays both ways with back-pressure and half-close. Knows nothing of FTP.
+ *
+ * Passive mode: listen for the client, dial the server.
+ * Active mode:  listen for the server, dial the client.
+ */
+import net, { type Socket } from 'node:net';
+import { formatEndpoint, ipOf, type Endpoint, type IpAddress } from '../protocol/address.js';
+import type { DataMode, EventSink } from './events.js';
+import type { PortPool } from './ports.js';
+import { REASON } from '../alg/policy.js';
+
+export interface DataChannelOptions {
+  session: string;
+  mode: DataMode;
+  listenHost: string;
+  pool: PortPool;
+  /** Who may connect to the listener; anyone else is closed and reported. */
+  acceptFrom: (peer: IpAddress) => boolean;
+  acceptLabel: string;
+  dialTarget: Endpoint;
+  /** Local address to dial from: peers like vsftpd check that data comes from the control peer's address. */
+  dialFrom?: string | undefined;
+  acceptTimeoutMs: number;
+  /** A relay that moves no byte for this long is closed. */
+  idleTimeoutMs: number;
+  sink: EventSink;
+}
+
+export type DataState = 'listening' | 'connecting' | 'relaying' | 'closed';
+
+export class DataChannel {
+  state: DataState = 'listening';
+  readonly port: number;
+  /** Resolves once the channel is closed for good, whatever the cause. */
+  readonly closed: Promise<string>;
+  private resolveClosed!: (reason: string) => void;
+  private readonly listener: net.Server;
+  private sockets: Socket[] = [];
+  private acceptTimer: NodeJS.Timeout | undefined;
+  private bytesIn = 0; // towards the dialled side
+  private bytesOut = 0; // towards the accepted side
+  private openedAt = 0;
+  private progressWaiters = new Set<() => void>();
+  private from = '';
+  /** One direction has ended and its last byte was handed to the receiving socket. */
+  private halfFlushed = false;
+  private to = '';
+
+  private constructor(
+    private readonly opts: DataChannelOptions,
+    listener: net.Server,
+    port: number,
+  ) {
+    this.listener = listener;
+    this.port = port;
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+    listener.on('connection', (s) => this.onConnection(s));
+    listener.on('error', (err) => this.close(`listener error: ${err.message}`));
+    this.acceptTimer = setTimeout(() => this.close('accept timeout'), opts.acceptTimeoutMs);
+    opts.sink({
+      event: 'data-listen',
+      session: opts.session,
+      mode: opts.mode,
+      address: opts.listenHost,
+      port,
+      expect: opts.acceptLabel,
+    });
+  }
+
+  /** Listens on a port of the pool; throws PortsExhaustedError when none is free. */
+  static async open(opts: DataChannelOptions): Promise<DataChannel> {
+    const listener = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
+    const port = await opts.pool.listen(listener, opts.listenHost);
+    return new DataChannel(opts, listener, port);
+  }
+
+  get bytes(): number {
+    return this.bytesIn + this.bytesOut;
+  }
+
+  /**
+   * Resolves when the transfer is flushed: a direction has ended and all of
+   * its bytes were handed to the receiving socket (an FTP data connection
+   * carries data one way; the other side may keep its half open), or the
+   * channel closed. Gives up when no byte has moved for `idleMs`: the linger
+   * bound for holding a completion reply.
+   */
+  async settled(idleMs: number): Promise<void> {
+    while (this.state !== 'closed' && !this.halfFlushed) {
+      const before = this.bytes;
+      let timer: NodeJS.Timeout | undefined;
+      let wake: (() => void) | undefined;
+      const progressed = await Promise.race([
+        this.closed.then(() => true),
+        new Promise<boolean>((resolve) => {
+          wake = () => resolve(true);
+          this.progressWaiters.add(wake);
+          timer = setTimeout(() => resolve(false), idleMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (wake) this.progressWaiters.delete(wake);
+      if (!progressed && this.bytes === before) return;
+    }
+  }
+
+  close(reason: string): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.openedAt > 0;
+    this.state = 'closed';
+    clearTimeout(this.acceptTimer);
+    this.closeListener();
+    for (const s of this.sockets) s.destroy();
+    for (const w of this.progressWaiters) w();
+    const { session, mode } = this.opts;
+    this.opts.sink({
+      event: 'data-close',
+      session,
+      mode,
+      from: this.from,
+      to: this.to || formatEndpoint(this.opts.dialTarget),
+      bytes: this.bytes,
+      bytesUp: this.bytesIn,
+      bytesDown: this.bytesOut,
+      durationMs: wasOpen ? Date.now() - this.openedAt : 0,
+      reason,
+    });
+    this.resolveClosed(reason);
+  }
+
+  private closeListener(): void {
+    if (!this.listener.listening) return;
+    this.listener.close(() => this.opts.pool.release(this.port));
+  }
+
+  private onConnection(accepted: Socket): void {
+    const peer = accepted.remoteAddress ? ipOf(accepted.remoteAddress) : undefined;
+    if (this.state !== 'listening' || !peer || !this.opts.acceptFrom(peer)) {
+      accepted.destroy();
+      this.opts.sink({
+        event: 'refuse',
+        session: this.opts.session,
+        kind: `data-${this.opts.mode}`,
+        code: REASON.DATA_PEER_MISMATCH,
+        message: `data connection from ${accepted.remoteAddress}:${accepted.remotePort}, expected ${this.opts.acceptLabel}; closed`,
+      });
+      return;
+    }
+    clearTimeout(this.acceptTimer);
+    this.closeListener();
+    this.state = 'connecting';
+    this.from = `${formatEndpoint({ ...peer, port: accepted.remotePort ?? 0 })}`;
+    this.track(accepted);
+    const { dialTarget, dialFrom, acceptTimeoutMs } = this.opts;
+    const dialled = net.connect({
+      host: dialTarget.address,
+      port: dialTarget.port,
+      family: dialTarget.family,
+      allowHalfOpen: true,
+      ...(dialFrom ? { localAddress: dialFrom } : {}),
+    });
+    this.track(dialled);
+    dialled.setTimeout(acceptTimeoutMs, () => {
+      if (this.state === 'connecting') this.close(`connect to ${formatEndpoint(dialTarget)} timed out`);
+    });
+    dialled.once('connect', () => {
+      if (this.state !== 'connecting') return;
+      this.state = 'relaying';
+      this.openedAt = Date.now();
+      this.to = formatEndpoint(dialTarget);
+      this.opts.sink({ event: 'data-open', session: this.opts.session, mode: this.opts.mode, from: this.from, to: this.to });
+      this.relay(accepted, dialled);
+    });
+  }
+
+  private track(s: Socket): void {
+    this.sockets.push(s);
+    s.on('error', (err) => this.close(`${err.message}`));
+    s.on('close', () => this.onSocketClose());
+  }
+
+  private onSocketClose(): void {
+    if (this.state === 'closed') return;
+    if (this.state !== 'relaying') {
+      this.close('peer closed before the relay started');
+      return;
+    }
+    if (this.sockets.every((s) => s.destroyed)) this.close('complete');
+  }
+
+  private relay(a: Socket, b: Socket): void {
+    const idle = this.opts.idleTimeoutMs;
+    for (const s of [a, b]) {
+      s.setTimeout(idle, () => this.close(`idle for ${idle} ms`));
+    }
+    a.on('data', (chunk: Buffer) => this.progress(chunk.length, 0));
+    b.on('data', (chunk: Buffer) => this.progress(0, chunk.length));
+    // pipe() gives back-pressure (pauses the reader while the writer's buffer
+    // is full) and, with allowHalfOpen, forwards a FIN as a half-close: the
+    // other direction keeps flowing until it ends too.
+    a.pipe(b);
+    b.pipe(a);
+    // A direction counts as the transfer when it carried the bytes (or when
+    // nothing moved at all: an empty file); a client that shuts its idle half
+    // early must not release the completion reply before the data.
+    a.once('finish', () => this.directionFlushed(this.bytesOut > 0 || this.bytesIn === 0));
+    b.once('finish', () => this.directionFlushed(this.bytesIn > 0 || this.bytesOut === 0));
+    a.resume();
+  }
+
+  private directionFlushed(carriedTransfer: boolean): void {
+    if (carriedTransfer) this.halfFlushed = true;
+    this.progress(0, 0);
+  }
+
+  private progress(up: number, down: number): void {
+    this.bytesIn += up;
+    this.bytesOut += down;
+    if (this.progressWaiters.size > 0) {
+      for (const w of this.progressWaiters) w();
+      this.progressWaiters.clear();
+    }
+  }
+}

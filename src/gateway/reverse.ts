@@ -1,0 +1,25 @@
+/** Reverse mode: ftp-alg in front of one (NATed) FTP server. */
+import type { ReverseConfig } from '../config.js';
+import type { EventSink } from './events.js';
+import { PortPool } from './ports.js';
+import { Gateway, fixedServerDialer } from './server.js';
+
+export function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promise<Gateway> {
+  return Gateway.start({
+    mode: 'reverse',
+    listen: cfg.listen,
+    sink,
+    dialServer: fixedServerDialer(cfg.server, cfg.connectTimeoutMs),
+    session: {
+      translator: { passive: 'relay', serverNetworks: cfg.serverNetworks, tls: cfg.tls },
+      publicAddress: cfg.publicAddress,
+      insideAddress: cfg.insideAddress?.address,
+      passivePool: new PortPool(cfg.passivePorts),
+      activePool: new PortPool(cfg.activePorts),
+      acceptTimeoutMs: cfg.acceptTimeoutMs,
+      dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
+      completionLingerMs: cfg.completionLingerMs,
+      maxLineBytes: cfg.maxLineBytes,
+    },
+  });
+}

@@ -1,0 +1,110 @@
+/**
+ * The gateway's listener: accepts control connections, gives each one a
+ * session, keeps the registry, and shuts down gracefully.
+ */
+import net, { type Socket } from 'node:net';
+import { ControlSession, type ServerDialer, type SessionConfig } from './session.js';
+import type { EventSink } from './events.js';
+
+export interface GatewayOptions {
+  mode: 'reverse' | 'forward';
+  listen: { host: string; port: number };
+  session: SessionConfig;
+  dialServer: ServerDialer;
+  sink: EventSink;
+}
+
+let nextSessionNumber = 0;
+
+function sessionId(): string {
+  nextSessionNumber = (nextSessionNumber + 1) % 0x1000000;
+  return `${process.pid.toString(36)}-${nextSessionNumber.toString(36)}`;
+}
+
+export class Gateway {
+  readonly sessions = new Set<ControlSession>();
+  private closing = false;
+
+  private constructor(
+    private readonly listener: net.Server,
+    private readonly opts: GatewayOptions,
+  ) {}
+
+  static async start(opts: GatewayOptions): Promise<Gateway> {
+    // allowHalfOpen: a client that sends QUIT and shuts its side down still
+    // gets the server's 221.
+    const listener = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    const gateway = new Gateway(listener, opts);
+    listener.on('connection', (socket) => gateway.onConnection(socket));
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen({ host: opts.listen.host, port: opts.listen.port }, () => {
+        listener.off('error', reject);
+        resolve();
+      });
+    });
+    listener.on('error', (err) => opts.sink({ event: 'warning', message: `listener error: ${err.message}` }));
+    const { address, port } = gateway.address;
+    opts.sink({ event: 'listening', address, port, mode: opts.mode });
+    return gateway;
+  }
+
+  get address(): { address: string; port: number; family: string } {
+    const a = this.listener.address() as net.AddressInfo;
+    return { address: a.address, port: a.port, family: a.family };
+  }
+
+  private onConnection(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    const session = new ControlSession(sessionId(), socket, this.opts.session, this.opts.sink, this.opts.dialServer);
+    this.sessions.add(session);
+    void session.closed.then(() => this.sessions.delete(session));
+    void session.start();
+  }
+
+  /**
+   * Stops accepting, gives running sessions up to `drainMs` to finish, then
+   * closes what is left. Resolves when nothing of ours is open.
+   */
+  async close(drainMs = 0): Promise<void> {
+    this.closing = true;
+    const stopped = new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    if (drainMs > 0 && this.sessions.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...this.sessions].map((s) => s.closed)),
+        new Promise((r) => (timer = setTimeout(r, drainMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const s of this.sessions) s.close('gateway shutting down');
+    await stopped;
+  }
+}
+
+/** Reverse mode: every session goes to the one configured server. */
+export function fixedServerDialer(target: { host: string; port: number }, connectTimeoutMs: number): ServerDialer {
+  return () =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`connect to ${target.host}:${target.port} timed out after ${connectTimeoutMs} ms`));
+      }, connectTimeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.off('error', onError);
+        socket.setNoDelay(true);
+        resolve(socket);
+      });
+      const onError = (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot connect to ${target.host}:${target.port}: ${err.code ?? err.message}`));
+      };
+      socket.once('error', onError);
+    });
+}

@@ -1,0 +1,518 @@
+/**
+ * One control session: the client socket, the server socket, a framer per
+ * direction, the translator that decides, and the data channels it asks for.
+ * It wires parts together; parsing lives in src/protocol, decisions in
+ * src/alg, data relaying in data.ts.
+ */
+import type { Socket } from 'node:net';
+import { LineFramer, encodeLine, type Framed, type FramedLine } from '../protocol/framer.js';
+import { parseCommand, redactCommand, TRANSFER_VERBS } from '../protocol/command.js';
+import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
+import { formatEndpoint, ipOf, sameAddress, type IpAddress } from '../protocol/address.js';
+import {
+  ControlTranslator,
+  renderActiveCommand,
+  renderPassiveReply,
+  type ClientDecision,
+  type ReplyDecision,
+  type TranslatorConfig,
+} from '../alg/translator.js';
+import { ReplyOrder } from '../alg/reply-order.js';
+import { RewriteLedger } from '../alg/ledger.js';
+import { REASON, type Refusal } from '../alg/policy.js';
+import { DataChannel, type DataChannelOptions } from './data.js';
+import { PortsExhaustedError, type PortPool } from './ports.js';
+import type { Direction, EventSink } from './events.js';
+
+export interface SessionConfig {
+  translator: TranslatorConfig;
+  /** Announced to clients in passive replies; default: the address the client reached us on. */
+  publicAddress?: IpAddress | undefined;
+  /** Where active-mode listeners bind, facing the server; default: our end of the server connection. */
+  insideAddress?: string | undefined;
+  passivePool: PortPool;
+  activePool: PortPool;
+  acceptTimeoutMs: number;
+  dataIdleTimeoutMs: number;
+  /** Longest a completion reply waits for its data while no byte moves. */
+  completionLingerMs: number;
+  maxLineBytes: number;
+}
+
+/** Dials the server for a session; rejects with a message fit for a 421 reply. */
+export type ServerDialer = (client: Socket) => Promise<Socket>;
+
+const PASSIVE_CODES = new Set([227, 228, 229]);
+
+export class ControlSession {
+  readonly closed: Promise<void>;
+  private resolveClosed!: () => void;
+  private server: Socket | undefined;
+  private translator: ControlTranslator | undefined;
+  private readonly order = new ReplyOrder();
+  private readonly clientFramer: LineFramer;
+  private readonly serverFramer: LineFramer;
+  private readonly replies = new ReplyAssembler();
+  private readonly ledgers = { 'client->server': new RewriteLedger(), 'server->client': new RewriteLedger() };
+  private readonly clientQueue: Framed[] = [];
+  private readonly serverQueue: Framed[] = [];
+  private pumping = { client: false, server: false };
+  private ended = { client: false, server: false };
+  /** Lines of a multi-line passive reply, held until the reply is complete. */
+  private heldLines: FramedLine[] = [];
+  private streamingReply = false;
+  private data: DataChannel | undefined;
+  private dataForTransfer = false;
+  private overflowing = false;
+  /** After AUTH passthrough: bytes go through untouched, nothing is parsed. */
+  private blind = { client: false, server: false };
+  private closeReason: string | undefined;
+  private readonly openedAt = Date.now();
+  private bytesUp = 0;
+  private bytesDown = 0;
+
+  constructor(
+    readonly id: string,
+    private readonly client: Socket,
+    private readonly config: SessionConfig,
+    private readonly sink: EventSink,
+    private readonly dialServer: ServerDialer,
+  ) {
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+    this.clientFramer = new LineFramer(config.maxLineBytes);
+    this.serverFramer = new LineFramer(config.maxLineBytes);
+  }
+
+  get clientLabel(): string {
+    return `${formatEndpoint({ ...ipOf(this.client.remoteAddress ?? '0.0.0.0'), port: this.client.remotePort ?? 0 })}`;
+  }
+
+  async start(): Promise<void> {
+    const client = this.client;
+    client.pause();
+    client.on('error', (err) => this.close(`client error: ${err.message}`));
+    client.on('close', () => this.onSocketClosed());
+    let server: Socket;
+    try {
+      server = await this.dialServer(client);
+    } catch (err) {
+      const message = (err as Error).message;
+      this.sink({ event: 'refuse', session: this.id, kind: 'connect', code: REASON.SERVER_UNREACHABLE, message });
+      if (!client.destroyed) client.end(encodeLine(`421 Service not available: ${message.replace(/[\r\n\0]/g, ' ')}`));
+      this.close(`server unreachable: ${message}`);
+      return;
+    }
+    if (this.closeReason) {
+      server.destroy();
+      return;
+    }
+    this.server = server;
+    const clientIp = ipOf(client.remoteAddress!);
+    const serverIp = ipOf(server.remoteAddress!);
+    this.translator = new ControlTranslator({ client: clientIp, server: serverIp }, this.config.translator);
+    this.sink({
+      event: 'session-open',
+      session: this.id,
+      client: this.clientLabel,
+      server: formatEndpoint({ ...serverIp, port: server.remotePort ?? 0 }),
+    });
+    server.on('error', (err) => this.close(`server error: ${err.message}`));
+    server.on('close', () => this.onSocketClosed());
+    server.on('data', (chunk: Buffer) => this.onServerData(chunk));
+    server.on('end', () => {
+      this.ended.server = true;
+      void this.pumpServer();
+    });
+    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    client.on('end', () => {
+      this.ended.client = true;
+      void this.pumpClient();
+    });
+    client.resume();
+  }
+
+  /** Closes everything the session holds; the first reason given is the one reported. */
+  close(reason: string): void {
+    if (this.closeReason) return;
+    this.closeReason = reason;
+    this.data?.close(`session closed: ${reason}`);
+    this.client.destroy();
+    this.server?.destroy();
+    this.sink({
+      event: 'session-close',
+      session: this.id,
+      reason,
+      bytesUp: this.bytesUp,
+      bytesDown: this.bytesDown,
+      durationMs: Date.now() - this.openedAt,
+    });
+    this.resolveClosed();
+  }
+
+  private onSocketClosed(): void {
+    if (this.closeReason) return;
+    const c = this.client.destroyed;
+    const s = this.server?.destroyed ?? true;
+    if (c && s) this.close(this.ended.client ? 'client quit' : 'closed');
+    else if (c && !this.ended.client) this.close('client vanished');
+    else if (s && !this.ended.server && this.server) this.close('server vanished');
+  }
+
+  // ---- client → server ------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    this.bytesUp += chunk.length;
+    if (this.blind.client) {
+      this.write(this.server!, chunk, 'client->server');
+      return;
+    }
+    this.clientQueue.push(...this.clientFramer.push(chunk));
+    void this.pumpClient();
+  }
+
+  private async pumpClient(): Promise<void> {
+    if (this.pumping.client || this.closeReason) return;
+    this.pumping.client = true;
+    try {
+      while (this.clientQueue.length > 0 && !this.closeReason) {
+        const item = this.clientQueue.shift()!;
+        if (this.blind.client) {
+          this.write(this.server!, item.raw, 'client->server');
+          continue;
+        }
+        const pending = this.onClientItem(item);
+        if (pending) {
+          this.client.pause();
+          await pending;
+          if (!this.closeReason) this.client.resume();
+        }
+      }
+      if (this.ended.client && !this.closeReason && this.server && !this.server.writableEnded) {
+        const tail = this.clientFramer.end();
+        if (tail) this.write(this.server, tail, 'client->server');
+        this.server.end();
+      }
+    } catch (err) {
+      this.close(`internal error: ${(err as Error).message}`);
+    } finally {
+      this.pumping.client = false;
+    }
+  }
+
+  private onClientItem(item: Framed): Promise<void> | void {
+    const server = this.server!;
+    if (item.kind === 'overflow') {
+      // A command over the cap is dropped, never forwarded in pieces: the
+      // server would see a truncated command, the rest as another one.
+      this.ledgers['client->server'].rewrote(item.raw.length, 0);
+      if (!this.overflowing) {
+        this.refuse({ code: REASON.LINE_TOO_LONG, message: `command longer than ${this.config.maxLineBytes} bytes dropped` }, 'command', item.raw.subarray(0, 40).toString('latin1'));
+        this.answer(`500 Command line too long (over ${this.config.maxLineBytes} bytes)`);
+      }
+      this.overflowing = !item.done;
+      return;
+    }
+    this.trace('client->server', redactCommand(item.text));
+    const cmd = parseCommand(item.text);
+    const decision: ClientDecision = this.translator!.onClientCommand(cmd);
+    switch (decision.type) {
+      case 'forward':
+        this.pass(server, item, 'client->server');
+        this.order.sent(decision.sent);
+        return;
+      case 'tls-passthrough':
+        this.pass(server, item, 'client->server');
+        this.order.sent(decision.sent);
+        this.sink({ event: 'warning', session: this.id, message: 'AUTH passed through: the control channel will be encrypted, no more rewriting' });
+        this.blind.client = true;
+        return;
+      case 'forward-as':
+        this.rewriteOut(server, item, decision.text, 'client->server', cmd.verb, decision.reason);
+        this.order.sent(decision.sent);
+        return;
+      case 'answer':
+        this.ledgers['client->server'].rewrote(item.raw.length, 0);
+        if (decision.refusal) this.refuse(decision.refusal, cmd.verb, item.text);
+        this.answer(decision.reply);
+        return;
+      case 'active':
+        return this.openActive(item, decision);
+    }
+  }
+
+  private async openActive(item: FramedLine, decision: Extract<ClientDecision, { type: 'active' }>): Promise<void> {
+    const server = this.server!;
+    const serverIp = ipOf(server.remoteAddress!);
+    const listenHost = this.config.insideAddress ?? server.localAddress!;
+    const channel = await this.openData({
+      mode: 'active',
+      listenHost,
+      pool: this.config.activePool,
+      acceptFrom: (peer) => sameAddress(peer, serverIp) || this.config.translator.serverNetworks.some((n) => n.contains(peer)),
+      acceptLabel: serverIp.address,
+      dialTarget: decision.target,
+      dialFrom: this.client.localAddress,
+    });
+    if (!channel) {
+      this.ledgers['client->server'].rewrote(item.raw.length, 0);
+      return;
+    }
+    const listen = { ...ipOf(listenHost), port: channel.port };
+    const text = renderActiveCommand(decision.verb, decision.delimiter, listen, this.translator!.addrs.client.family);
+    this.rewriteOut(server, item, text, 'client->server', decision.verb, `client ${formatEndpoint(decision.target)} is reached through the gateway at ${formatEndpoint(listen)}`);
+    this.order.sent(decision.sent);
+  }
+
+  // ---- server → client ------------------------------------------------------
+
+  private onServerData(chunk: Buffer): void {
+    this.bytesDown += chunk.length;
+    if (this.blind.server) {
+      this.write(this.client, chunk, 'server->client');
+      return;
+    }
+    this.serverQueue.push(...this.serverFramer.push(chunk));
+    void this.pumpServer();
+  }
+
+  private async pumpServer(): Promise<void> {
+    if (this.pumping.server || this.closeReason) return;
+    this.pumping.server = true;
+    try {
+      while (this.serverQueue.length > 0 && !this.closeReason) {
+        const item = this.serverQueue.shift()!;
+        if (this.blind.server) {
+          this.write(this.client, item.raw, 'server->client');
+          continue;
+        }
+        const pending = this.onServerItem(item);
+        if (pending) {
+          this.server!.pause();
+          await pending;
+          if (!this.closeReason) this.server!.resume();
+        }
+      }
+      if (this.ended.server && !this.closeReason && !this.client.writableEnded) {
+        const tail = this.serverFramer.end();
+        if (tail) this.write(this.client, tail, 'server->client');
+        this.client.end();
+      }
+    } catch (err) {
+      this.close(`internal error: ${(err as Error).message}`);
+    } finally {
+      this.pumping.server = false;
+    }
+  }
+
+  private onServerItem(item: Framed): Promise<void> | void {
+    if (item.kind === 'overflow') {
+      // Replies are not ours to drop: an overlong one passes through as is.
+      this.pass(this.client, item, 'server->client');
+      return;
+    }
+    this.trace('server->client', item.text);
+    const event = this.replies.push(item);
+    if (!event) {
+      // Inside a multi-line reply. Passive replies are held whole (the
+      // endpoint may be on any line); the rest stream through.
+      const code = replyCode(this.heldLines[0]?.text ?? item.text);
+      if (this.streamingReply || (this.heldLines.length === 0 && code !== undefined && !PASSIVE_CODES.has(code))) {
+        this.streamingReply = true;
+        this.pass(this.client, item, 'server->client');
+      } else {
+        this.heldLines.push(item);
+      }
+      return;
+    }
+    if (event.kind === 'stray') {
+      this.pass(this.client, item, 'server->client');
+      return;
+    }
+    const streamed = this.streamingReply;
+    this.streamingReply = false;
+    this.heldLines = [];
+    return this.onServerReply(event.reply, streamed);
+  }
+
+  private onServerReply(reply: Reply, streamed: boolean): Promise<void> | void {
+    const lines = streamed ? reply.lines.slice(-1) : reply.lines;
+    if (!isFinalCode(reply.code)) {
+      for (const l of lines) this.pass(this.client, l, 'server->client');
+      return;
+    }
+    const sent = this.order.awaiting;
+    const decision: ReplyDecision = streamed
+      ? { type: 'forward' }
+      : this.translator!.onServerReply(reply.code, reply.lines.map((l) => l.text), sent);
+    if (decision.type === 'passive') return this.openPassive(reply, decision);
+    if (decision.type === 'unparsed') {
+      this.sink({ event: 'warning', session: this.id, message: `${decision.reason}: passed unchanged` });
+    }
+    if (decision.type === 'rewrite') {
+      lines.forEach((l, i) =>
+        i === decision.lineIndex
+          ? this.rewriteOut(this.client, l, decision.text, 'server->client', decision.kind, decision.reason)
+          : this.pass(this.client, l, 'server->client'),
+      );
+      this.finishReply();
+      return;
+    }
+    const isTransferEnd = sent !== undefined && TRANSFER_VERBS.has(sent.verb) && this.data !== undefined && this.dataForTransfer;
+    if (isTransferEnd) return this.completeTransfer(reply, lines);
+    for (const l of lines) this.pass(this.client, l, 'server->client');
+    if (sent?.verb === 'AUTH' && reply.code === 234 && this.blind.client) this.goBlind();
+    this.finishReply();
+  }
+
+  /**
+   * The completion reply of a transfer reaches the client only after the data
+   * relayed so far has been flushed to it: a client that sees 226 first may
+   * close the data connection and lose the tail (or report a short file).
+   */
+  private async completeTransfer(reply: Reply, lines: FramedLine[]): Promise<void> {
+    const channel = this.data!;
+    const waitForData = channel.state === 'relaying' || channel.state === 'connecting' || (channel.state === 'listening' && reply.code < 300);
+    if (waitForData) await channel.settled(this.config.completionLingerMs);
+    if (channel.state === 'listening') channel.close(`transfer ended with ${reply.code} before a data connection`);
+    if (this.data === channel) {
+      this.data = undefined;
+      this.dataForTransfer = false;
+    }
+    if (this.closeReason) return;
+    for (const l of lines) this.pass(this.client, l, 'server->client');
+    this.finishReply();
+  }
+
+  private async openPassive(reply: Reply, decision: Extract<ReplyDecision, { type: 'passive' }>): Promise<void> {
+    const client = this.client;
+    const clientIp = this.translator!.addrs.client;
+    const listenHost = client.localAddress!;
+    if (decision.refusal) this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
+    const channel = await this.openData({
+      mode: 'passive',
+      listenHost,
+      pool: this.config.passivePool,
+      acceptFrom: (peer) => sameAddress(peer, clientIp),
+      acceptLabel: clientIp.address,
+      dialTarget: decision.dial,
+      dialFrom: this.server!.localAddress,
+    });
+    if (!channel) {
+      this.ledgers['server->client'].rewrote(reply.lines.reduce((n, l) => n + l.raw.length, 0), 0);
+      this.finishReply();
+      return;
+    }
+    const announcedIp = this.config.publicAddress ?? ipOf(listenHost);
+    const announced = { ...announcedIp, port: channel.port };
+    const texts = reply.lines.map((l) => l.text);
+    const out = renderPassiveReply(decision, texts, announced);
+    const reason = `server data endpoint ${formatEndpoint(decision.dial)} is reached through the gateway at ${formatEndpoint(announced)}`;
+    if (decision.inPlace) {
+      reply.lines.forEach((l, i) =>
+        i === decision.inPlace!.lineIndex
+          ? this.rewriteOut(client, l, out[i]!, 'server->client', decision.kind, reason)
+          : this.pass(client, l, 'server->client'),
+      );
+    } else {
+      const before = reply.lines.map((l) => l.text).join('\n');
+      const raw = Buffer.concat(reply.lines.map((l) => l.raw));
+      const after = encodeLine(out.join('\r\n'), reply.lines.at(-1)!.eol);
+      this.emitRewrite('server->client', decision.kind, before, out.join('\n'), raw.length, after, reason + ` (${decision.kind} answered as ${decision.answerAs})`);
+      this.write(client, after, 'server->client');
+    }
+    this.finishReply();
+  }
+
+  private async openData(
+    o: Pick<DataChannelOptions, 'mode' | 'listenHost' | 'pool' | 'acceptFrom' | 'acceptLabel' | 'dialTarget' | 'dialFrom'>,
+  ): Promise<DataChannel | undefined> {
+    // A new PORT/PASV replaces the previous data channel (RFC 959: the last
+    // one given wins); an unused listener must not stay open.
+    if (this.data && this.data.state === 'listening') this.data.close('replaced by a new data channel');
+    try {
+      const channel = await DataChannel.open({
+        ...o,
+        session: this.id,
+        acceptTimeoutMs: this.config.acceptTimeoutMs,
+        idleTimeoutMs: this.config.dataIdleTimeoutMs,
+        sink: this.sink,
+      });
+      if (this.closeReason) {
+        channel.close(`session closed: ${this.closeReason}`);
+        return undefined;
+      }
+      this.data = channel;
+      this.dataForTransfer = true;
+      return channel;
+    } catch (err) {
+      const exhausted = err instanceof PortsExhaustedError;
+      const message = exhausted ? err.message : `cannot listen on ${o.listenHost}: ${(err as Error).message}`;
+      this.refuse({ code: REASON.PORTS_EXHAUSTED, message }, o.mode === 'active' ? 'PORT' : 'PASV', '');
+      this.answer(`425 Can't open data connection through the gateway (${exhausted ? 'no free port' : 'listen failed'})`);
+      return undefined;
+    }
+  }
+
+  private goBlind(): void {
+    this.blind.server = true;
+    const rest = [...this.serverQueue.splice(0).map((i) => i.raw), this.serverFramer.end()].filter((b): b is Buffer => !!b);
+    for (const b of rest) this.write(this.client, b, 'server->client');
+    const clientRest = [...this.clientQueue.splice(0).map((i) => i.raw), this.clientFramer.end()].filter((b): b is Buffer => !!b);
+    for (const b of clientRest) this.write(this.server!, b, 'client->server');
+  }
+
+  // ---- output helpers -------------------------------------------------------
+
+  private finishReply(): void {
+    for (const reply of this.order.finalReplied()) this.writeLocal(reply);
+  }
+
+  /** Answers the client ourselves, in its turn (see ReplyOrder). */
+  private answer(reply: string): void {
+    for (const r of this.order.local(reply)) this.writeLocal(r);
+  }
+
+  private writeLocal(reply: string): void {
+    const buf = encodeLine(reply);
+    this.ledgers['server->client'].rewrote(0, buf.length);
+    this.trace('server->client', `${reply} (from the gateway)`);
+    this.write(this.client, buf, 'server->client');
+  }
+
+  private pass(dest: Socket, item: Framed, dir: Direction): void {
+    this.ledgers[dir].passed(item.raw.length);
+    this.write(dest, item.raw, dir);
+  }
+
+  private rewriteOut(dest: Socket, item: FramedLine, text: string, dir: Direction, kind: string, reason: string): void {
+    const out = encodeLine(text, item.eol);
+    this.emitRewrite(dir, kind, item.text, text, item.raw.length, out, reason);
+    this.write(dest, out, dir);
+  }
+
+  private emitRewrite(dir: Direction, kind: string, before: string, after: string, beforeBytes: number, out: Buffer, reason: string): void {
+    const entry = this.ledgers[dir].rewrote(beforeBytes, out.length);
+    this.sink({ event: 'rewrite', session: this.id, direction: dir, kind, before, after, reason, offset: entry.offset, delta: entry.delta });
+  }
+
+  private write(dest: Socket, buf: Buffer, dir: Direction): void {
+    if (dest.destroyed || dest.writableEnded) return;
+    if (!dest.write(buf)) {
+      // Control lines are small, but a peer that stops reading must not make
+      // us buffer without bound: stop reading from the other side meanwhile.
+      const src = dir === 'client->server' ? this.client : this.server;
+      src?.pause();
+      dest.once('drain', () => {
+        if (!this.closeReason) src?.resume();
+      });
+    }
+  }
+
+  private refuse(refusal: Refusal, kind: string, line: string): void {
+    this.sink({ event: 'refuse', session: this.id, kind, line: redactCommand(line), code: refusal.code, message: refusal.message });
+  }
+
+  private trace(direction: Direction, line: string): void {
+    this.sink({ event: 'control', session: this.id, direction, line });
+  }
+}
