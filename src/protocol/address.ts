@@ -18,14 +18,22 @@ export interface Endpoint extends IpAddress {
   port: number;
 }
 
+const V4_MAPPED_PREFIX = '0000:0000:0000:0000:0000:ffff:';
+
 export function parseIp(text: string): IpAddress | undefined {
   const t = text.trim().replace(/^\[(.*)\]$/, '$1');
   if (Address4.isValid(t) && /^\d+\.\d+\.\d+\.\d+$/.test(t)) {
     return { family: 4, address: new Address4(t).correctForm() };
   }
-  if (Address6.isValid(t) && !t.includes('%')) {
+  // Zone ids (`fe80::1%eth0`) and prefix lengths (`fd00::1/64`, which
+  // Address6 accepts) are not addresses.
+  if (Address6.isValid(t) && !/[%/]/.test(t)) {
     const a6 = new Address6(t);
-    if (a6.is4()) return { family: 4, address: a6.to4().correctForm() };
+    // Fold exactly ::ffff:0:0/96 (RFC 4291 §2.5.5.2), in dotted or hex form.
+    // Address6.is4() is not that test: it is true for any text written with a
+    // dotted tail (`::1.2.3.4`, NAT64 `64:ff9b::1.2.3.4`) and false for
+    // `::ffff:c000:201`.
+    if (a6.canonicalForm().startsWith(V4_MAPPED_PREFIX)) return { family: 4, address: a6.to4().correctForm() };
     return { family: 6, address: a6.correctForm() };
   }
   return undefined;

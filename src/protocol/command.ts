@@ -19,7 +19,9 @@ export const TRANSFER_VERBS = new Set(['RETR', 'STOR', 'STOU', 'APPE', 'LIST', '
 
 /** Masks the argument of commands that carry secrets, for logs. */
 export function redactCommand(text: string): string {
-  const { verb } = parseCommand(text);
+  // Split on any whitespace here, not just the space parseCommand uses: a
+  // `PASS\tsecret` the server rejects must still not reach the logs.
+  const verb = text.trimStart().split(/\s/, 1)[0]!.toUpperCase();
   if (verb === 'PASS' || verb === 'ACCT') return `${verb} ****`;
   return text;
 }

@@ -73,6 +73,10 @@ export function parseEprtArg(arg: string): Endpoint | undefined {
   const [, af, addr, portText] = parts as [string, string, string, string, string];
   const family: Family | undefined = af === '1' ? 4 : af === '2' ? 6 : undefined;
   if (!family || !/^\d{1,5}$/.test(portText)) return undefined;
+  // Only the RFC 2428 forms: dotted quad for 1, IPv6 text for 2. parseIp is
+  // more forgiving (it trims spaces, strips brackets, folds `::ffff:` under |1|)
+  // and a gateway should not relay what the server would have to guess at.
+  if (!(family === 4 ? /^[\d.]+$/ : /^[\da-fA-F:.]+$/).test(addr)) return undefined;
   const ip = parseIp(addr);
   const port = Number(portText);
   if (!ip || ip.family !== family || !isValidPort(port)) return undefined;
@@ -131,7 +135,10 @@ export interface FoundPort {
   delimiter: string;
 }
 
-const SIX_NUMBERS = /(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})/g;
+// The lookarounds keep a longer run of digits (`1192`, `4,1000`) from being
+// read as its last or first three digits, which would yield a wrong endpoint
+// and a span that splits a number.
+const SIX_NUMBERS = /(?<!\d)(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})(?!\d)/g;
 
 /**
  * 227: RFC 1123 §4.1.2.6 tells clients to scan the text for the first six

@@ -154,5 +154,8 @@ export function stripTelnet(body: Buffer): string {
  */
 export function encodeLine(text: string, eol: Eol = '\r\n'): Buffer {
   if (/[\r\n\0]/.test(text)) throw new Error('refusing to encode a line containing CR, LF or NUL');
+  // Buffer's 'latin1' keeps only the low byte of each UTF-16 unit, so U+010A
+  // would go out as LF: refuse anything that is not Latin-1 instead.
+  if (/[^\x00-\xff]/.test(text)) throw new Error('refusing to encode a line containing a character above U+00FF');
   return Buffer.from(text + eol, 'latin1');
 }
