@@ -136,6 +136,11 @@ export function stripTelnet(body: Buffer): string {
     if (cmd === IAC) {
       out.push(IAC);
       i += 1;
+    } else if (cmd < SE) {
+      // Not a Telnet command: the byte after a lone IAC is data. Happens when
+      // a client sends Synch and the DM byte travels as urgent data that the
+      // socket API drops, leaving `IAC IP IAC ABOR`.
+      continue;
     } else if (cmd >= WILL && cmd <= DONT) {
       i += 2; // option negotiation carries one option byte
     } else if (cmd === SB) {

@@ -147,6 +147,11 @@ describe('LineFramer Telnet handling', () => {
     expect(line?.eol).toBe('\r\n');
   });
 
+  test('IAC IP IAC ABOR (the DM byte lost as urgent data): text is still ABOR', () => {
+    const [line] = new LineFramer().push(bytes([IAC, IP, IAC], 'ABOR\r\n')) as FramedLine[];
+    expect(line?.text).toBe('ABOR');
+  });
+
   test('IAC IAC is a literal 0xFF', () => {
     const [line] = new LineFramer().push(bytes('RETR a', [IAC, IAC], 'b\r\n')) as FramedLine[];
     expect(line?.text).toBe('RETR a\xffb');
