@@ -31,7 +31,7 @@ export async function createLogger(level: Level, format: LogFormat): Promise<Log
       pretty({ destination: 2, colorize: process.stderr.isTTY, ignore: 'event', messageKey: 'msg', sync: true }),
     );
   }
-  return pino({ level, base: undefined }, pino.destination({ dest: 2, sync: false }));
+  return pino({ level, base: undefined }, pino.destination({ dest: 2, sync: true }));
 }
 
 export function logSink(logger: Logger): EventSink {

@@ -58,10 +58,15 @@ export class ControlSession {
   private readonly serverQueue: Framed[] = [];
   private pumping = { client: false, server: false };
   private ended = { client: false, server: false };
+  /** Which side sent its FIN first: says who ended the session. */
+  private firstEnd: 'client' | 'server' | undefined;
   /** Lines of a multi-line passive reply, held until the reply is complete. */
   private heldLines: FramedLine[] = [];
   private streamingReply = false;
+  /** The data channel the next transfer uses. */
   private data: DataChannel | undefined;
+  /** Every channel not yet closed, the current one and any still draining. */
+  private readonly channels = new Set<DataChannel>();
   private dataForTransfer = false;
   private overflowing = false;
   /** After AUTH passthrough: bytes go through untouched, nothing is parsed. */
@@ -121,11 +126,13 @@ export class ControlSession {
     server.on('data', (chunk: Buffer) => this.onServerData(chunk));
     server.on('end', () => {
       this.ended.server = true;
+      this.firstEnd ??= 'server';
       void this.pumpServer();
     });
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     client.on('end', () => {
       this.ended.client = true;
+      this.firstEnd ??= 'client';
       void this.pumpClient();
     });
     client.resume();
@@ -135,7 +142,7 @@ export class ControlSession {
   close(reason: string): void {
     if (this.closeReason) return;
     this.closeReason = reason;
-    this.data?.close(`session closed: ${reason}`);
+    for (const channel of this.channels) channel.close(`session closed: ${reason}`);
     this.client.destroy();
     this.server?.destroy();
     this.sink({
@@ -153,7 +160,7 @@ export class ControlSession {
     if (this.closeReason) return;
     const c = this.client.destroyed;
     const s = this.server?.destroyed ?? true;
-    if (c && s) this.close(this.ended.client ? 'client quit' : 'closed');
+    if (c && s) this.close(this.firstEnd === 'server' ? 'server closed the control connection' : 'client quit');
     else if (c && !this.ended.client) this.close('client vanished');
     else if (s && !this.ended.server && this.server) this.close('server vanished');
   }
@@ -371,7 +378,10 @@ export class ControlSession {
    */
   private async completeTransfer(reply: Reply, lines: FramedLine[]): Promise<void> {
     const channel = this.data!;
-    const waitForData = channel.state === 'relaying' || channel.state === 'connecting' || (channel.state === 'listening' && reply.code < 300);
+    // 2xx: done; 426/451: aborted or failed mid-way, after whatever data did move.
+    // Anything else (421 shutting down, 5xx refusals) says nothing about data.
+    const aboutData = (reply.code >= 200 && reply.code < 300) || reply.code === 426 || reply.code === 451;
+    const waitForData = aboutData && (channel.state === 'relaying' || channel.state === 'connecting' || (channel.state === 'listening' && reply.code < 300));
     if (waitForData) await channel.settled(this.config.completionLingerMs);
     if (channel.state === 'listening') channel.close(`transfer ended with ${reply.code} before a data connection`);
     if (this.data === channel) {
@@ -443,6 +453,8 @@ export class ControlSession {
       }
       this.data = channel;
       this.dataForTransfer = true;
+      this.channels.add(channel);
+      void channel.closed.then(() => this.channels.delete(channel));
       return channel;
     } catch (err) {
       const exhausted = err instanceof PortsExhaustedError;
