@@ -1,0 +1,215 @@
+/**
+ * A small FTP client for the demo's self-check and for probing servers.
+ * Not a general-purpose client: it logs in, sets up one data connection in a
+ * chosen mode, and transfers or lists. It reuses the protocol core's framer,
+ * reply assembler and endpoint codecs.
+ */
+import net, { type Socket } from 'node:net';
+import { LineFramer, encodeLine } from '../protocol/framer.js';
+import { ReplyAssembler, replyText, type Reply } from '../protocol/reply.js';
+import { find227, find229, formatEprtArg, formatPortArg } from '../protocol/endpoint.js';
+import { ipOf, type Endpoint } from '../protocol/address.js';
+
+export type DataModeName = 'PASV' | 'EPSV' | 'PORT' | 'EPRT';
+
+export class FtpError extends Error {
+  constructor(
+    message: string,
+    readonly reply?: { code: number; text: string },
+  ) {
+    super(message);
+  }
+}
+
+export interface SimpleReply {
+  code: number;
+  text: string;
+}
+
+export class FtpClient {
+  private readonly framer = new LineFramer(8192);
+  private readonly assembler = new ReplyAssembler();
+  private readonly queue: Reply[] = [];
+  private waiter: ((r: Reply | Error) => void) | undefined;
+  private failure: Error | undefined;
+
+  private constructor(
+    readonly socket: Socket,
+    readonly timeoutMs: number,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      for (const item of this.framer.push(chunk)) {
+        if (item.kind !== 'line') continue;
+        const ev = this.assembler.push(item);
+        if (ev?.kind === 'reply') this.deliver(ev.reply);
+      }
+    });
+    const onGone = (err?: Error) => {
+      this.failure ??= err ?? new FtpError('control connection closed');
+      this.waiter?.(this.failure);
+      this.waiter = undefined;
+    };
+    socket.on('error', onGone);
+    socket.on('close', () => onGone());
+  }
+
+  static connect(host: string, port: number, timeoutMs = 10_000): Promise<FtpClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host, port });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new FtpError(`connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new FtpError(`cannot connect to ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      });
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve(new FtpClient(socket, timeoutMs));
+      });
+    });
+  }
+
+  private deliver(reply: Reply): void {
+    if (reply.code < 200 && !this.wantPreliminary) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w(reply);
+    } else this.queue.push(reply);
+  }
+
+  private wantPreliminary = false;
+
+  /** The next reply (final, or preliminary too when asked). */
+  read(preliminary = false): Promise<SimpleReply> {
+    this.wantPreliminary = preliminary;
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(simple(queued));
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new FtpError(`no reply within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this.waiter = (r) => {
+        clearTimeout(timer);
+        if (r instanceof Error) reject(r);
+        else resolve(simple(r));
+      };
+    });
+  }
+
+  async send(command: string, preliminary = false): Promise<SimpleReply> {
+    this.socket.write(encodeLine(command));
+    return this.read(preliminary);
+  }
+
+  async expect(command: string, ok: (code: number) => boolean): Promise<SimpleReply> {
+    const r = await this.send(command);
+    if (!ok(r.code)) throw new FtpError(`${command.split(' ')[0]} failed: ${r.code} ${r.text}`, r);
+    return r;
+  }
+
+  async login(user = 'anonymous', pass = 'ftp-alg@example.org'): Promise<void> {
+    const greeting = await this.read();
+    if (greeting.code !== 220) throw new FtpError(`greeting: ${greeting.code} ${greeting.text}`, greeting);
+    const u = await this.send(`USER ${user}`);
+    if (u.code === 331) await this.expect(`PASS ${pass}`, (c) => c === 230 || c === 202);
+    else if (u.code !== 230) throw new FtpError(`USER failed: ${u.code} ${u.text}`, u);
+  }
+
+  /**
+   * Opens a data connection in `mode` and runs `command` (RETR, LIST, …) over
+   * it; resolves with the bytes received and the replies seen.
+   */
+  async transfer(mode: DataModeName, command: string): Promise<{ data: Buffer; setup: SimpleReply; announced?: Endpoint; final: SimpleReply }> {
+    const local = ipOf(this.socket.localAddress!);
+    const remote = ipOf(this.socket.remoteAddress!);
+    let dataSocket: Promise<Socket>;
+    let setup: SimpleReply;
+    let announced: Endpoint | undefined;
+    let listener: net.Server | undefined;
+    if (mode === 'PASV' || mode === 'EPSV') {
+      setup = await this.expect(mode, (c) => c === (mode === 'PASV' ? 227 : 229));
+      announced = mode === 'PASV' ? find227(setup.text)?.endpoint : (() => {
+        const f = find229(setup.text);
+        return f ? { ...remote, port: f.port } : undefined;
+      })();
+      if (!announced) throw new FtpError(`${mode} reply has no endpoint: ${setup.text}`, setup);
+      dataSocket = this.dial(announced);
+    } else {
+      listener = net.createServer();
+      await new Promise<void>((r) => listener!.listen(0, local.address, r));
+      const port = (listener.address() as net.AddressInfo).port;
+      const me = { ...local, port };
+      const arg = mode === 'PORT' ? formatPortArg(me) : formatEprtArg(me);
+      setup = await this.expect(`${mode} ${arg}`, (c) => c === 200);
+      dataSocket = this.accept(listener);
+    }
+    try {
+      const first = await this.send(command, true);
+      if (first.code >= 300) throw new FtpError(`${command.split(' ')[0]} failed: ${first.code} ${first.text}`, first);
+      const sock = await dataSocket;
+      const chunks: Buffer[] = [];
+      await new Promise<void>((resolve, reject) => {
+        sock.on('data', (c: Buffer) => chunks.push(c));
+        sock.once('end', () => resolve());
+        sock.once('error', reject);
+      });
+      sock.destroy();
+      const final = first.code < 200 ? await this.read() : first;
+      if (final.code >= 300) throw new FtpError(`${command.split(' ')[0]} failed: ${final.code} ${final.text}`, final);
+      return { data: Buffer.concat(chunks), setup, final, ...(announced ? { announced } : {}) };
+    } finally {
+      listener?.close();
+      void dataSocket.then((s) => s.destroy(), () => undefined);
+    }
+  }
+
+  private dial(target: Endpoint): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: target.address, port: target.port });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new FtpError(`data connection to ${target.address}:${target.port} timed out`));
+      }, this.timeoutMs);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      s.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new FtpError(`data connection to ${target.address}:${target.port} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      });
+    });
+  }
+
+  private accept(listener: net.Server): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new FtpError('the server did not connect back')), this.timeoutMs);
+      listener.once('connection', (s) => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+    });
+  }
+
+  async quit(): Promise<void> {
+    try {
+      await this.send('QUIT');
+    } catch {
+      // The server may close before answering; the session is over either way.
+    }
+    this.socket.destroy();
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+function simple(r: Reply): SimpleReply {
+  return { code: r.code, text: replyText(r) };
+}

@@ -1,0 +1,36 @@
+/** An in-process reverse gateway on loopback port 0, with its events. */
+import { reverseFromFlags, type ReverseFlags } from '../../src/config.js';
+import { startReverseGateway } from '../../src/gateway/reverse.js';
+import type { Gateway } from '../../src/gateway/server.js';
+import { EventLog } from './events.js';
+
+export interface TestGateway {
+  gateway: Gateway;
+  port: number;
+  host: string;
+  log: EventLog;
+  url: (path?: string, user?: string) => string;
+  close: () => Promise<void>;
+}
+
+export async function startTestReverse(serverPort: number, flags: Partial<ReverseFlags> = {}, serverHost = '127.0.0.1'): Promise<TestGateway> {
+  const log = new EventLog();
+  const host = flags.listen?.startsWith('[') ? '::1' : '127.0.0.1';
+  const cfg = reverseFromFlags({
+    listen: host === '::1' ? '[::1]:0' : '127.0.0.1:0',
+    server: serverHost.includes(':') ? `[${serverHost}]:${serverPort}` : `${serverHost}:${serverPort}`,
+    'public-address': '127.0.0.1',
+    ...flags,
+  });
+  const gateway = await startReverseGateway(cfg, log.sink);
+  const port = gateway.address.port;
+  const hostInUrl = host === '::1' ? '[::1]' : host;
+  return {
+    gateway,
+    port,
+    host,
+    log,
+    url: (path = '/', user) => `ftp://${user ? `${user}@` : ''}${hostInUrl}:${port}${path}`,
+    close: () => gateway.close(),
+  };
+}
