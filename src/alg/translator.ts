@@ -90,9 +90,12 @@ export class ControlTranslator {
     readonly config: TranslatorConfig,
   ) {}
 
-  /** True when client and server sides use different IP families (RFC 6384 translation). */
-  get crossFamily(): boolean {
-    return this.addrs.client.family !== this.addrs.server.family;
+  /**
+   * IPv6 client, IPv4 server: the one direction where RFC 6384 translation
+   * is needed (an IPv6 server knows EPSV; a 227 could not describe it).
+   */
+  get v6ClientV4Server(): boolean {
+    return this.addrs.client.family === 6 && this.addrs.server.family === 4;
   }
 
   onClientCommand(cmd: Command): ClientDecision {
@@ -131,7 +134,7 @@ export class ControlTranslator {
       return {
         type: 'answer',
         reply: `522 Network protocol not supported, use (${this.addrs.client.family === 4 ? 1 : 2})`,
-        refusal: { code: REASON.BOUNCE_ADDRESS, message: `EPRT names family ${target.family}, control connection is IPv${this.addrs.client.family}` },
+        refusal: { code: REASON.FAMILY_UNSUPPORTED, message: `EPRT names IPv${target.family}, the control connection is IPv${this.addrs.client.family}` },
       };
     }
     const refusal = checkActiveTarget(this.addrs.client, target);
@@ -151,7 +154,7 @@ export class ControlTranslator {
         refusal: { code: REASON.FAMILY_UNSUPPORTED, message: 'PASV on an IPv6 control connection' },
       };
     }
-    if (!this.crossFamily || verb !== 'EPSV') {
+    if (!this.v6ClientV4Server || verb !== 'EPSV') {
       if (all) this.epsvAll = true;
       return { type: 'forward', sent: { verb, passiveAsked: verb, epsvAll: all } };
     }
@@ -187,8 +190,9 @@ export class ControlTranslator {
     }
 
     const { target, refusal } = passiveDialTarget(this.addrs.server, this.config.serverNetworks, endpoint);
+    // Answer in the form the client asked for; an IPv6 client cannot use a 227.
     const answerAs: '227' | '228' | '229' =
-      asked === 'EPSV' || this.addrs.client.family === 6 && kind === '227' ? '229' : asked === 'LPSV' ? '228' : kind;
+      asked === 'LPSV' ? '228' : asked === 'EPSV' || (this.addrs.client.family === 6 && kind === '227') ? '229' : kind;
     const inPlace = answerAs === kind ? { lineIndex, start, end, ...(delimiter ? { delimiter } : {}) } : undefined;
     return { type: 'passive', dial: target, ...(refusal ? { refusal } : {}), answerAs, ...(inPlace ? { inPlace } : {}), kind };
   }

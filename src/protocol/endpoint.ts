@@ -138,6 +138,11 @@ export interface FoundPort {
 // The lookarounds keep a longer run of digits (`1192`, `4,1000`) from being
 // read as its last or first three digits, which would yield a wrong endpoint
 // and a span that splits a number.
+/** Where the text after a reply code starts; 0 on a continuation line without one. */
+function afterCode(text: string): number {
+  return /^\d{3}(?:[ -]|$)/.exec(text)?.[0].length ?? 0;
+}
+
 const SIX_NUMBERS = /(?<!\d)(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})(?!\d)/g;
 
 /**
@@ -147,7 +152,7 @@ const SIX_NUMBERS = /(?<!\d)(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{
  * octets from mainframes). The search starts after the reply code.
  */
 export function find227(text: string): FoundEndpoint | undefined {
-  SIX_NUMBERS.lastIndex = 4;
+  SIX_NUMBERS.lastIndex = afterCode(text);
   for (let m = SIX_NUMBERS.exec(text); m; m = SIX_NUMBERS.exec(text)) {
     const endpoint = parsePortArg(m.slice(1, 7).join(','));
     if (endpoint) return { endpoint, start: m.index, end: m.index + m[0].length };
@@ -159,7 +164,7 @@ export function find227(text: string): FoundEndpoint | undefined {
 /** 228 (LPSV, RFC 1639): `228 Entering Long Passive Mode (4,4,h1,h2,h3,h4,2,p1,p2)`. */
 export function find228(text: string): FoundEndpoint | undefined {
   const re = /\(([\d,\s]+)\)/g;
-  re.lastIndex = 4;
+  re.lastIndex = afterCode(text);
   for (let m = re.exec(text); m; m = re.exec(text)) {
     const endpoint = parseLprtArg(m[1]!.replace(/\s+/g, ''));
     if (endpoint) return { endpoint, start: m.index + 1, end: m.index + 1 + m[1]!.length };
@@ -174,7 +179,7 @@ export function find228(text: string): FoundEndpoint | undefined {
  */
 export function find229(text: string): FoundPort | undefined {
   const re = /\(([!-~])\1\1(\d{1,5})\1\)/g;
-  re.lastIndex = 3;
+  re.lastIndex = afterCode(text);
   for (let m = re.exec(text); m; m = re.exec(text)) {
     const delimiter = m[1]!;
     if (/\d/.test(delimiter)) continue;
