@@ -7,9 +7,10 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { Level } from 'pino';
-import { ConfigError, reverseFromFlags, type ReverseFlags } from './config.js';
+import { ConfigError, forwardFromFlags, reverseFromFlags, type ForwardFlags, type ReverseFlags } from './config.js';
 import { createLogger, logSink, LOG_LEVELS, type LogFormat } from './log.js';
 import { startReverseGateway } from './gateway/reverse.js';
+import { nftRuleset, startForwardGateway } from './gateway/forward.js';
 import type { Gateway } from './gateway/server.js';
 import type { EventSink } from './gateway/events.js';
 
@@ -86,6 +87,37 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
     .command(
+      'forward',
+      'gateway for LAN clients going out through a NAT (explicit USER name@host, or transparent)',
+      (y) =>
+        y
+          .option('listen', { type: 'string', describe: 'ADDR:PORT to accept LAN clients on', demandOption: true })
+          .option('transparent', { type: 'boolean', default: false, describe: 'clients are redirected by nftables; the server is their original destination' })
+          .option('public-address', { type: 'string', describe: 'our outside address, for active-mode listeners (default: our end of the server connection)' })
+          .option('passive', { choices: ['pass', 'relay'], describe: 'pass: leave 227/229 alone (default when transparent); relay: listen and announce ourselves (default when explicit)' })
+          .option('passive-ports', { type: 'string', describe: 'LO-HI range for relayed passive data listeners' })
+          .option('active-ports', { type: 'string', describe: 'LO-HI range for active data listeners' })
+          .option('allow-clients', { type: 'string', describe: 'CIDR,... that may use the gateway (default: loopback, 100.64/10, RFC 1918, fc00::/7)' })
+          .option('allow-destinations', { type: 'string', describe: "CIDR,... of servers allowed although inside the clients' networks" })
+          .option('active-source-port', { type: 'number', describe: 'source port for active data connections to clients (20 needs privileges)' })
+          .option('data-timeout', { type: 'number', describe: 'seconds to wait for a data connection', default: 30 })
+          .option('max-line', { type: 'number', describe: 'longest control line in bytes' })
+          .option('tls', { choices: ['refuse', 'passthrough'], default: 'refuse', describe: 'what to do with AUTH TLS' })
+          .option('print-nft', { type: 'boolean', default: false, describe: 'print the nftables ruleset for transparent mode and exit' })
+          .option('lan-interface', { type: 'string', default: 'lan0', describe: 'LAN interface name for --print-nft' })
+          .option('drain', { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM' }),
+      async (flags) => {
+        const cfg = forwardFromFlags(flags as ForwardFlags);
+        if (flags['print-nft']) {
+          process.stdout.write(nftRuleset(String(flags['lan-interface']), cfg.listen.port));
+          return;
+        }
+        const sink = await sinkFor(flags as CommonFlags);
+        const gateway = await startForwardGateway(cfg, sink);
+        runUntilSignal([gateway], sink, Number(flags.drain) * 1000);
+      },
+    )
+    .command(
       'demo',
       'built-in FTP server behind the gateway on loopback, with a self-check transfer',
       (y) =>
@@ -99,7 +131,7 @@ export async function main(argv: string[]): Promise<void> {
         if (code !== undefined) process.exit(code);
       },
     )
-    .demandCommand(1, 'name a command: reverse or demo')
+    .demandCommand(1, 'name a command: reverse, forward or demo')
     .strict()
     .recommendCommands()
     .fail((msg, err) => {

@@ -5,6 +5,7 @@
 import { parseCidr, parseIp, type Cidr, type IpAddress } from './protocol/address.js';
 import type { PortRange } from './gateway/ports.js';
 import { DEFAULT_MAX_LINE_BYTES } from './protocol/framer.js';
+import { DEFAULT_ALLOWED_CLIENTS } from './alg/policy.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -148,6 +149,52 @@ export function reverseFromFlags(f: ReverseFlags): ReverseConfig {
     publicAddress,
     insideAddress: f['inside-address'] ? parseIpFlag('--inside-address', f['inside-address']) : undefined,
     serverNetworks: f['server-networks'] ? parseCidrList('--server-networks', f['server-networks']) : [],
+    ...commonFromFlags(f),
+  };
+}
+
+export interface ForwardConfig extends CommonGatewayConfig {
+  mode: 'forward';
+  transparent: boolean;
+  /** Our outside address: where active-mode listeners bind and what PORT announces to servers. */
+  publicAddress?: IpAddress | undefined;
+  passive: 'pass' | 'relay';
+  allowClients: Cidr[];
+  allowDestinations: Cidr[];
+  activeSourcePort?: number | undefined;
+  loginTimeoutMs: number;
+}
+
+export interface ForwardFlags extends Omit<ReverseFlags, 'server' | 'inside-address' | 'server-networks'> {
+  transparent?: boolean;
+  passive?: string;
+  'allow-clients'?: string;
+  'allow-destinations'?: string;
+  'active-source-port'?: number;
+}
+
+export function forwardFromFlags(f: ForwardFlags): ForwardConfig {
+  const listen = parseHostPort('--listen', required('listen', f.listen), false);
+  const transparent = Boolean(f.transparent);
+  // Transparent: clients dial the server's real address, so passive data can
+  // go straight through the NAT; a relayed 227 would point them at us, and
+  // clients that ignore the 227 address would still dial the server.
+  const passive = f.passive ?? (transparent ? 'pass' : 'relay');
+  if (passive !== 'pass' && passive !== 'relay') throw new ConfigError('--passive', `"${passive}" is not pass or relay`);
+  const sourcePort = f['active-source-port'];
+  if (sourcePort !== undefined && (!Number.isInteger(sourcePort) || sourcePort < 1 || sourcePort > 65535)) {
+    throw new ConfigError('--active-source-port', `${sourcePort} is not a port`);
+  }
+  return {
+    mode: 'forward',
+    listen,
+    transparent,
+    publicAddress: f['public-address'] ? parseIpFlag('--public-address', f['public-address']) : undefined,
+    passive,
+    allowClients: parseCidrList('--allow-clients', f['allow-clients'] ?? DEFAULT_ALLOWED_CLIENTS.join(',')),
+    allowDestinations: f['allow-destinations'] ? parseCidrList('--allow-destinations', f['allow-destinations']) : [],
+    activeSourcePort: sourcePort,
+    loginTimeoutMs: 60_000,
     ...commonFromFlags(f),
   };
 }

@@ -18,6 +18,9 @@ export const REASON = {
   DATA_PEER_MISMATCH: 'DATA_PEER_MISMATCH',
   CLIENT_NOT_ALLOWED: 'CLIENT_NOT_ALLOWED',
   SERVER_UNREACHABLE: 'SERVER_UNREACHABLE',
+  DESTINATION_NOT_ALLOWED: 'DESTINATION_NOT_ALLOWED',
+  NOT_REDIRECTED: 'NOT_REDIRECTED',
+  LOGIN_REQUIRED: 'LOGIN_REQUIRED',
 } as const;
 
 export type ReasonCode = (typeof REASON)[keyof typeof REASON];
@@ -69,4 +72,24 @@ export function passiveDialTarget(
       message: `server announced ${announced.address}, which is neither its own address ${server.address} nor in its networks; dialling ${server.address} instead`,
     },
   };
+}
+
+/** Forward mode: the LAN networks that may use the gateway by default. */
+export const DEFAULT_ALLOWED_CLIENTS = ['127.0.0.0/8', '::1/128', '100.64.0.0/10', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'];
+
+export function checkClientAllowed(client: IpAddress, allowed: readonly Cidr[]): Refusal | undefined {
+  if (allowed.some((n) => n.contains(client))) return undefined;
+  return { code: REASON.CLIENT_NOT_ALLOWED, message: `client ${client.address} is not in the allowed networks` };
+}
+
+/**
+ * Forward mode must not be an open door into the LAN it serves: a
+ * destination inside the networks it fronts is refused unless allowed.
+ */
+export function checkDestination(dest: IpAddress, lanNetworks: readonly Cidr[], allowedDestinations: readonly Cidr[]): Refusal | undefined {
+  if (allowedDestinations.some((n) => n.contains(dest))) return undefined;
+  if (lanNetworks.some((n) => n.contains(dest))) {
+    return { code: REASON.DESTINATION_NOT_ALLOWED, message: `destination ${dest.address} is inside the gateway's own networks` };
+  }
+  return undefined;
 }

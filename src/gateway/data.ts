@@ -23,6 +23,7 @@ export interface DataChannelOptions {
   dialTarget: Endpoint;
   /** Local address to dial from: peers like vsftpd check that data comes from the control peer's address. */
   dialFrom?: string | undefined;
+  dialFromPort?: number | undefined;
   acceptTimeoutMs: number;
   /** A relay that moves no byte for this long is closed. */
   idleTimeoutMs: number;
@@ -154,13 +155,14 @@ export class DataChannel {
     this.state = 'connecting';
     this.from = `${formatEndpoint({ ...peer, port: accepted.remotePort ?? 0 })}`;
     this.track(accepted);
-    const { dialTarget, dialFrom, acceptTimeoutMs } = this.opts;
+    const { dialTarget, dialFrom, dialFromPort, acceptTimeoutMs } = this.opts;
     const dialled = net.connect({
       host: dialTarget.address,
       port: dialTarget.port,
       family: dialTarget.family,
       allowHalfOpen: true,
       ...(dialFrom ? { localAddress: dialFrom } : {}),
+      ...(dialFromPort ? { localPort: dialFromPort } : {}),
     });
     this.track(dialled);
     dialled.setTimeout(acceptTimeoutMs, () => {

@@ -12,8 +12,8 @@ export function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promis
     dialServer: fixedServerDialer(cfg.server, cfg.connectTimeoutMs),
     session: {
       translator: { passive: 'relay', serverNetworks: cfg.serverNetworks, tls: cfg.tls },
-      publicAddress: cfg.publicAddress,
-      insideAddress: cfg.insideAddress?.address,
+      passiveAnnounceAddress: cfg.publicAddress,
+      activeListenAddress: cfg.insideAddress?.address,
       passivePool: new PortPool(cfg.passivePorts),
       activePool: new PortPool(cfg.activePorts),
       acceptTimeoutMs: cfg.acceptTimeoutMs,

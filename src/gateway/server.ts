@@ -88,23 +88,27 @@ export class Gateway {
 
 /** Reverse mode: every session goes to the one configured server. */
 export function fixedServerDialer(target: { host: string; port: number }, connectTimeoutMs: number): ServerDialer {
-  return () =>
-    new Promise((resolve, reject) => {
-      const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`connect to ${target.host}:${target.port} timed out after ${connectTimeoutMs} ms`));
-      }, connectTimeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.off('error', onError);
-        socket.setNoDelay(true);
-        resolve(socket);
-      });
-      const onError = (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot connect to ${target.host}:${target.port}: ${err.code ?? err.message}`));
-      };
-      socket.once('error', onError);
+  return async () => ({ server: await connectServer(target, connectTimeoutMs) });
+}
+
+/** Connects to an FTP server; rejects with a one-line reason. */
+export function connectServer(target: { host: string; port: number }, connectTimeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`connect to ${target.host}:${target.port} timed out after ${connectTimeoutMs} ms`));
+    }, connectTimeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.setNoDelay(true);
+      resolve(socket);
     });
+    const onError = (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot connect to ${target.host}:${target.port}: ${err.code ?? err.message}`));
+    };
+    socket.once('error', onError);
+  });
 }

@@ -27,9 +27,11 @@ import type { Direction, EventSink } from './events.js';
 export interface SessionConfig {
   translator: TranslatorConfig;
   /** Announced to clients in passive replies; default: the address the client reached us on. */
-  publicAddress?: IpAddress | undefined;
+  passiveAnnounceAddress?: IpAddress | undefined;
   /** Where active-mode listeners bind, facing the server; default: our end of the server connection. */
-  insideAddress?: string | undefined;
+  activeListenAddress?: string | undefined;
+  /** Source port for active-mode connections to the client (20 for clients that insist on it). */
+  activeSourcePort?: number | undefined;
   passivePool: PortPool;
   activePool: PortPool;
   acceptTimeoutMs: number;
@@ -39,8 +41,35 @@ export interface SessionConfig {
   maxLineBytes: number;
 }
 
-/** Dials the server for a session; rejects with a message fit for a 421 reply. */
-export type ServerDialer = (client: Socket) => Promise<Socket>;
+export interface DialContext {
+  session: string;
+  sink: EventSink;
+}
+
+export interface DialResult {
+  server: Socket;
+  /** Client bytes read while choosing the server (explicit proxy login), not yet handled. */
+  clientLeftover?: Buffer;
+  /** Server bytes read past its greeting, not yet handled. */
+  serverLeftover?: Buffer;
+}
+
+/**
+ * Finds and connects the server for a session. Rejects with a DialRefusal
+ * for a policy decision (the client gets its reply), with any other error
+ * when the server cannot be reached (the client gets 421).
+ */
+export type ServerDialer = (client: Socket, ctx: DialContext) => Promise<DialResult>;
+
+export class DialRefusal extends Error {
+  constructor(
+    readonly refusal: Refusal,
+    /** The reply the client gets before the gateway closes; undefined: close quietly. */
+    readonly reply: string | undefined,
+  ) {
+    super(refusal.message);
+  }
+}
 
 const PASSIVE_CODES = new Set([227, 228, 229]);
 
@@ -97,16 +126,22 @@ export class ControlSession {
     client.pause();
     client.on('error', (err) => this.close(`client error: ${err.message}`));
     client.on('close', () => this.onSocketClosed());
-    let server: Socket;
+    let dialled: DialResult;
     try {
-      server = await this.dialServer(client);
+      dialled = await this.dialServer(client, { session: this.id, sink: this.sink });
     } catch (err) {
-      const message = (err as Error).message;
-      this.sink({ event: 'refuse', session: this.id, kind: 'connect', code: REASON.SERVER_UNREACHABLE, message });
-      if (!client.destroyed) client.end(encodeLine(`421 Service not available: ${message.replace(/[\r\n\0]/g, ' ')}`));
-      this.close(`server unreachable: ${message}`);
+      const refusal: Refusal =
+        err instanceof DialRefusal ? err.refusal : { code: REASON.SERVER_UNREACHABLE, message: (err as Error).message };
+      const reply = err instanceof DialRefusal ? err.reply : `421 Service not available: ${oneLine(refusal.message)}`;
+      this.sink({ event: 'refuse', session: this.id, kind: 'connect', code: refusal.code, message: refusal.message });
+      if (!client.destroyed) {
+        if (reply) client.end(encodeLine(reply));
+        else client.end();
+      }
+      this.close(`${refusal.code === REASON.SERVER_UNREACHABLE ? 'server unreachable' : refusal.code}: ${refusal.message}`);
       return;
     }
+    const server = dialled.server;
     if (this.closeReason) {
       server.destroy();
       return;
@@ -135,6 +170,10 @@ export class ControlSession {
       this.firstEnd ??= 'client';
       void this.pumpClient();
     });
+    if (dialled.serverLeftover?.length) this.onServerData(dialled.serverLeftover);
+    if (dialled.clientLeftover?.length) this.onClientData(dialled.clientLeftover);
+    // A dialer that read the server's greeting left the socket paused.
+    server.resume();
     client.resume();
   }
 
@@ -250,7 +289,7 @@ export class ControlSession {
   private async openActive(item: FramedLine, decision: Extract<ClientDecision, { type: 'active' }>): Promise<void> {
     const server = this.server!;
     const serverIp = ipOf(server.remoteAddress!);
-    const listenHost = this.config.insideAddress ?? server.localAddress!;
+    const listenHost = this.config.activeListenAddress ?? server.localAddress!;
     const channel = await this.openData({
       mode: 'active',
       listenHost,
@@ -259,6 +298,7 @@ export class ControlSession {
       acceptLabel: serverIp.address,
       dialTarget: decision.target,
       dialFrom: this.client.localAddress,
+      dialFromPort: this.config.activeSourcePort,
     });
     if (!channel) {
       this.ledgers['client->server'].rewrote(item.raw.length, 0);
@@ -412,7 +452,7 @@ export class ControlSession {
       this.finishReply();
       return;
     }
-    const announcedIp = this.config.publicAddress ?? ipOf(listenHost);
+    const announcedIp = this.config.passiveAnnounceAddress ?? ipOf(listenHost);
     const announced = { ...announcedIp, port: channel.port };
     const texts = reply.lines.map((l) => l.text);
     const out = renderPassiveReply(decision, texts, announced);
@@ -434,7 +474,7 @@ export class ControlSession {
   }
 
   private async openData(
-    o: Pick<DataChannelOptions, 'mode' | 'listenHost' | 'pool' | 'acceptFrom' | 'acceptLabel' | 'dialTarget' | 'dialFrom'>,
+    o: Pick<DataChannelOptions, 'mode' | 'listenHost' | 'pool' | 'acceptFrom' | 'acceptLabel' | 'dialTarget' | 'dialFrom' | 'dialFromPort'>,
   ): Promise<DataChannel | undefined> {
     // A new PORT/PASV replaces the previous data channel (RFC 959: the last
     // one given wins); an unused listener must not stay open.
@@ -527,4 +567,9 @@ export class ControlSession {
   private trace(direction: Direction, line: string): void {
     this.sink({ event: 'control', session: this.id, direction, line });
   }
+}
+
+/** Peer text inside a reply we write: one line, no CR/LF/NUL. */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n\0]+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
 }

@@ -1,6 +1,7 @@
-/** An in-process reverse gateway on loopback port 0, with its events. */
-import { reverseFromFlags, type ReverseFlags } from '../../src/config.js';
+/** In-process gateways on loopback port 0, with their events. */
+import { forwardFromFlags, reverseFromFlags, type ForwardFlags, type ReverseFlags } from '../../src/config.js';
 import { startReverseGateway } from '../../src/gateway/reverse.js';
+import { startForwardGateway } from '../../src/gateway/forward.js';
 import type { Gateway } from '../../src/gateway/server.js';
 import { EventLog } from './events.js';
 
@@ -25,6 +26,24 @@ export async function startTestReverse(serverPort: number, flags: Partial<Revers
   const gateway = await startReverseGateway(cfg, log.sink);
   const port = gateway.address.port;
   const hostInUrl = host === '::1' ? '[::1]' : host;
+  return {
+    gateway,
+    port,
+    host,
+    log,
+    url: (path = '/', user) => `ftp://${user ? `${user}@` : ''}${hostInUrl}:${port}${path}`,
+    close: () => gateway.close(),
+  };
+}
+
+/** An in-process forward gateway on loopback port 0 (explicit mode unless flags say otherwise). */
+export async function startTestForward(flags: Partial<ForwardFlags> = {}): Promise<TestGateway> {
+  const log = new EventLog();
+  const cfg = forwardFromFlags({ listen: '127.0.0.1:0', 'allow-destinations': '127.0.0.0/8,::1/128', ...flags });
+  const gateway = await startForwardGateway(cfg, log.sink);
+  const { port, address } = gateway.address;
+  const host = address;
+  const hostInUrl = host.includes(':') ? `[${host}]` : host;
   return {
     gateway,
     port,

@@ -1,0 +1,63 @@
+/**
+ * Explicit proxy login: `USER name@host[:port]`, the convention of lftp's
+ * ftp:proxy, FileZilla's "USER@HOST" proxy type and many others. The last
+ * '@' separates the destination, so user names that contain '@' (e-mail
+ * addresses) still work.
+ */
+import { parseIp } from '../protocol/address.js';
+
+export interface ProxyDestination {
+  user: string;
+  host: string;
+  port: number;
+}
+
+export type ProxyUserResult = { ok: true; destination: ProxyDestination } | { ok: false; reason: string };
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+
+export function parseProxyUser(arg: string): ProxyUserResult {
+  const at = arg.lastIndexOf('@');
+  if (at <= 0 || at === arg.length - 1) return { ok: false, reason: 'log in as USER name@host[:port]' };
+  const user = arg.slice(0, at);
+  const dest = arg.slice(at + 1);
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(dest) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(dest);
+  if (!m) return { ok: false, reason: `"${dest}" is not host[:port]` };
+  const host = m[1]!;
+  const port = m[2] === undefined ? 21 : Number(m[2]);
+  if (port < 1 || port > 65535) return { ok: false, reason: `port ${m[2]} is out of range` };
+  const ip = parseIp(host);
+  if (!ip && !HOSTNAME.test(host)) return { ok: false, reason: `"${host}" is not a host name or IP address` };
+  return { ok: true, destination: { user, host: ip ? ip.address : host, port } };
+}
+
+export type PreLoginStep =
+  | { type: 'login'; destination: ProxyDestination }
+  | { type: 'reply'; reply: string }
+  | { type: 'quit'; reply: string };
+
+/**
+ * The explicit proxy's answers before there is a server. Clients probe with
+ * FEAT, SYST or AUTH before USER; they get a harmless answer so that they go
+ * on to USER, where the destination is named.
+ */
+export function preLoginStep(verb: string, arg: string): PreLoginStep {
+  switch (verb) {
+    case 'USER': {
+      const parsed = parseProxyUser(arg.trim());
+      return parsed.ok ? { type: 'login', destination: parsed.destination } : { type: 'reply', reply: `530 ${parsed.reason}` };
+    }
+    case 'QUIT':
+      return { type: 'quit', reply: '221 Goodbye' };
+    case 'AUTH':
+      return { type: 'reply', reply: '534 TLS is not available through this FTP gateway' };
+    case 'FEAT':
+      return { type: 'reply', reply: '211 No features before login' };
+    case 'SYST':
+      return { type: 'reply', reply: '215 UNIX Type: L8' };
+    case 'NOOP':
+      return { type: 'reply', reply: '200 NOOP ok' };
+    default:
+      return { type: 'reply', reply: '530 Log in with USER name@host[:port] first' };
+  }
+}

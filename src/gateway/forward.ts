@@ -1,0 +1,263 @@
+/**
+ * Forward mode: ftp-alg on the gateway of a LAN whose clients go out through
+ * a NAT. The server is chosen per session: by the client (explicit proxy,
+ * `USER name@host`), or by where the client was going before nftables
+ * redirected it to us (transparent).
+ */
+import { lookup } from 'node:dns/promises';
+import type { Socket } from 'node:net';
+import type { ForwardConfig } from '../config.js';
+import { LineFramer, encodeLine } from '../protocol/framer.js';
+import { parseCommand } from '../protocol/command.js';
+import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
+import { formatEndpoint, ipOf, parseIp, type Cidr, type IpAddress } from '../protocol/address.js';
+import { preLoginStep } from '../alg/proxy-login.js';
+import { checkClientAllowed, checkDestination, REASON } from '../alg/policy.js';
+import type { EventSink } from './events.js';
+import { PortPool } from './ports.js';
+import { Gateway, connectServer } from './server.js';
+import { DialRefusal, type DialContext, type DialResult, type ServerDialer } from './session.js';
+import { originalDestination } from './original-dst.js';
+
+export function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promise<Gateway> {
+  const policy = { allowClients: cfg.allowClients, allowDestinations: cfg.allowDestinations, connectTimeoutMs: cfg.connectTimeoutMs, loginTimeoutMs: cfg.loginTimeoutMs };
+  return Gateway.start({
+    mode: 'forward',
+    listen: cfg.listen,
+    sink,
+    dialServer: cfg.transparent ? transparentDialer(policy) : explicitDialer(policy),
+    session: {
+      translator: { passive: cfg.passive, serverNetworks: [], tls: cfg.tls },
+      // Relayed passive data is announced at the address the client reached us on.
+      passiveAnnounceAddress: undefined,
+      activeListenAddress: cfg.publicAddress?.address,
+      activeSourcePort: cfg.activeSourcePort,
+      passivePool: new PortPool(cfg.passivePorts),
+      activePool: new PortPool(cfg.activePorts),
+      acceptTimeoutMs: cfg.acceptTimeoutMs,
+      dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
+      completionLingerMs: cfg.completionLingerMs,
+      maxLineBytes: cfg.maxLineBytes,
+    },
+  });
+}
+
+interface ForwardPolicy {
+  allowClients: readonly Cidr[];
+  allowDestinations: readonly Cidr[];
+  connectTimeoutMs: number;
+  loginTimeoutMs: number;
+}
+
+function admitClient(client: Socket, policy: ForwardPolicy): void {
+  const refusal = checkClientAllowed(ipOf(client.remoteAddress ?? '0.0.0.0'), policy.allowClients);
+  // An outsider gets nothing that helps it probe further: one line, then close.
+  if (refusal) throw new DialRefusal(refusal, '421 Not allowed to use this gateway');
+}
+
+/**
+ * A forward gateway must not become a way into the LAN it serves: the LAN's
+ * own networks (those allowed to use it) are not destinations unless allowed.
+ */
+function admitDestination(dest: IpAddress, policy: ForwardPolicy, reply: string): void {
+  const refusal = checkDestination(dest, policy.allowClients, policy.allowDestinations);
+  if (refusal) throw new DialRefusal(refusal, reply);
+}
+
+function transparentDialer(policy: ForwardPolicy): ServerDialer {
+  return async (client) => {
+    admitClient(client, policy);
+    let dest;
+    try {
+      dest = originalDestination(client);
+    } catch (err) {
+      throw new DialRefusal(
+        { code: REASON.NOT_REDIRECTED, message: (err as Error).message },
+        '421 This is a transparent FTP gateway: connect to an FTP server, not to the gateway',
+      );
+    }
+    const local = ipOf(client.localAddress ?? '0.0.0.0');
+    if (dest.address === local.address && dest.port === client.localPort) {
+      throw new DialRefusal({ code: REASON.NOT_REDIRECTED, message: 'connection was addressed to the gateway itself' }, '421 This is a transparent FTP gateway: connect to an FTP server, not to the gateway');
+    }
+    admitDestination(dest, policy, `421 Destination ${dest.address} is not allowed through this gateway`);
+    return { server: await connectServer({ host: dest.address, port: dest.port }, policy.connectTimeoutMs) };
+  };
+}
+
+const MAX_LOGIN_LINES = 20;
+
+/**
+ * Explicit proxy: greet the client ourselves, wait for `USER name@host`,
+ * connect there, swallow the server's greeting (the client already had
+ * ours) and send `USER name`. From then on the session relays as usual; the
+ * server's answer to USER is the first reply the client sees from it.
+ */
+function explicitDialer(policy: ForwardPolicy): ServerDialer {
+  return async (client, ctx) => {
+    admitClient(client, policy);
+    const login = await readProxyLogin(client, policy.loginTimeoutMs);
+    const { destination, eol, raw, leftover } = login;
+    let address: IpAddress;
+    try {
+      address = parseIp(destination.host) ?? ipOf((await lookup(destination.host)).address);
+    } catch (err) {
+      throw new DialRefusal(
+        { code: REASON.SERVER_UNREACHABLE, message: `cannot resolve ${destination.host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` },
+        `421 Cannot resolve ${destination.host}`,
+      );
+    }
+    admitDestination(address, policy, `530 Destination ${address.address} is not allowed through this gateway`);
+    const target = { host: address.address, port: destination.port };
+    let server: Socket;
+    try {
+      server = await connectServer(target, policy.connectTimeoutMs);
+    } catch (err) {
+      throw new DialRefusal({ code: REASON.SERVER_UNREACHABLE, message: (err as Error).message }, `421 ${(err as Error).message}`);
+    }
+    try {
+      const { greeting, leftover: serverLeftover } = await readGreeting(server, policy.connectTimeoutMs);
+      if (greeting.code !== 220) {
+        const text = greeting.lines.map((l) => l.text).join(' ');
+        throw new DialRefusal({ code: REASON.SERVER_UNREACHABLE, message: `server greeted with ${text}` }, `421 ${formatEndpoint({ ...address, port: destination.port })} says: ${text}`);
+      }
+      const userLine = encodeLine(`USER ${destination.user}`, eol);
+      server.write(userLine);
+      report(ctx, raw, userLine, destination.host, destination.port);
+      return { server, clientLeftover: leftover, ...(serverLeftover ? { serverLeftover } : {}) };
+    } catch (err) {
+      server.destroy();
+      throw err;
+    }
+  };
+}
+
+function report(ctx: DialContext, before: Buffer, after: Buffer, host: string, port: number): void {
+  ctx.sink({
+    event: 'rewrite',
+    session: ctx.session,
+    direction: 'client->server',
+    kind: 'USER',
+    before: before.toString('latin1').replace(/\r?\n$/, ''),
+    after: after.toString('latin1').replace(/\r?\n$/, ''),
+    reason: `explicit proxy login: destination ${host}:${port}`,
+    offset: 0,
+    delta: after.length - before.length,
+  });
+}
+
+interface ProxyLogin {
+  destination: { user: string; host: string; port: number };
+  eol: '\r\n' | '\n';
+  raw: Buffer;
+  leftover: Buffer;
+}
+
+/** The login dialogue before there is a server: only USER moves it on. */
+function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> {
+  return new Promise((resolve, reject) => {
+    const framer = new LineFramer(1024);
+    let lines = 0;
+    const say = (text: string) => {
+      if (!client.destroyed) client.write(encodeLine(text));
+    };
+    const done = (err: Error | undefined, value?: ProxyLogin) => {
+      clearTimeout(timer);
+      client.off('data', onData);
+      client.off('end', onEnd);
+      client.off('close', onEnd);
+      client.pause();
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const timer = setTimeout(
+      () =>
+        done(
+          new DialRefusal(
+            { code: REASON.LOGIN_REQUIRED, message: `no USER name@host within ${timeoutMs} ms` },
+            '421 Login timeout: log in with USER name@host[:port]',
+          ),
+        ),
+      timeoutMs,
+    );
+    const onEnd = () => done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: 'client left before logging in' }, undefined));
+    const onData = (chunk: Buffer) => {
+      const items = framer.push(chunk);
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i]!;
+        if (item.kind === 'overflow') {
+          if (item.done) say('500 Command line too long');
+          continue;
+        }
+        if (++lines > MAX_LOGIN_LINES) {
+          return done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: `${MAX_LOGIN_LINES} commands without a usable USER name@host` }, '421 Too many commands before login'));
+        }
+        const { verb, arg } = parseCommand(item.text);
+        const step = preLoginStep(verb, arg);
+        if (step.type === 'reply') {
+          say(step.reply);
+          continue;
+        }
+        if (step.type === 'quit') {
+          say(step.reply);
+          return done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: 'client quit before logging in' }, undefined));
+        }
+        const rest = Buffer.concat([...items.slice(i + 1).map((x) => x.raw), framer.end() ?? Buffer.alloc(0)]);
+        return done(undefined, { destination: step.destination, eol: item.eol, raw: item.raw, leftover: rest });
+      }
+    };
+    client.on('data', onData);
+    client.once('end', onEnd);
+    client.once('close', onEnd);
+    say('220 ftp-alg FTP proxy: log in with USER name@host[:port]');
+    client.resume();
+  });
+}
+
+/** Reads the server's greeting (120 then 220, possibly multi-line). */
+function readGreeting(server: Socket, timeoutMs: number): Promise<{ greeting: Reply; leftover?: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const framer = new LineFramer(4096);
+    const replies = new ReplyAssembler(200);
+    const done = (err: Error | undefined, value?: { greeting: Reply; leftover?: Buffer }) => {
+      clearTimeout(timer);
+      server.off('data', onData);
+      server.off('error', onError);
+      server.off('end', onEnd);
+      server.pause();
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const timer = setTimeout(() => done(new Error(`no greeting from the server within ${timeoutMs} ms`)), timeoutMs);
+    const onError = (err: Error) => done(new Error(`server connection failed: ${err.message}`));
+    const onEnd = () => done(new Error('server closed the connection before greeting'));
+    const onData = (chunk: Buffer) => {
+      const items = framer.push(chunk);
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i]!;
+        if (item.kind !== 'line') continue;
+        const ev = replies.push(item);
+        if (ev?.kind === 'reply' && isFinalCode(ev.reply.code)) {
+          const rest = Buffer.concat([...items.slice(i + 1).map((x) => x.raw), framer.end() ?? Buffer.alloc(0)]);
+          return done(undefined, { greeting: ev.reply, ...(rest.length ? { leftover: rest } : {}) });
+        }
+      }
+    };
+    server.on('data', onData);
+    server.once('error', onError);
+    server.once('end', onEnd);
+  });
+}
+
+/** The nftables ruleset transparent mode needs, for `--print-nft`. */
+export function nftRuleset(lanInterface: string, port: number): string {
+  return `# ftp-alg transparent mode: redirect LAN FTP control connections to the gateway.
+# Load with: nft -f THIS_FILE   (keep your existing masquerade rule for the WAN side)
+table inet ftp_alg {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "${lanInterface}" tcp dport 21 redirect to :${port}
+  }
+}
+`;
+}
