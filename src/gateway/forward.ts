@@ -16,7 +16,7 @@ import { checkClientAllowed, checkDestination, REASON } from '../alg/policy.js';
 import type { EventSink } from './events.js';
 import { PortPool } from './ports.js';
 import { Gateway, connectServer } from './server.js';
-import { DialRefusal, type DialContext, type DialResult, type ServerDialer } from './session.js';
+import { DialRefusal, type DialContext, type ServerDialer } from './session.js';
 import { originalDestination } from './original-dst.js';
 
 export function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promise<Gateway> {
