@@ -22,6 +22,7 @@ export const HAVE = {
   python: existsSync(SYSTEM_PYTHON),
   pyftpdlib: existsSync(SYSTEM_PYTHON) && has([SYSTEM_PYTHON, '-c', 'import pyftpdlib']),
   lftp: has(['lftp', '--version']),
+  tnftp: has(['sh', '-c', 'command -v tnftp']),
   root: process.getuid?.() === 0,
 };
 
