@@ -29,7 +29,11 @@ export interface CommonGatewayConfig {
   dataIdleTimeoutMs: number;
   completionLingerMs: number;
   connectTimeoutMs: number;
+  loginTimeoutMs: number;
+  idleTimeoutMs: number;
   maxLineBytes: number;
+  maxSessions: number;
+  maxSessionsPerClient: number;
   tls: 'refuse' | 'passthrough';
 }
 
@@ -46,6 +50,10 @@ export const DEFAULTS = {
   dataIdleTimeoutMs: 300_000,
   completionLingerMs: 5_000,
   connectTimeoutMs: 10_000,
+  loginTimeoutMs: 60_000,
+  idleTimeoutMs: 600_000,
+  maxSessions: 1000,
+  maxSessionsPerClient: 50,
   maxLineBytes: DEFAULT_MAX_LINE_BYTES,
   tls: 'refuse' as const,
 };
@@ -105,8 +113,24 @@ export interface ReverseFlags {
   'active-ports'?: string;
   'server-networks'?: string;
   'data-timeout'?: number;
+  'data-idle-timeout'?: number;
+  'connect-timeout'?: number;
+  'login-timeout'?: number;
+  'idle-timeout'?: number;
   'max-line'?: number;
+  'max-sessions'?: number;
+  'max-sessions-per-client'?: number;
   tls?: string;
+}
+
+function count(key: string, value: number | undefined, fallback: number, max: number): number {
+  const n = value ?? fallback;
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(key, `${n} is not a whole number in 1-${max}`);
+  return n;
+}
+
+function seconds(key: string, value: number | undefined, fallbackMs: number): number {
+  return value === undefined ? fallbackMs : parseSeconds(key, value);
 }
 
 function required(key: string, v: string | undefined): string {
@@ -124,10 +148,14 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
   return {
     passivePorts: f['passive-ports'] ? parsePortRange('--passive-ports', f['passive-ports']) : undefined,
     activePorts: f['active-ports'] ? parsePortRange('--active-ports', f['active-ports']) : undefined,
-    acceptTimeoutMs: f['data-timeout'] !== undefined ? parseSeconds('--data-timeout', f['data-timeout']) : DEFAULTS.acceptTimeoutMs,
-    dataIdleTimeoutMs: DEFAULTS.dataIdleTimeoutMs,
+    acceptTimeoutMs: seconds('--data-timeout', f['data-timeout'], DEFAULTS.acceptTimeoutMs),
+    dataIdleTimeoutMs: seconds('--data-idle-timeout', f['data-idle-timeout'], DEFAULTS.dataIdleTimeoutMs),
     completionLingerMs: DEFAULTS.completionLingerMs,
-    connectTimeoutMs: DEFAULTS.connectTimeoutMs,
+    connectTimeoutMs: seconds('--connect-timeout', f['connect-timeout'], DEFAULTS.connectTimeoutMs),
+    loginTimeoutMs: seconds('--login-timeout', f['login-timeout'], DEFAULTS.loginTimeoutMs),
+    idleTimeoutMs: seconds('--idle-timeout', f['idle-timeout'], DEFAULTS.idleTimeoutMs),
+    maxSessions: count('--max-sessions', f['max-sessions'], DEFAULTS.maxSessions, 1_000_000),
+    maxSessionsPerClient: count('--max-sessions-per-client', f['max-sessions-per-client'], DEFAULTS.maxSessionsPerClient, 1_000_000),
     maxLineBytes: maxLine,
     tls,
   };
@@ -162,7 +190,6 @@ export interface ForwardConfig extends CommonGatewayConfig {
   allowClients: Cidr[];
   allowDestinations: Cidr[];
   activeSourcePort?: number | undefined;
-  loginTimeoutMs: number;
 }
 
 export interface ForwardFlags extends Omit<ReverseFlags, 'server' | 'inside-address' | 'server-networks'> {
@@ -194,7 +221,6 @@ export function forwardFromFlags(f: ForwardFlags): ForwardConfig {
     allowClients: parseCidrList('--allow-clients', f['allow-clients'] ?? DEFAULT_ALLOWED_CLIENTS.join(',')),
     allowDestinations: f['allow-destinations'] ? parseCidrList('--allow-destinations', f['allow-destinations']) : [],
     activeSourcePort: sourcePort,
-    loginTimeoutMs: 60_000,
     ...commonFromFlags(f),
   };
 }

@@ -21,6 +21,8 @@ export function parseProxyUser(arg: string): ProxyUserResult {
   if (at <= 0 || at === arg.length - 1) return { ok: false, reason: 'log in as USER name@host[:port]' };
   const user = arg.slice(0, at);
   const dest = arg.slice(at + 1);
+  // The user name is sent on to the server: nothing that could end the line.
+  if (/[\x00-\x1f\x7f]/.test(user)) return { ok: false, reason: 'control characters in the user name' };
   const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(dest) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(dest);
   if (!m) return { ok: false, reason: `"${dest}" is not host[:port]` };
   const host = m[1]!;

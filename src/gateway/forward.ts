@@ -14,8 +14,7 @@ import { formatEndpoint, ipOf, parseIp, type Cidr, type IpAddress } from '../pro
 import { preLoginStep } from '../alg/proxy-login.js';
 import { checkClientAllowed, checkDestination, REASON } from '../alg/policy.js';
 import type { EventSink } from './events.js';
-import { PortPool } from './ports.js';
-import { Gateway, connectServer } from './server.js';
+import { Gateway, connectServer, sessionLimits } from './server.js';
 import { DialRefusal, type DialContext, type ServerDialer } from './session.js';
 import { originalDestination } from './original-dst.js';
 
@@ -32,13 +31,10 @@ export function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promis
       passiveAnnounceAddress: undefined,
       activeListenAddress: cfg.publicAddress?.address,
       activeSourcePort: cfg.activeSourcePort,
-      passivePool: new PortPool(cfg.passivePorts),
-      activePool: new PortPool(cfg.activePorts),
-      acceptTimeoutMs: cfg.acceptTimeoutMs,
-      dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
-      completionLingerMs: cfg.completionLingerMs,
-      maxLineBytes: cfg.maxLineBytes,
+      ...sessionLimits(cfg),
     },
+    maxSessions: cfg.maxSessions,
+    maxSessionsPerClient: cfg.maxSessionsPerClient,
   });
 }
 

@@ -1,8 +1,7 @@
 /** Reverse mode: ftp-alg in front of one (NATed) FTP server. */
 import type { ReverseConfig } from '../config.js';
 import type { EventSink } from './events.js';
-import { PortPool } from './ports.js';
-import { Gateway, fixedServerDialer } from './server.js';
+import { Gateway, fixedServerDialer, sessionLimits } from './server.js';
 
 export function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promise<Gateway> {
   return Gateway.start({
@@ -14,12 +13,9 @@ export function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promis
       translator: { passive: 'relay', serverNetworks: cfg.serverNetworks, tls: cfg.tls },
       passiveAnnounceAddress: cfg.publicAddress,
       activeListenAddress: cfg.insideAddress?.address,
-      passivePool: new PortPool(cfg.passivePorts),
-      activePool: new PortPool(cfg.activePorts),
-      acceptTimeoutMs: cfg.acceptTimeoutMs,
-      dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
-      completionLingerMs: cfg.completionLingerMs,
-      maxLineBytes: cfg.maxLineBytes,
+      ...sessionLimits(cfg),
     },
+    maxSessions: cfg.maxSessions,
+    maxSessionsPerClient: cfg.maxSessionsPerClient,
   });
 }

@@ -4,6 +4,11 @@
  */
 import net, { type Socket } from 'node:net';
 import { ControlSession, type ServerDialer, type SessionConfig } from './session.js';
+import type { CommonGatewayConfig } from '../config.js';
+import { PortPool } from './ports.js';
+import { REASON } from '../alg/policy.js';
+import { encodeLine } from '../protocol/framer.js';
+import { ipOf } from '../protocol/address.js';
 import type { EventSink } from './events.js';
 
 export interface GatewayOptions {
@@ -12,6 +17,22 @@ export interface GatewayOptions {
   session: SessionConfig;
   dialServer: ServerDialer;
   sink: EventSink;
+  maxSessions: number;
+  maxSessionsPerClient: number;
+}
+
+/** The parts of a session's configuration both modes take from the flags alike. */
+export function sessionLimits(cfg: CommonGatewayConfig) {
+  return {
+    passivePool: new PortPool(cfg.passivePorts),
+    activePool: new PortPool(cfg.activePorts),
+    acceptTimeoutMs: cfg.acceptTimeoutMs,
+    dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
+    completionLingerMs: cfg.completionLingerMs,
+    maxLineBytes: cfg.maxLineBytes,
+    loginTimeoutMs: cfg.loginTimeoutMs,
+    idleTimeoutMs: cfg.idleTimeoutMs,
+  };
 }
 
 let nextSessionNumber = 0;
@@ -23,6 +44,7 @@ function sessionId(): string {
 
 export class Gateway {
   readonly sessions = new Set<ControlSession>();
+  private readonly perClient = new Map<string, number>();
   private closing = false;
 
   private constructor(
@@ -59,10 +81,28 @@ export class Gateway {
       socket.destroy();
       return;
     }
+    socket.on('error', () => undefined); // a reset before the session takes over is not ours to report
+    const client = socket.remoteAddress ? ipOf(socket.remoteAddress).address : '?';
+    const fromClient = this.perClient.get(client) ?? 0;
+    const { maxSessions, maxSessionsPerClient } = this.opts;
+    if (this.sessions.size >= maxSessions || fromClient >= maxSessionsPerClient) {
+      const which = this.sessions.size >= maxSessions ? `${maxSessions} sessions in all` : `${maxSessionsPerClient} sessions from ${client}`;
+      this.opts.sink({ event: 'refuse', kind: 'session', code: REASON.TOO_MANY_SESSIONS, message: `over the limit of ${which}` });
+      socket.end(encodeLine(`421 Too many sessions (${which}); try again later`));
+      socket.resume(); // read the client's FIN so that the socket can close
+      setTimeout(() => socket.destroy(), 2_000).unref();
+      return;
+    }
     socket.setNoDelay(true);
     const session = new ControlSession(sessionId(), socket, this.opts.session, this.opts.sink, this.opts.dialServer);
     this.sessions.add(session);
-    void session.closed.then(() => this.sessions.delete(session));
+    this.perClient.set(client, fromClient + 1);
+    void session.closed.then(() => {
+      this.sessions.delete(session);
+      const left = (this.perClient.get(client) ?? 1) - 1;
+      if (left > 0) this.perClient.set(client, left);
+      else this.perClient.delete(client);
+    });
     void session.start();
   }
 

@@ -39,6 +39,10 @@ export interface SessionConfig {
   /** Longest a completion reply waits for its data while no byte moves. */
   completionLingerMs: number;
   maxLineBytes: number;
+  /** From connect to the server's 230. */
+  loginTimeoutMs: number;
+  /** A control connection with no traffic and no transfer running is closed after this. */
+  idleTimeoutMs: number;
 }
 
 export interface DialContext {
@@ -72,6 +76,7 @@ export class DialRefusal extends Error {
 }
 
 const PASSIVE_CODES = new Set([227, 228, 229]);
+const CLOSE_GRACE_MS = 2_000;
 
 export class ControlSession {
   readonly closed: Promise<void>;
@@ -104,6 +109,9 @@ export class ControlSession {
   private readonly openedAt = Date.now();
   private bytesUp = 0;
   private bytesDown = 0;
+  private loginTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private loggedIn = false;
 
   constructor(
     readonly id: string,
@@ -134,11 +142,7 @@ export class ControlSession {
         err instanceof DialRefusal ? err.refusal : { code: REASON.SERVER_UNREACHABLE, message: (err as Error).message };
       const reply = err instanceof DialRefusal ? err.reply : `421 Service not available: ${oneLine(refusal.message)}`;
       this.sink({ event: 'refuse', session: this.id, kind: 'connect', code: refusal.code, message: refusal.message });
-      if (!client.destroyed) {
-        if (reply) client.end(encodeLine(reply));
-        else client.end();
-      }
-      this.close(`${refusal.code === REASON.SERVER_UNREACHABLE ? 'server unreachable' : refusal.code}: ${refusal.message}`);
+      this.close(`${refusal.code === REASON.SERVER_UNREACHABLE ? 'server unreachable' : refusal.code}: ${refusal.message}`, reply);
       return;
     }
     const server = dialled.server;
@@ -156,6 +160,11 @@ export class ControlSession {
       client: this.clientLabel,
       server: formatEndpoint({ ...serverIp, port: server.remotePort ?? 0 }),
     });
+    this.loginTimer = setTimeout(() => {
+      this.refuse({ code: REASON.LOGIN_TIMEOUT, message: `no successful login within ${this.config.loginTimeoutMs} ms` }, 'session', '');
+      this.close('login timeout', `421 Login timeout (${Math.round(this.config.loginTimeoutMs / 1000)} s): closing control connection`);
+    }, this.config.loginTimeoutMs);
+    this.idleTimer = setTimeout(() => this.onIdle(), this.config.idleTimeoutMs);
     server.on('error', (err) => this.close(`server error: ${err.message}`));
     server.on('close', () => this.onSocketClosed());
     server.on('data', (chunk: Buffer) => this.onServerData(chunk));
@@ -178,12 +187,21 @@ export class ControlSession {
   }
 
   /** Closes everything the session holds; the first reason given is the one reported. */
-  close(reason: string): void {
+  close(reason: string, lastWords?: string): void {
     if (this.closeReason) return;
     this.closeReason = reason;
+    clearTimeout(this.loginTimer);
+    clearTimeout(this.idleTimer);
     for (const channel of this.channels) channel.close(`session closed: ${reason}`);
-    this.client.destroy();
     this.server?.destroy();
+    if (lastWords !== undefined && !this.client.destroyed && !this.client.writableEnded) {
+      // Let the last reply reach the client: end() flushes, destroy() would
+      // drop it. A client that never reads it is cut off after a grace period.
+      this.client.end(encodeLine(lastWords));
+      setTimeout(() => this.client.destroy(), CLOSE_GRACE_MS).unref();
+    } else {
+      this.client.destroy();
+    }
     this.sink({
       event: 'session-close',
       session: this.id,
@@ -193,6 +211,18 @@ export class ControlSession {
       durationMs: Date.now() - this.openedAt,
     });
     this.resolveClosed();
+  }
+
+  private onIdle(): void {
+    if (this.closeReason) return;
+    const transferring = [...this.channels].some((c) => c.state === 'relaying' || c.state === 'connecting');
+    if (transferring) {
+      // RFC 959 servers time out idle control connections too, but never in
+      // the middle of a transfer: the control channel is quiet by design then.
+      this.idleTimer?.refresh();
+      return;
+    }
+    this.close('idle timeout', `421 Idle timeout (${Math.round(this.config.idleTimeoutMs / 1000)} s): closing control connection`);
   }
 
   private onSocketClosed(): void {
@@ -208,6 +238,7 @@ export class ControlSession {
 
   private onClientData(chunk: Buffer): void {
     this.bytesUp += chunk.length;
+    this.idleTimer?.refresh();
     if (this.blind.client) {
       this.write(this.server!, chunk, 'client->server');
       return;
@@ -314,6 +345,7 @@ export class ControlSession {
 
   private onServerData(chunk: Buffer): void {
     this.bytesDown += chunk.length;
+    this.idleTimer?.refresh();
     if (this.blind.server) {
       this.write(this.client, chunk, 'server->client');
       return;
@@ -383,6 +415,10 @@ export class ControlSession {
 
   private onServerReply(reply: Reply, streamed: boolean): Promise<void> | void {
     const lines = streamed ? reply.lines.slice(-1) : reply.lines;
+    if (reply.code === 230 && !this.loggedIn) {
+      this.loggedIn = true;
+      clearTimeout(this.loginTimer);
+    }
     if (!isFinalCode(reply.code)) {
       for (const l of lines) this.pass(this.client, l, 'server->client');
       return;

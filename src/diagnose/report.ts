@@ -1,0 +1,207 @@
+/**
+ * The JSON shape of `ftp-alg diagnose --json` (and what formatDiagnoseReport
+ * prints). Part of the interface: fields are added, never renamed or given
+ * another meaning; `version` changes if that ever has to happen.
+ *
+ * Conventions: `packet` is a 1-based frame number in its capture (what
+ * Wireshark shows as frame.number); `time` is seconds since the epoch, as a
+ * float, taken from the capture; `capture` is the 1-based position of the
+ * file on the command line; endpoints are `{family, address, port}` with
+ * canonical address text (IPv4 dotted, IPv6 RFC 5952).
+ */
+import type { LedgerEntry } from '../alg/ledger.js';
+import type { Endpoint } from '../protocol/address.js';
+
+export const REPORT_VERSION = 1;
+
+export interface DiagnoseReport {
+  version: typeof REPORT_VERSION;
+  captures: CaptureReport[];
+  /** Every FTP control session found, capture by capture, in order of first packet. */
+  sessions: SessionReport[];
+  /** With two captures: control sessions seen on both sides of a middlebox. */
+  pairs: PairReport[];
+  /** Sorted by capture, then packet. */
+  findings: Finding[];
+}
+
+export interface CaptureReport {
+  capture: number;
+  file: string;
+  format: 'pcap' | 'pcapng';
+  /** e.g. `ethernet`, `linux-sll`, `linux-sll2`, `raw-ip`. */
+  linkTypes: string[];
+  packets: number;
+  tcpSegments: number;
+  tcpConnections: number;
+  /** Time of the first and last packet with a TCP segment. */
+  start?: number;
+  end?: number;
+  /** What the reader skipped or could not see (fragments, snaplen, truncation). */
+  notes: string[];
+}
+
+export interface PacketAt {
+  packet: number;
+  time: number;
+}
+
+/** Handshake outcome of a TCP connection, as far as the capture shows. */
+export type HandshakeState = 'opened' | 'refused' | 'unanswered' | 'mid-stream';
+
+export type DirectionName = 'client->server' | 'server->client';
+
+export interface SessionReport {
+  /** `capture.n`, e.g. `1.2` for the second control session of the first capture. */
+  id: string;
+  capture: number;
+  client: Endpoint;
+  server: Endpoint;
+  /** `port-21`, or `greeting` (a 220 from the server on another port). */
+  detectedBy: 'port-21' | 'greeting';
+  handshake: HandshakeState;
+  start: PacketAt;
+  end: PacketAt;
+  /** Where the control channel became encrypted: the 234 answering AUTH. */
+  tls?: PacketAt;
+  /** Where the client sent EPSV ALL. */
+  epsvAll?: PacketAt;
+  commands: number;
+  replies: number;
+  /** Commands and replies in capture order (PASS/ACCT arguments masked). */
+  transcript: TranscriptLine[];
+  dataConnections: DataChannelReport[];
+  /** Gaps in the capture, over-long lines, unparseable endpoint arguments. */
+  notes: string[];
+}
+
+export interface TranscriptLine {
+  direction: DirectionName;
+  packet: number;
+  time: number;
+  /** One line, or a multi-line reply joined with `\n`; Telnet sequences removed. */
+  text: string;
+  /** How many TCP segments the bytes of this line first arrived in. */
+  segments: number;
+}
+
+export type AnnouncementKind = 'PORT' | 'EPRT' | 'LPRT' | '227' | '228' | '229';
+
+export interface DataChannelReport {
+  /** active: the server connects to the client (PORT/EPRT/LPRT); passive: the client connects (227/228/229). */
+  mode: 'active' | 'passive';
+  kind: AnnouncementKind;
+  /** The command or reply that announced the endpoint. */
+  announced: PacketAt & { line: string };
+  /** Where the data connection should go. */
+  endpoint: Endpoint;
+  /** Who should open it: the client's control address (passive) or the server's (active). */
+  expectedPeer: string;
+  /**
+   * opened: a connection from the expected peer completed its handshake;
+   * unexpected-peer: only a connection from another address did;
+   * refused / unanswered: every attempt got a RST / no answer;
+   * not-seen: no attempt in the capture before the next announcement.
+   */
+  status: 'opened' | 'unexpected-peer' | 'refused' | 'unanswered' | 'not-seen';
+  connections: DataConnectionReport[];
+}
+
+export interface DataConnectionReport {
+  from: Endpoint;
+  to: Endpoint;
+  state: HandshakeState;
+  /** The first SYN, or the first packet seen when the handshake was not captured. */
+  first: PacketAt;
+  /** SYNs sent (1 + retransmissions). */
+  syns: number;
+  bytes: { fromInitiator: number; toInitiator: number };
+  /** endpoint: went to the announced address and port; port: to the announced port on the control peer's address (the announced address was ignored). */
+  matchedBy: 'endpoint' | 'port';
+  unexpectedPeer: boolean;
+}
+
+export const FINDING_CODES = [
+  'PASV_PRIVATE_ADDRESS',
+  'PORT_PRIVATE_ADDRESS',
+  'DATA_CONNECT_FAILED',
+  'DATA_FROM_UNEXPECTED_PEER',
+  'DATA_CONNECTION_NOT_SEEN',
+  'COMMAND_SPLIT_ACROSS_SEGMENTS',
+  'AUTH_TLS_BLINDS_ALG',
+  'EPSV_ALL_VIOLATED',
+  'ALG_SEQ_NOT_ADJUSTED',
+] as const;
+
+export type FindingCode = (typeof FINDING_CODES)[number];
+
+export type Severity = 'error' | 'warning' | 'info';
+
+export interface Finding {
+  code: FindingCode;
+  severity: Severity;
+  capture: number;
+  session: { id: string; client: Endpoint; server: Endpoint };
+  /** The packet that shows the problem, in `capture`. */
+  packet: number;
+  time: number;
+  /** Plain-language explanation and what to do about it. */
+  message: string;
+  /** The control line involved (or a description of the packet). */
+  evidence: string;
+}
+
+export interface PairReport {
+  /** Session ids, first capture's first. */
+  sessions: [string, string];
+  /** The capture taken nearer the client. */
+  clientSide: number;
+  /** handshake-timing: SYN→SYN-ACK is longer and SYN-ACK→ACK shorter near the client; argument-order: could not tell, the first file is taken as the client side. */
+  clientSideBy: 'handshake-timing' | 'argument-order';
+  /** forwards-segments: one segment out per segment in (a NAT or kernel ALG); re-segments: a proxy that terminates TCP (sequence numbers are its own, not checked). */
+  middlebox: 'forwards-segments' | 're-segments';
+  rewrites: RewriteReport[];
+  /** Per direction, RewriteLedger entries; offsets are in the sender's stream. */
+  ledgers: Record<DirectionName, LedgerEntry[]>;
+  sequenceCheck: SequenceCheck;
+}
+
+export interface RewriteReport {
+  direction: DirectionName;
+  /** The command verb or reply code of the line (`PORT`, `227`), or `line`. */
+  kind: string;
+  /** Text before and after the middlebox; '' for a line it inserted or removed. */
+  before: string;
+  after: string;
+  /** Where the line is in the sender's side capture and in the receiver's side capture. */
+  beforeAt: { capture: number; packet: number };
+  afterAt?: { capture: number; packet: number };
+  /** Offset of the line in the sender's stream. */
+  offset: number;
+  beforeBytes: number;
+  afterBytes: number;
+  /** Cumulative output-minus-input offset after this rewrite. */
+  delta: number;
+}
+
+export interface SequenceCheck {
+  checked: boolean;
+  /** Why it was not checked. */
+  reason?: string;
+  /** Segments whose sequence number was compared, and ACKs compared. */
+  segments: number;
+  acks: number;
+  firstMismatch?: SequenceMismatch;
+}
+
+export interface SequenceMismatch {
+  kind: 'seq' | 'ack';
+  /** The direction of the data whose numbers are wrong (for `ack`, the ACKs travel the other way). */
+  direction: DirectionName;
+  capture: number;
+  packet: number;
+  time: number;
+  /** Stream offsets relative to the ISN. */
+  expected: number;
+  actual: number;
+}
