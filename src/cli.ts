@@ -7,7 +7,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { Level } from 'pino';
-import { ConfigError, forwardFromFlags, reverseFromFlags, type ForwardFlags, type ReverseFlags } from './config.js';
+import { ConfigError, forwardFromFlags, parseSeconds, reverseFromFlags, type ForwardFlags, type ReverseFlags } from './config.js';
 import { createLogger, logSink, LOG_LEVELS, type LogFormat } from './log.js';
 import { startReverseGateway } from './gateway/reverse.js';
 import { nftRuleset, startForwardGateway } from './gateway/forward.js';
@@ -125,6 +125,43 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
     .command(
+      'probe <url>',
+      'from the client side: log in and try PASV, EPSV, PORT and EPRT; say what fails and why',
+      (y) =>
+        y
+          .positional('url', { type: 'string', describe: 'ftp://[user[:pass]@]host[:port]/', demandOption: true })
+          .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON (stable, see README)' })
+          .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for each connection and reply' }),
+      async (flags) => {
+        const { parseProbeUrl, probe, formatProbeReport } = await import('./diagnose/probe.js');
+        let target;
+        try {
+          target = parseProbeUrl(String(flags.url));
+        } catch (err) {
+          throw new ConfigError('url', (err as Error).message);
+        }
+        const timeoutMs = parseSeconds('--timeout', flags.timeout);
+        const progress = flags.json || !process.stderr.isTTY ? undefined : (line: string) => process.stderr.write(`${line}\n`);
+        const report = await probe(target, timeoutMs, progress);
+        process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatProbeReport(report));
+        // Exit 0 when every mode works, 1 when the probe found a problem.
+        process.exitCode = report.verdict.codes.includes('OK') ? EXIT.ok : EXIT.runtime;
+      },
+    )
+    .command(
+      'explain <line>',
+      'decode one FTP command or reply: meaning, endpoint, address class, what a NAT does to it',
+      (y) =>
+        y
+          .positional('line', { type: 'string', describe: "e.g. 'PORT 100,64,1,2,4,1' or '227 Entering Passive Mode (100,64,2,2,195,80)'", demandOption: true })
+          .option('json', { type: 'boolean', default: false }),
+      async (flags) => {
+        const { explainLine, formatExplanation } = await import('./diagnose/explain.js');
+        const x = explainLine(String(flags.line));
+        process.stdout.write(flags.json ? `${JSON.stringify(x, null, 2)}\n` : formatExplanation(x));
+      },
+    )
+    .command(
       'demo',
       'built-in FTP server behind the gateway on loopback, with a self-check transfer',
       (y) =>
@@ -138,7 +175,7 @@ export async function main(argv: string[]): Promise<void> {
         if (code !== undefined) process.exit(code);
       },
     )
-    .demandCommand(1, 'name a command: reverse, forward or demo')
+    .demandCommand(1, 'name a command: reverse, forward, probe, explain or demo')
     .strict()
     .recommendCommands()
     .fail((msg, err) => {

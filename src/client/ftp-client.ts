@@ -13,6 +13,9 @@ import { ipOf, type Endpoint } from '../protocol/address.js';
 export type DataModeName = 'PASV' | 'EPSV' | 'PORT' | 'EPRT';
 
 export class FtpError extends Error {
+  /** Set when the failure came after the data connection had opened. */
+  dataConnected = false;
+
   constructor(
     message: string,
     readonly reply?: { code: number; text: string },
@@ -124,7 +127,11 @@ export class FtpClient {
    * Opens a data connection in `mode` and runs `command` (RETR, LIST, …) over
    * it; resolves with the bytes received and the replies seen.
    */
-  async transfer(mode: DataModeName, command: string): Promise<{ data: Buffer; setup: SimpleReply; announced?: Endpoint; final: SimpleReply }> {
+  async transfer(
+    mode: DataModeName,
+    command: string,
+    onSetup?: (setup: SimpleReply, endpoint: Endpoint | undefined) => void,
+  ): Promise<{ data: Buffer; setup: SimpleReply; announced?: Endpoint; final: SimpleReply }> {
     const local = ipOf(this.socket.localAddress!);
     const remote = ipOf(this.socket.remoteAddress!);
     let dataSocket: Promise<Socket>;
@@ -137,6 +144,7 @@ export class FtpClient {
         const f = find229(setup.text);
         return f ? { ...remote, port: f.port } : undefined;
       })();
+      onSetup?.(setup, announced);
       if (!announced) throw new FtpError(`${mode} reply has no endpoint: ${setup.text}`, setup);
       dataSocket = this.dial(announced);
     } else {
@@ -146,12 +154,23 @@ export class FtpClient {
       const me = { ...local, port };
       const arg = mode === 'PORT' ? formatPortArg(me) : formatEprtArg(me);
       setup = await this.expect(`${mode} ${arg}`, (c) => c === 200);
+      onSetup?.(setup, me);
       dataSocket = this.accept(listener);
     }
+    // The data connection may fail while we wait for the command's reply.
+    dataSocket.catch(() => undefined);
+    let connected = false;
     try {
+      // Passive: connect before sending the command, as curl and others do,
+      // so that an unreachable endpoint shows up as such, not as a timeout.
+      if (mode === 'PASV' || mode === 'EPSV') {
+        await dataSocket;
+        connected = true;
+      }
       const first = await this.send(command, true);
       if (first.code >= 300) throw new FtpError(`${command.split(' ')[0]} failed: ${first.code} ${first.text}`, first);
       const sock = await dataSocket;
+      connected = true;
       const chunks: Buffer[] = [];
       await new Promise<void>((resolve, reject) => {
         sock.on('data', (c: Buffer) => chunks.push(c));
@@ -162,6 +181,9 @@ export class FtpClient {
       const final = first.code < 200 ? await this.read() : first;
       if (final.code >= 300) throw new FtpError(`${command.split(' ')[0]} failed: ${final.code} ${final.text}`, final);
       return { data: Buffer.concat(chunks), setup, final, ...(announced ? { announced } : {}) };
+    } catch (err) {
+      if (err instanceof FtpError) err.dataConnected = connected;
+      throw err;
     } finally {
       listener?.close();
       void dataSocket.then((s) => s.destroy(), () => undefined);

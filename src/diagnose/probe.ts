@@ -1,0 +1,223 @@
+/**
+ * `ftp-alg probe URL`: from the client's side, log in and try each data mode
+ * (PASV, EPSV, PORT, EPRT) on a fresh control connection, then say in plain
+ * words what works, what does not, and why, with stable reason codes.
+ */
+import { FtpClient, FtpError, type DataModeName, type SimpleReply } from '../client/ftp-client.js';
+import { classifyAddress, ipOf, isSiteLocal, sameAddress, type AddressClass } from '../protocol/address.js';
+
+export const PROBE_CODES = {
+  OK: 'OK',
+  PASV_PRIVATE_ADDRESS: 'PASV_PRIVATE_ADDRESS',
+  PASV_UNREACHABLE: 'PASV_UNREACHABLE',
+  EPSV_UNSUPPORTED: 'EPSV_UNSUPPORTED',
+  EPSV_UNREACHABLE: 'EPSV_UNREACHABLE',
+  ACTIVE_REFUSED: 'ACTIVE_REFUSED',
+  ACTIVE_NO_CONNECT: 'ACTIVE_NO_CONNECT',
+  TLS_REQUIRED: 'TLS_REQUIRED',
+  LOGIN_FAILED: 'LOGIN_FAILED',
+  CONNECT_FAILED: 'CONNECT_FAILED',
+} as const;
+export type ProbeCode = (typeof PROBE_CODES)[keyof typeof PROBE_CODES];
+
+export interface ProbeTarget {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+/** The JSON shape of `probe --json` (stable; README documents it). */
+export interface ProbeReport {
+  target: { host: string; port: number; user: string };
+  control?: { address: string; class: AddressClass; local: string };
+  greeting?: SimpleReply;
+  login?: { ok: boolean; reply?: SimpleReply; error?: string };
+  modes: ProbeModeResult[];
+  verdict: { codes: ProbeCode[]; summary: string[] };
+}
+
+export interface ProbeModeResult {
+  mode: DataModeName;
+  /** Reply to PASV/EPSV/PORT/EPRT. */
+  setup?: SimpleReply;
+  /** Where the server said it listens (passive), or where we listened (active). */
+  announced?: { address: string; port: number; class: AddressClass; differsFromControl: boolean };
+  dataConnected: boolean;
+  bytes?: number;
+  final?: SimpleReply;
+  durationMs: number;
+  error?: string;
+  codes: ProbeCode[];
+}
+
+export function parseProbeUrl(text: string): ProbeTarget {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`"${text}" is not a URL; use ftp://[user[:pass]@]host[:port]/`);
+  }
+  if (url.protocol !== 'ftp:') throw new Error(`"${text}" is not an ftp:// URL`);
+  return {
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: url.port ? Number(url.port) : 21,
+    user: url.username ? decodeURIComponent(url.username) : 'anonymous',
+    password: url.password ? decodeURIComponent(url.password) : 'ftp-alg-probe@example.org',
+  };
+}
+
+const MODES: DataModeName[] = ['PASV', 'EPSV', 'PORT', 'EPRT'];
+
+export async function probe(target: ProbeTarget, timeoutMs: number, progress: (line: string) => void = () => undefined): Promise<ProbeReport> {
+  const report: ProbeReport = { target: { host: target.host, port: target.port, user: target.user }, modes: [], verdict: { codes: [], summary: [] } };
+  progress(`connecting to ${target.host}:${target.port} (timeout ${timeoutMs / 1000} s)…`);
+  let first: FtpClient;
+  try {
+    first = await FtpClient.connect(target.host, target.port, timeoutMs);
+  } catch (err) {
+    report.verdict = { codes: ['CONNECT_FAILED'], summary: [`Cannot open the control connection: ${(err as Error).message}.`] };
+    return report;
+  }
+  const remote = ipOf(first.socket.remoteAddress!);
+  report.control = { address: remote.address, class: classifyAddress(remote), local: first.socket.localAddress ?? '' };
+  try {
+    report.greeting = await first.read();
+    await loginAfterGreeting(first, target, report);
+  } catch (err) {
+    report.login = { ok: false, error: (err as Error).message, ...(err instanceof FtpError && err.reply ? { reply: err.reply } : {}) };
+  } finally {
+    first.close();
+  }
+  if (!report.login?.ok) {
+    const text = `${report.login?.reply?.text ?? ''} ${report.login?.error ?? ''}`;
+    const tls = /TLS|SSL|encrypt|AUTH/i.test(text) || report.login?.reply?.code === 534;
+    report.verdict = tls
+      ? { codes: ['TLS_REQUIRED'], summary: ['The server requires TLS before login: no ALG can rewrite an encrypted control channel, so FTP through a NAT needs the server to announce a reachable address itself (or FTPS-aware firewalls).'] }
+      : { codes: ['LOGIN_FAILED'], summary: [`Login failed: ${report.login?.reply ? `${report.login.reply.code} ${report.login.reply.text}` : report.login?.error}.`] };
+    return report;
+  }
+  for (const mode of MODES) {
+    progress(`trying ${mode} (waits up to ${timeoutMs / 1000} s for the data connection)…`);
+    report.modes.push(await probeMode(target, mode, timeoutMs, remote.address));
+  }
+  report.verdict = verdict(report);
+  return report;
+}
+
+async function loginAfterGreeting(c: FtpClient, target: ProbeTarget, report: ProbeReport): Promise<void> {
+  if (report.greeting!.code !== 220) throw new FtpError(`greeting ${report.greeting!.code}`, report.greeting);
+  const u = await c.send(`USER ${target.user}`);
+  let final = u;
+  if (u.code === 331) final = await c.send(`PASS ${target.password}`);
+  report.login = { ok: final.code === 230 || final.code === 202, reply: final };
+}
+
+async function probeMode(target: ProbeTarget, mode: DataModeName, timeoutMs: number, controlAddress: string): Promise<ProbeModeResult> {
+  const started = Date.now();
+  const result: ProbeModeResult = { mode, dataConnected: false, durationMs: 0, codes: [] };
+  let c: FtpClient | undefined;
+  try {
+    c = await FtpClient.connect(target.host, target.port, timeoutMs);
+    await c.login(target.user, target.password);
+    const r = await c.transfer(mode, 'LIST', (setup, announced) => {
+      result.setup = setup;
+      if (announced) {
+        const ip = ipOf(announced.address);
+        result.announced = { address: ip.address, port: announced.port, class: classifyAddress(ip), differsFromControl: !sameAddress(ip, ipOf(controlAddress)) };
+      }
+    });
+    result.dataConnected = true;
+    result.bytes = r.data.length;
+    result.final = r.final;
+  } catch (err) {
+    result.error = (err as Error).message;
+    if (err instanceof FtpError && err.reply && !result.setup) result.setup = err.reply;
+    if (err instanceof FtpError && err.reply && result.setup && err.reply !== result.setup) result.final = err.reply;
+    if (err instanceof FtpError && err.dataConnected) result.dataConnected = true;
+  } finally {
+    c?.close();
+  }
+  result.durationMs = Date.now() - started;
+  result.codes = modeCodes(result);
+  return result;
+}
+
+function modeCodes(r: ProbeModeResult): ProbeCode[] {
+  const codes: ProbeCode[] = [];
+  const setupFailed = !r.setup || r.setup.code >= 400;
+  if (r.mode === 'PASV' || r.mode === 'EPSV') {
+    if (r.announced && r.mode === 'PASV' && r.announced.differsFromControl && isSiteLocal({ family: r.announced.address.includes(':') ? 6 : 4, address: r.announced.address })) {
+      codes.push('PASV_PRIVATE_ADDRESS');
+    }
+    if (r.mode === 'EPSV' && r.setup && setupFailed) codes.push('EPSV_UNSUPPORTED');
+    else if (!r.dataConnected && r.setup && !setupFailed) codes.push(r.mode === 'PASV' ? 'PASV_UNREACHABLE' : 'EPSV_UNREACHABLE');
+  } else if (setupFailed && r.setup) {
+    codes.push('ACTIVE_REFUSED');
+  } else if (!r.dataConnected) {
+    codes.push('ACTIVE_NO_CONNECT');
+  }
+  return codes.length > 0 || r.dataConnected ? (codes.length ? codes : ['OK']) : codes;
+}
+
+function verdict(report: ProbeReport): ProbeReport['verdict'] {
+  const codes = new Set<ProbeCode>();
+  const summary: string[] = [];
+  const by = (m: DataModeName) => report.modes.find((x) => x.mode === m)!;
+  const pasv = by('PASV');
+  const epsv = by('EPSV');
+  for (const m of report.modes) for (const c of m.codes) if (c !== 'OK') codes.add(c);
+  if (pasv.codes.includes('PASV_PRIVATE_ADDRESS')) {
+    summary.push(
+      `PASV: the server announces ${pasv.announced!.address} (${pasv.announced!.class}), not the address you reached it at (${report.control!.address}): it is behind a NAT and announces its inside address. ` +
+        'Clients that honour the 227 address fail; fix it with ftp-alg reverse in front of the server or the server\'s masquerade address setting.',
+    );
+  }
+  if (pasv.codes.includes('PASV_UNREACHABLE')) summary.push(`PASV: the data connection to ${pasv.announced ? `${pasv.announced.address}:${pasv.announced.port}` : 'the announced endpoint'} failed (${pasv.error ?? 'no connection'}).`);
+  if (epsv.codes.includes('EPSV_UNSUPPORTED')) summary.push(`EPSV: not supported (${epsv.setup!.code} ${epsv.setup!.text}); clients fall back to PASV.`);
+  if (epsv.codes.includes('EPSV_UNREACHABLE')) summary.push(`EPSV: the data connection to the control address on port ${epsv.announced?.port} failed: the passive port range is not reachable (firewall or missing port forward).`);
+  for (const m of [by('PORT'), by('EPRT')]) {
+    if (m.codes.includes('ACTIVE_REFUSED')) {
+      summary.push(`${m.mode}: refused by the server (${m.setup!.code} ${m.setup!.text}): it does not accept our address ${report.control!.local} — typical for a client behind a NAT without an FTP ALG (the server sees the NAT's address).`);
+    }
+    if (m.codes.includes('ACTIVE_NO_CONNECT')) {
+      summary.push(`${m.mode}: the server accepted the command but never connected back (${m.final ? `${m.final.code} ${m.final.text}` : m.error ?? 'timeout'}): a NAT or firewall in front of this client blocks incoming data connections.`);
+    }
+  }
+  if (codes.size === 0) {
+    codes.add('OK');
+    summary.push('All four data modes work from here.');
+  } else {
+    const working = report.modes.filter((m) => m.codes.includes('OK')).map((m) => m.mode);
+    summary.push(working.length ? `Working from here: ${working.join(', ')}.` : 'No data mode works from here.');
+  }
+  return { codes: [...codes], summary };
+}
+
+export function formatProbeReport(r: ProbeReport): string {
+  const out: string[] = [];
+  out.push(`ftp-alg probe ftp://${r.target.host.includes(':') ? `[${r.target.host}]` : r.target.host}:${r.target.port}/ as ${r.target.user}`);
+  if (r.control) out.push(`control: ${r.control.address}:${r.target.port} (${r.control.class}) from ${r.control.local}`);
+  if (r.greeting) out.push(`greeting: ${r.greeting.code} ${r.greeting.text.split('\n')[0]}`);
+  if (r.login) out.push(`login: ${r.login.ok ? 'ok' : 'FAILED'}${r.login.reply ? ` (${r.login.reply.code} ${r.login.reply.text.split('\n')[0]})` : r.login.error ? ` (${r.login.error})` : ''}`);
+  if (r.modes.length) {
+    const rows = [['mode', 'reply', 'endpoint', 'class', 'data', 'bytes', 'time', 'codes']];
+    for (const m of r.modes) {
+      rows.push([
+        m.mode,
+        m.setup ? `${m.setup.code} ${m.setup.text.split('\n')[0]}`.slice(0, 48) : '-',
+        m.announced ? `${m.announced.address.includes(':') ? `[${m.announced.address}]` : m.announced.address}:${m.announced.port}` : '-',
+        m.announced ? m.announced.class + (m.announced.differsFromControl ? '≠ctl' : '') : '-',
+        m.dataConnected ? 'ok' : 'FAIL',
+        m.bytes !== undefined ? String(m.bytes) : '-',
+        `${m.durationMs}ms`,
+        m.codes.join(' '),
+      ]);
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+    for (const row of rows) out.push(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+  }
+  out.push(`verdict: ${r.verdict.codes.join(' ')}`);
+  for (const s of r.verdict.summary) out.push(`  - ${s}`);
+  return out.join('\n') + '\n';
+}
