@@ -153,7 +153,12 @@ export class FtpClient {
       const port = (listener.address() as net.AddressInfo).port;
       const me = { ...local, port };
       const arg = mode === 'PORT' ? formatPortArg(me) : formatEprtArg(me);
-      setup = await this.expect(`${mode} ${arg}`, (c) => c === 200);
+      try {
+        setup = await this.expect(`${mode} ${arg}`, (c) => c === 200);
+      } catch (err) {
+        listener.close();
+        throw err;
+      }
       onSetup?.(setup, me);
       dataSocket = this.accept(listener);
     }
@@ -211,6 +216,7 @@ export class FtpClient {
   private accept(listener: net.Server): Promise<Socket> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new FtpError('the server did not connect back')), this.timeoutMs);
+      timer.unref(); // nobody may be waiting any more when it fires
       listener.once('connection', (s) => {
         clearTimeout(timer);
         resolve(s);

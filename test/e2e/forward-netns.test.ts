@@ -53,6 +53,9 @@ describe.skipIf(!CAN)(`forward gateway in a real NAT: vsftpd behind masquerade${
       { timeoutMs: 30_000 },
     );
 
+  const probeFromClient = () =>
+    topo.exec(topo.ns.client, process.execPath, [CLI, 'probe', `ftp://${topo.addr.server}/`, '--json', '--timeout', '5'], { timeoutMs: 60_000 });
+
   async function startGateway(args: string[], port: number): Promise<void> {
     const child = topo.spawn(topo.ns.gateway, process.execPath, [CLI, 'forward', ...args, '--log-format', 'json'], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
@@ -72,6 +75,18 @@ describe.skipIf(!CAN)(`forward gateway in a real NAT: vsftpd behind masquerade${
       const r = await curl(['-P', topo.addr.client]);
       expect(r.code).not.toBe(0);
       await ftpd.waitLog(/"EPRT \|1\|100\.64\.1\.2\|\d+\|"/);
+    });
+
+    test('probe from the client says ACTIVE_REFUSED for PORT and EPRT, passive works', async () => {
+      const r = await probeFromClient();
+      expect(r.code).toBe(1);
+      const report = JSON.parse(r.stdout.toString()) as { modes: Array<{ mode: string; codes: string[] }>; verdict: { codes: string[] } };
+      expect(report.modes.map((m) => [m.mode, m.codes])).toEqual([
+        ['PASV', ['OK']],
+        ['EPSV', ['OK']],
+        ['PORT', ['ACTIVE_REFUSED']],
+        ['EPRT', ['ACTIVE_REFUSED']],
+      ]);
     });
 
     test('tnftp active fails', async () => {
@@ -103,6 +118,12 @@ describe.skipIf(!CAN)(`forward gateway in a real NAT: vsftpd behind masquerade${
         expect(sha256(r.stdout)).toBe(sha256(file));
       });
     }
+
+    test('probe from the client: every mode works', async () => {
+      const r = await probeFromClient();
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout.toString()).verdict.codes).toEqual(['OK']);
+    });
 
     test('vsftpd saw the gateway outside address in PORT and EPRT, never the inside one', async () => {
       const log = ftpd.log().split('\n').filter((l) => /"(PORT|EPRT) /.test(l));
