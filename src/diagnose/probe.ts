@@ -94,7 +94,7 @@ export async function probe(target: ProbeTarget, timeoutMs: number, progress: (l
     const tls = /TLS|SSL|encrypt|AUTH/i.test(text) || report.login?.reply?.code === 534;
     report.verdict = tls
       ? { codes: ['TLS_REQUIRED'], summary: ['The server requires TLS before login: no ALG can rewrite an encrypted control channel, so FTP through a NAT needs the server to announce a reachable address itself (or FTPS-aware firewalls).'] }
-      : { codes: ['LOGIN_FAILED'], summary: [`Login failed: ${report.login?.reply ? `${report.login.reply.code} ${report.login.reply.text}` : report.login?.error}.`] };
+      : { codes: ['LOGIN_FAILED'], summary: [`Login failed: ${report.login?.reply ? firstLine(report.login.reply) : report.login?.error}.`] };
     return report;
   }
   for (const mode of MODES) {
@@ -174,14 +174,14 @@ function verdict(report: ProbeReport): ProbeReport['verdict'] {
     );
   }
   if (pasv.codes.includes('PASV_UNREACHABLE')) summary.push(`PASV: the data connection to ${pasv.announced ? `${pasv.announced.address}:${pasv.announced.port}` : 'the announced endpoint'} failed (${pasv.error ?? 'no connection'}).`);
-  if (epsv.codes.includes('EPSV_UNSUPPORTED')) summary.push(`EPSV: not supported (${epsv.setup!.code} ${epsv.setup!.text}); clients fall back to PASV.`);
+  if (epsv.codes.includes('EPSV_UNSUPPORTED')) summary.push(`EPSV: not supported (${firstLine(epsv.setup!)}); clients fall back to PASV.`);
   if (epsv.codes.includes('EPSV_UNREACHABLE')) summary.push(`EPSV: the data connection to the control address on port ${epsv.announced?.port} failed: the passive port range is not reachable (firewall or missing port forward).`);
   for (const m of [by('PORT'), by('EPRT')]) {
     if (m.codes.includes('ACTIVE_REFUSED')) {
-      summary.push(`${m.mode}: refused by the server (${m.setup!.code} ${m.setup!.text}): it does not accept our address ${report.control!.local} — typical for a client behind a NAT without an FTP ALG (the server sees the NAT's address).`);
+      summary.push(`${m.mode}: refused by the server (${firstLine(m.setup!)}): it does not accept our address ${report.control!.local} — typical for a client behind a NAT without an FTP ALG (the server sees the NAT's address).`);
     }
     if (m.codes.includes('ACTIVE_NO_CONNECT')) {
-      summary.push(`${m.mode}: the server accepted the command but never connected back (${m.final ? `${m.final.code} ${m.final.text}` : m.error ?? 'timeout'}): a NAT or firewall in front of this client blocks incoming data connections.`);
+      summary.push(`${m.mode}: the server accepted the command but never connected back (${m.final ? firstLine(m.final) : m.error ?? 'timeout'}): a NAT or firewall in front of this client blocks incoming data connections.`);
     }
   }
   if (codes.size === 0) {
@@ -194,18 +194,23 @@ function verdict(report: ProbeReport): ProbeReport['verdict'] {
   return { codes: [...codes], summary };
 }
 
+/** Reply text already starts with its code. */
+function firstLine(r: SimpleReply): string {
+  return r.text.split('\n')[0]!;
+}
+
 export function formatProbeReport(r: ProbeReport): string {
   const out: string[] = [];
   out.push(`ftp-alg probe ftp://${r.target.host.includes(':') ? `[${r.target.host}]` : r.target.host}:${r.target.port}/ as ${r.target.user}`);
   if (r.control) out.push(`control: ${r.control.address}:${r.target.port} (${r.control.class}) from ${r.control.local}`);
-  if (r.greeting) out.push(`greeting: ${r.greeting.code} ${r.greeting.text.split('\n')[0]}`);
-  if (r.login) out.push(`login: ${r.login.ok ? 'ok' : 'FAILED'}${r.login.reply ? ` (${r.login.reply.code} ${r.login.reply.text.split('\n')[0]})` : r.login.error ? ` (${r.login.error})` : ''}`);
+  if (r.greeting) out.push(`greeting: ${firstLine(r.greeting)}`);
+  if (r.login) out.push(`login: ${r.login.ok ? 'ok' : 'FAILED'}${r.login.reply ? ` (${firstLine(r.login.reply)})` : r.login.error ? ` (${r.login.error})` : ''}`);
   if (r.modes.length) {
     const rows = [['mode', 'reply', 'endpoint', 'class', 'data', 'bytes', 'time', 'codes']];
     for (const m of r.modes) {
       rows.push([
         m.mode,
-        m.setup ? `${m.setup.code} ${m.setup.text.split('\n')[0]}`.slice(0, 48) : '-',
+        m.setup ? firstLine(m.setup).slice(0, 60) : '-',
         m.announced ? `${m.announced.address.includes(':') ? `[${m.announced.address}]` : m.announced.address}:${m.announced.port}` : '-',
         m.announced ? m.announced.class + (m.announced.differsFromControl ? '≠ctl' : '') : '-',
         m.dataConnected ? 'ok' : 'FAIL',
