@@ -164,3 +164,31 @@ describe('explicit proxy refusals', () => {
     }
   });
 });
+
+test.skipIf(!HAVE.root)(`--active-source-port 20: the client sees active data from port 20${needs('root', 'binding port 20 needs root')}`, async () => {
+  const g = await startTestForward({ 'active-source-port': 20 });
+  try {
+    const c = await FtpClient.connect('127.0.0.1', g.port);
+    expect((await c.read()).code).toBe(220);
+    expect((await c.send(`USER anonymous@${serverHostPort}`)).code).toBe(331);
+    expect((await c.send('PASS x')).code).toBe(230);
+    const mine = (await import('node:net')).createServer();
+    await new Promise<void>((r) => mine.listen(0, '127.0.0.1', r));
+    const port = (mine.address() as import('node:net').AddressInfo).port;
+    const accepted = new Promise<import('node:net').Socket>((r) => mine.once('connection', r));
+    expect((await c.send(`EPRT |1|127.0.0.1|${port}|`)).code).toBe(200);
+    expect((await c.send('RETR f.bin', true)).code).toBe(150);
+    const data = await accepted;
+    expect(data.remotePort).toBe(20);
+    const chunks: Buffer[] = [];
+    data.on('data', (d: Buffer) => chunks.push(d));
+    await new Promise((r) => data.once('end', r));
+    expect((await c.read()).code).toBe(226);
+    expect(sha256(Buffer.concat(chunks))).toBe(sha256(FILE));
+    data.destroy();
+    mine.close();
+    await c.quit();
+  } finally {
+    await g.close();
+  }
+});

@@ -248,3 +248,47 @@ describe('resources', () => {
       expect(fds() - before).toBeLessThanOrEqual(4);
     }), 120_000);
 });
+
+describe('AUTH TLS passthrough', () => {
+  test('--tls passthrough forwards AUTH, then relays every byte blindly both ways', async () => {
+    // A scripted server: what follows 234 would be a TLS handshake; here,
+    // bytes that would be rewritten if the gateway still parsed them.
+    const scripted = net.createServer((s) => {
+      s.write('220 ready\r\n');
+      let authed = false;
+      s.on('data', (d: Buffer) => {
+        if (!authed && d.toString().startsWith('AUTH TLS')) {
+          authed = true;
+          s.write('234 Proceed with negotiation.\r\n');
+        } else if (authed) {
+          s.write(Buffer.concat([Buffer.from('echo:'), d]));
+        }
+      });
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => scripted.listen(0, '127.0.0.1', r));
+    const gw = await startTestReverse((scripted.address() as net.AddressInfo).port, { tls: 'passthrough' });
+    try {
+      const c = await FtpClient.connect('127.0.0.1', gw.port);
+      expect((await c.read()).code).toBe(220);
+      expect((await c.send('AUTH TLS')).code).toBe(234);
+      await gw.log.waitFor('warning', (e) => /no more rewriting/.test(e.message));
+      const opaque = Buffer.from('227 Entering Passive Mode (100,64,0,2,4,1)\r\n\x16\x03\x01\xff\x00');
+      const echoed = new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        c.socket.on('data', (d: Buffer) => {
+          chunks.push(d);
+          const all = Buffer.concat(chunks);
+          if (all.length >= opaque.length + 5) resolve(all);
+        });
+      });
+      c.socket.write(opaque);
+      expect((await echoed).equals(Buffer.concat([Buffer.from('echo:'), opaque]))).toBe(true);
+      expect(gw.log.of('rewrite')).toHaveLength(0);
+      c.close();
+    } finally {
+      await gw.close();
+      scripted.close();
+    }
+  });
+});
