@@ -74,6 +74,8 @@ export type ReplyDecision =
       answerAs: '227' | '228' | '229';
       /** The line that carries the endpoint, to rewrite in place; absent when the reply is replaced. */
       inPlace?: { lineIndex: number; start: number; end: number; delimiter?: string };
+      /** Further lines that carry an endpoint too: rewritten alike, whichever one a client reads. */
+      alsoInPlace?: Array<{ lineIndex: number; start: number; end: number }>;
       kind: '227' | '228' | '229';
     }
   | { type: 'unparsed'; kind: string; reason: string };
@@ -194,7 +196,16 @@ export class ControlTranslator {
     const answerAs: '227' | '228' | '229' =
       asked === 'LPSV' ? '228' : asked === 'EPSV' || (this.addrs.client.family === 6 && kind === '227') ? '229' : kind;
     const inPlace = answerAs === kind ? { lineIndex, start, end, ...(delimiter ? { delimiter } : {}) } : undefined;
-    return { type: 'passive', dial: target, ...(refusal ? { refusal } : {}), answerAs, ...(inPlace ? { inPlace } : {}), kind };
+    const also = inPlace ? this.findMoreEndpoints(kind, lines, lineIndex) : [];
+    return {
+      type: 'passive',
+      dial: target,
+      ...(refusal ? { refusal } : {}),
+      answerAs,
+      ...(inPlace ? { inPlace } : {}),
+      ...(also.length ? { alsoInPlace: also } : {}),
+      kind,
+    };
   }
 
   private passThrough(kind: string, lines: readonly string[], found: FoundReplyEndpoint): ReplyDecision {
@@ -213,8 +224,21 @@ export class ControlTranslator {
     };
   }
 
+  private findMoreEndpoints(kind: '227' | '228' | '229', lines: readonly string[], after: number): Array<{ lineIndex: number; start: number; end: number }> {
+    const more: Array<{ lineIndex: number; start: number; end: number }> = [];
+    for (let i = after + 1; i < lines.length; i++) {
+      const f = this.findEndpoint(kind, [lines[i]!]);
+      if (f) more.push({ lineIndex: i, start: f.start, end: f.end });
+    }
+    return more;
+  }
+
+  /**
+   * The first endpoint of the reply, line by line: RFC 1123 tells clients to
+   * take the first one in the text, so that is the one the server means.
+   */
   private findEndpoint(kind: '227' | '228' | '229', lines: readonly string[]): FoundReplyEndpoint | undefined {
-    for (let i = lines.length - 1; i >= 0; i--) {
+    for (let i = 0; i < lines.length; i++) {
       const text = lines[i]!;
       if (kind === '227') {
         const f = find227(text);
@@ -261,7 +285,11 @@ export function renderPassiveReply(
   if (inPlace) {
     const replacement =
       answerAs === '229' ? String(announced.port) : answerAs === '228' ? formatLprtArg(announced) : formatPortArg(announced);
-    return lines.map((l, i) => (i === inPlace.lineIndex ? spliceText(l, inPlace.start, inPlace.end, replacement) : l));
+    const spans = [inPlace, ...(decision.alsoInPlace ?? [])];
+    return lines.map((l, i) => {
+      const span = spans.find((x) => x.lineIndex === i);
+      return span ? spliceText(l, span.start, span.end, replacement) : l;
+    });
   }
   if (answerAs === '229') return [format229Reply(announced.port)];
   if (answerAs === '228') return [`228 Entering Long Passive Mode (${formatLprtArg(announced)})`];

@@ -5,7 +5,7 @@
  * src/alg, data relaying in data.ts.
  */
 import type { Socket } from 'node:net';
-import { LineFramer, encodeLine, type Framed, type FramedLine } from '../protocol/framer.js';
+import { LineFramer, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
 import { parseCommand, redactCommand, TRANSFER_VERBS } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
 import { formatEndpoint, ipOf, sameAddress, type IpAddress } from '../protocol/address.js';
@@ -77,6 +77,8 @@ export class DialRefusal extends Error {
 
 const PASSIVE_CODES = new Set([227, 228, 229]);
 const CLOSE_GRACE_MS = 2_000;
+/** A real multi-line 227 has two or three short lines; more is not worth holding. */
+const MAX_HELD_BYTES = 64 * 1024;
 
 export class ControlSession {
   readonly closed: Promise<void>;
@@ -94,8 +96,13 @@ export class ControlSession {
   private ended = { client: false, server: false };
   /** Which side sent its FIN first: says who ended the session. */
   private firstEnd: 'client' | 'server' | undefined;
-  /** Lines of a multi-line passive reply, held until the reply is complete. */
-  private heldLines: FramedLine[] = [];
+  /**
+   * What arrived of a multi-line passive reply, held until the reply is
+   * complete (the endpoint may be on any line): its lines and any pieces of
+   * lines over the cap, in order.
+   */
+  private held: Framed[] = [];
+  private heldBytes = 0;
   private streamingReply = false;
   /** The data channel the next transfer uses. */
   private data: DataChannel | undefined;
@@ -270,7 +277,7 @@ export class ControlSession {
         this.server.end();
       }
     } catch (err) {
-      this.close(`internal error: ${(err as Error).message}`);
+      this.close(`internal error: ${(err as Error).message}`, '421 Internal gateway error; closing control connection');
     } finally {
       this.pumping.client = false;
     }
@@ -377,7 +384,7 @@ export class ControlSession {
         this.client.end();
       }
     } catch (err) {
-      this.close(`internal error: ${(err as Error).message}`);
+      this.close(`internal error: ${(err as Error).message}`, '421 Internal gateway error; closing control connection');
     } finally {
       this.pumping.server = false;
     }
@@ -385,21 +392,24 @@ export class ControlSession {
 
   private onServerItem(item: Framed): Promise<void> | void {
     if (item.kind === 'overflow') {
-      // Replies are not ours to drop: an overlong one passes through as is.
-      this.pass(this.client, item, 'server->client');
+      // Replies are not ours to drop: an overlong one passes through as is,
+      // in its place inside a reply being held.
+      if (this.held.length > 0) this.hold(item);
+      else this.pass(this.client, item, 'server->client');
       return;
     }
     this.trace('server->client', item.text);
     const event = this.replies.push(item);
     if (!event) {
-      // Inside a multi-line reply. Passive replies are held whole (the
-      // endpoint may be on any line); the rest stream through.
-      const code = replyCode(this.heldLines[0]?.text ?? item.text);
-      if (this.streamingReply || (this.heldLines.length === 0 && code !== undefined && !PASSIVE_CODES.has(code))) {
+      // Inside a multi-line reply. Passive replies are held whole; the rest
+      // stream through.
+      const first = this.held.find((h): h is FramedLine => h.kind === 'line') ?? item;
+      const code = replyCode(first.text);
+      if (this.streamingReply || (this.held.length === 0 && code !== undefined && !PASSIVE_CODES.has(code))) {
         this.streamingReply = true;
         this.pass(this.client, item, 'server->client');
       } else {
-        this.heldLines.push(item);
+        this.hold(item);
       }
       return;
     }
@@ -407,42 +417,63 @@ export class ControlSession {
       this.pass(this.client, item, 'server->client');
       return;
     }
+    const items = this.streamingReply ? [item] : [...this.held, item];
     const streamed = this.streamingReply;
     this.streamingReply = false;
-    this.heldLines = [];
-    return this.onServerReply(event.reply, streamed);
+    this.held = [];
+    this.heldBytes = 0;
+    return this.onServerReply(event.reply, streamed, items);
   }
 
-  private onServerReply(reply: Reply, streamed: boolean): Promise<void> | void {
-    const lines = streamed ? reply.lines.slice(-1) : reply.lines;
+  private hold(item: Framed): void {
+    if (this.heldBytes + item.raw.length > MAX_HELD_BYTES) {
+      this.sink({ event: 'warning', session: this.id, message: `a passive reply over ${MAX_HELD_BYTES} bytes: relayed unchanged, not rewritten` });
+      for (const h of this.held) this.pass(this.client, h, 'server->client');
+      this.pass(this.client, item, 'server->client');
+      this.held = [];
+      this.heldBytes = 0;
+      this.streamingReply = true;
+      return;
+    }
+    this.held.push(item);
+    this.heldBytes += item.raw.length;
+  }
+
+  /** Sends a reply's items in order; `replace` maps a line index of the reply to its new text. */
+  private emitReply(reply: Reply, items: Framed[], replace: Map<number, string>, kind: string, reason: string): void {
+    for (const item of items) {
+      const index = item.kind === 'line' ? reply.lines.indexOf(item) : -1;
+      const text = replace.get(index);
+      if (item.kind === 'line' && text !== undefined) this.rewriteOut(this.client, item, text, 'server->client', kind, reason);
+      else this.pass(this.client, item, 'server->client');
+    }
+  }
+
+  private onServerReply(reply: Reply, streamed: boolean, items: Framed[]): Promise<void> | void {
     if (reply.code === 230 && !this.loggedIn) {
       this.loggedIn = true;
       clearTimeout(this.loginTimer);
     }
     if (!isFinalCode(reply.code)) {
-      for (const l of lines) this.pass(this.client, l, 'server->client');
+      this.emitReply(reply, items, new Map(), '', '');
       return;
     }
     const sent = this.order.awaiting;
     const decision: ReplyDecision = streamed
       ? { type: 'forward' }
-      : this.translator!.onServerReply(reply.code, reply.lines.map((l) => l.text), sent);
-    if (decision.type === 'passive') return this.openPassive(reply, decision);
+      : this.translator!.onServerReply(reply.code, reply.lines.map(rawBody), sent);
+    if (decision.type === 'passive') return this.openPassive(reply, items, decision);
     if (decision.type === 'unparsed') {
       this.sink({ event: 'warning', session: this.id, message: `${decision.reason}: passed unchanged` });
     }
     if (decision.type === 'rewrite') {
-      lines.forEach((l, i) =>
-        i === decision.lineIndex
-          ? this.rewriteOut(this.client, l, decision.text, 'server->client', decision.kind, decision.reason)
-          : this.pass(this.client, l, 'server->client'),
-      );
+      this.emitReply(reply, items, new Map([[decision.lineIndex, decision.text]]), decision.kind, decision.reason);
       this.finishReply();
       return;
     }
     const isTransferEnd = sent !== undefined && TRANSFER_VERBS.has(sent.verb) && this.data !== undefined && this.dataForTransfer;
-    if (isTransferEnd) return this.completeTransfer(reply, lines);
-    for (const l of lines) this.pass(this.client, l, 'server->client');
+    if (isTransferEnd) return this.completeTransfer(reply, items);
+    this.emitReply(reply, items, new Map(), '', '');
     if (sent?.verb === 'AUTH' && reply.code === 234 && this.blind.client) this.goBlind();
     this.finishReply();
   }
@@ -452,7 +483,7 @@ export class ControlSession {
    * relayed so far has been flushed to it: a client that sees 226 first may
    * close the data connection and lose the tail (or report a short file).
    */
-  private async completeTransfer(reply: Reply, lines: FramedLine[]): Promise<void> {
+  private async completeTransfer(reply: Reply, items: Framed[]): Promise<void> {
     const channel = this.data!;
     // 2xx: done; 426/451: aborted or failed mid-way, after whatever data did move.
     // Anything else (421 shutting down, 5xx refusals) says nothing about data.
@@ -465,11 +496,11 @@ export class ControlSession {
       this.dataForTransfer = false;
     }
     if (this.closeReason) return;
-    for (const l of lines) this.pass(this.client, l, 'server->client');
+    this.emitReply(reply, items, new Map(), '', '');
     this.finishReply();
   }
 
-  private async openPassive(reply: Reply, decision: Extract<ReplyDecision, { type: 'passive' }>): Promise<void> {
+  private async openPassive(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>): Promise<void> {
     const client = this.client;
     const clientIp = this.translator!.addrs.client;
     const listenHost = client.localAddress!;
@@ -483,27 +514,26 @@ export class ControlSession {
       dialTarget: decision.dial,
       dialFrom: this.server!.localAddress,
     });
+    const rawBytes = items.reduce((n, i) => n + i.raw.length, 0);
     if (!channel) {
-      this.ledgers['server->client'].rewrote(reply.lines.reduce((n, l) => n + l.raw.length, 0), 0);
+      this.ledgers['server->client'].rewrote(rawBytes, 0);
       this.finishReply();
       return;
     }
     const announcedIp = this.config.passiveAnnounceAddress ?? ipOf(listenHost);
     const announced = { ...announcedIp, port: channel.port };
-    const texts = reply.lines.map((l) => l.text);
+    const texts = reply.lines.map(rawBody);
     const out = renderPassiveReply(decision, texts, announced);
     const reason = `server data endpoint ${formatEndpoint(decision.dial)} is reached through the gateway at ${formatEndpoint(announced)}`;
     if (decision.inPlace) {
-      reply.lines.forEach((l, i) =>
-        i === decision.inPlace!.lineIndex
-          ? this.rewriteOut(client, l, out[i]!, 'server->client', decision.kind, reason)
-          : this.pass(client, l, 'server->client'),
-      );
+      // Every line that carried an endpoint was rewritten; the rest pass as they came.
+      const replace = new Map(out.flatMap((text, i): Array<[number, string]> => (text !== texts[i] ? [[i, text]] : [])));
+      this.emitReply(reply, items, replace, decision.kind, reason);
     } else {
+      // Answered in another form (227 as 229 for an IPv6 client): the reply is replaced whole.
       const before = reply.lines.map((l) => l.text).join('\n');
-      const raw = Buffer.concat(reply.lines.map((l) => l.raw));
       const after = encodeLine(out.join('\r\n'), reply.lines.at(-1)!.eol);
-      this.emitRewrite('server->client', decision.kind, before, out.join('\n'), raw.length, after, reason + ` (${decision.kind} answered as ${decision.answerAs})`);
+      this.emitRewrite('server->client', decision.kind, before, out.join('\n'), rawBytes, after, reason + ` (${decision.kind} answered as ${decision.answerAs})`);
       this.write(client, after, 'server->client');
     }
     this.finishReply();
@@ -572,8 +602,13 @@ export class ControlSession {
     this.write(dest, item.raw, dir);
   }
 
+  /**
+   * Sends `text` in place of `item`. Client commands we rewrite are wholly
+   * ours (strict encoding); server replies are the server's bytes with our
+   * endpoint spliced in.
+   */
   private rewriteOut(dest: Socket, item: FramedLine, text: string, dir: Direction, kind: string, reason: string): void {
-    const out = encodeLine(text, item.eol);
+    const out = dir === 'client->server' ? encodeLine(text, item.eol) : encodeRewrittenLine(text, item.eol);
     this.emitRewrite(dir, kind, item.text, text, item.raw.length, out, reason);
     this.write(dest, out, dir);
   }

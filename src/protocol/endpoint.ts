@@ -143,7 +143,11 @@ function afterCode(text: string): number {
   return /^\d{3}(?:[ -]|$)/.exec(text)?.[0].length ?? 0;
 }
 
-const SIX_NUMBERS = /(?<!\d)(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})(?!\d)/g;
+// Exactly six numbers: a seventh on either side (`(1,2,3,4,0,0,5)`) means
+// this is not a 227 endpoint, and rewriting six of seven would leave the
+// client reading a different one.
+const SIX_NUMBERS =
+  /(?<!\d\s*,\s*)(?<!\d)(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})(?!\d)(?!\s*,\s*\d)/g;
 
 /**
  * 227: RFC 1123 §4.1.2.6 tells clients to scan the text for the first six

@@ -164,3 +164,19 @@ export function encodeLine(text: string, eol: Eol = '\r\n'): Buffer {
   if (/[^\x00-\xff]/.test(text)) throw new Error('refusing to encode a line containing a character above U+00FF');
   return Buffer.from(text + eol, 'latin1');
 }
+
+/** The line as the peer sent it, Telnet bytes included, without terminator: for rewriting in place. */
+export function rawBody(line: FramedLine): string {
+  return line.raw.subarray(0, line.raw.length - line.eol.length).toString('latin1');
+}
+
+/**
+ * Encodes a peer's line after an in-place rewrite. The peer's own bytes go
+ * out as they came (a server may well put a NUL or a bare CR in its text);
+ * the values the gateway inserted were checked by encodeLine's rules before.
+ * Only what would split the line is refused.
+ */
+export function encodeRewrittenLine(body: string, eol: Eol): Buffer {
+  if (body.includes('\n') || /[^\x00-\xff]/.test(body)) throw new Error('refusing to encode a rewritten line containing LF or a character above U+00FF');
+  return Buffer.from(body + eol, 'latin1');
+}

@@ -47,12 +47,25 @@ function connect(port: number): Promise<net.Socket> {
   });
 }
 
+/**
+ * A free port outside the kernel's ephemeral range (32768-60999), so that no
+ * connection elsewhere in the test run can take it between here and the
+ * gateway's listen.
+ */
 async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    const s = net.createServer();
+    const ok = await new Promise<boolean>((r) => {
+      s.once('error', () => r(false));
+      s.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (ok) {
+      await new Promise((r) => s.close(r));
+      return port;
+    }
+  }
+  throw new Error('no free port in 20000-29999 after 50 attempts');
 }
 
 describe('session limits', () => {
