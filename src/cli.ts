@@ -149,6 +149,28 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
     .command(
+      'diagnose <capture> [second]',
+      'analyse pcap/pcapng captures: FTP sessions, data connections, findings; with two captures (inside and outside of a NAT), the rewrites it made and whether it adjusted TCP sequence numbers',
+      (y) =>
+        y
+          .positional('capture', { type: 'string', describe: 'a pcap or pcapng file', demandOption: true })
+          .positional('second', { type: 'string', describe: 'a capture from the other side of the NAT or ALG' })
+          .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON (shape: src/diagnose/report.ts)' }),
+      async (flags) => {
+        const { diagnoseFiles, formatDiagnoseReport, CaptureError } = await import('./diagnose/diagnose.js');
+        const paths = [String(flags.capture), ...(flags.second ? [String(flags.second)] : [])];
+        try {
+          const report = await diagnoseFiles(paths);
+          process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatDiagnoseReport(report));
+          // Exit 1 when there is an error-level finding: scripts can tell a broken setup.
+          process.exitCode = report.findings.some((f) => f.severity === 'error') ? EXIT.runtime : EXIT.ok;
+        } catch (err) {
+          if (err instanceof CaptureError) throw new ConfigError('capture', err.message);
+          throw err;
+        }
+      },
+    )
+    .command(
       'explain <line>',
       'decode one FTP command or reply: meaning, endpoint, address class, what a NAT does to it',
       (y) =>
@@ -175,7 +197,7 @@ export async function main(argv: string[]): Promise<void> {
         if (code !== undefined) process.exit(code);
       },
     )
-    .demandCommand(1, 'name a command: reverse, forward, probe, explain or demo')
+    .demandCommand(1, 'name a command: reverse, forward, probe, diagnose, explain or demo')
     .strict()
     .recommendCommands()
     .fail((msg, err) => {

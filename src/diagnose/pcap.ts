@@ -215,6 +215,7 @@ function readPcapng(data: Buffer, file: string, opts: ReadOptions): Capture {
     const body = data.subarray(o + 8, o + len - 4);
     switch (type) {
       case PCAPNG_SHB: {
+        if (body.length < 16) throw new CaptureError(file, o, 'pcapng section header block too short');
         const major = u16(body, 4, e);
         if (major !== 1) throw new CaptureError(file, o + 12, `unsupported pcapng version ${major}`);
         break;
@@ -256,6 +257,7 @@ function readPcapng(data: Buffer, file: string, opts: ReadOptions): Capture {
         // Simple Packet Block: interface 0, no timestamp (we reuse the previous packet's).
         const iface = ifaces[0];
         if (!iface) throw new CaptureError(file, o + 8, 'pcapng simple packet block before any interface block');
+        if (body.length < 4) throw new CaptureError(file, o, 'pcapng simple packet block too short');
         const orig = u32(body, 0, e);
         const caplen = Math.min(orig, iface.snaplen || orig, body.length - 4);
         cap.packets++;

@@ -23,6 +23,7 @@ export const HAVE = {
   pyftpdlib: existsSync(SYSTEM_PYTHON) && has([SYSTEM_PYTHON, '-c', 'import pyftpdlib']),
   lftp: has(['lftp', '--version']),
   tnftp: has(['sh', '-c', 'command -v tnftp']),
+  tcpdump: has(['sh', '-c', 'command -v tcpdump']),
   root: process.getuid?.() === 0,
 };
 

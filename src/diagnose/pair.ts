@@ -1,0 +1,347 @@
+/**
+ * Two captures of the same control sessions, one on each side of a NAT or
+ * ALG: which lines the middlebox rewrote, and whether it shifted the TCP
+ * sequence and acknowledgement numbers to match.
+ *
+ * A middlebox that rewrites inside TCP (a kernel FTP helper, a router ALG)
+ * forwards one segment per segment it receives. When a rewrite changes a
+ * line's length by d bytes, every later sequence number in that direction
+ * must move by d, and every ACK coming back must move by -d (Linux does this
+ * in nf_nat_seqadj). Numbers are compared relative to each side's ISN, since
+ * the middlebox may also randomise ISNs.
+ */
+import { RewriteLedger, type LedgerEntry } from '../alg/ledger.js';
+import { parseCommand } from '../protocol/command.js';
+import { LineFramer, lineFromRaw } from '../protocol/framer.js';
+import { replyCode } from '../protocol/reply.js';
+import { align, type AlignOp } from './align.js';
+import type { FtpSession } from './ftp.js';
+import type { Finding, PairReport, RewriteReport, SequenceMismatch } from './report.js';
+import { DIRECTIONS, piecesIn, reverse, type Connection, type Direction, type SegmentView, type Stream } from './tcp.js';
+
+export interface PairSide {
+  capture: number;
+  id: string;
+  session: FtpSession;
+}
+
+function tokens(s: FtpSession): string[] {
+  return [...s.commands.map((c) => c.verb), '|', ...s.replies.map((r) => String(r.code))];
+}
+
+/**
+ * Pairs control sessions of two captures: the same command verbs and reply
+ * codes in the same order (arguments differ where the middlebox rewrote
+ * them; addresses differ by NAT). The server port should be the same too; a
+ * session whose whole sequence matches is paired even across a port mapping.
+ */
+export function pairControlSessions(first: readonly PairSide[], second: readonly PairSide[]): Array<[PairSide, PairSide]> {
+  const cands: Array<{ a: number; b: number; score: number }> = [];
+  first.forEach((x, i) => {
+    const tx = tokens(x.session);
+    second.forEach((y, j) => {
+      const ty = tokens(y.session);
+      const same = align(tx, ty, (t) => t).filter((op) => op.kind === 'same').length - 1;
+      const sim = same / Math.max(1, Math.max(tx.length, ty.length) - 1);
+      const portEq = x.session.conn.server.port === y.session.conn.server.port;
+      const exact = tx.join(' ') === ty.join(' ') && tx.length >= 3;
+      if ((portEq && sim >= 0.8) || exact) cands.push({ a: i, b: j, score: sim + (portEq ? 0.5 : 0) - Math.abs(i - j) * 1e-6 });
+    });
+  });
+  cands.sort((p, q) => q.score - p.score);
+  const usedA = new Set<number>();
+  const usedB = new Set<number>();
+  const out: Array<[PairSide, PairSide]> = [];
+  for (const c of cands) {
+    if (usedA.has(c.a) || usedB.has(c.b)) continue;
+    usedA.add(c.a);
+    usedB.add(c.b);
+    out.push([first[c.a]!, second[c.b]!]);
+  }
+  return out.sort((p, q) => p[0].session.conn.first.packet - q[0].session.conn.first.packet);
+}
+
+function handshakeGaps(c: Connection): { toSynAck: number; toAck: number } | undefined {
+  if (!c.syn || !c.synAck || !c.handshakeAck) return undefined;
+  return { toSynAck: c.synAck.t - c.syn.t, toAck: c.handshakeAck.t - c.synAck.t };
+}
+
+/**
+ * Near the client, SYN→SYN-ACK spans the whole round trip and SYN-ACK→ACK is
+ * immediate; near the server it is the other way round. Needs no clock
+ * synchronisation between the two captures.
+ */
+function clientSideFirst(a: Connection, b: Connection): boolean | undefined {
+  const ga = handshakeGaps(a);
+  const gb = handshakeGaps(b);
+  if (!ga || !gb) return undefined;
+  const score = ga.toSynAck - gb.toSynAck + (gb.toAck - ga.toAck);
+  if (Math.abs(score) < 1e-7) return undefined;
+  return score > 0;
+}
+
+const segKey = (v: SegmentView) =>
+  `${v.seg.flags.syn ? 'S' : ''}${v.seg.flags.fin ? 'F' : ''}${v.seg.flags.rst ? 'R' : ''}:${v.seg.payload.toString('latin1')}`;
+
+interface Line {
+  offset: number;
+  raw: Buffer;
+}
+
+/** Every line of a stream's bytes, and the unterminated rest as a last line; no length cap (offline). */
+function linesOf(bytes: Buffer): Line[] {
+  const framer = new LineFramer(Math.max(8, bytes.length + 1));
+  const out: Line[] = [];
+  let offset = 0;
+  for (const f of framer.push(bytes)) {
+    out.push({ offset, raw: f.raw });
+    offset += f.raw.length;
+  }
+  const rest = framer.end();
+  if (rest) out.push({ offset, raw: rest });
+  return out;
+}
+
+function lineText(raw: Buffer): string {
+  return raw.length > 0 && raw[raw.length - 1] === 0x0a ? lineFromRaw(raw).text : raw.toString('latin1');
+}
+
+function contiguous(stream: Stream): Buffer | undefined {
+  if (stream.gaps.length > 0) return undefined;
+  if ((stream.pieces[0]?.offset ?? 0) !== 0) return undefined;
+  return Buffer.concat(stream.pieces.map((p) => p.data));
+}
+
+interface Content {
+  bytes: Buffer;
+  /** Content offset → packet in the receiver-side capture that carried it. */
+  map: Array<{ offset: number; packet: number }>;
+}
+
+/**
+ * What the middlebox emitted, in the order of the sender's stream: the
+ * payload of each forwarded segment whose input carried new bytes. Built from
+ * segments, not from the receiver side's sequence numbers, which are exactly
+ * what may be wrong.
+ */
+function forwardedContent(ops: AlignOp<SegmentView>[], sender: Stream): Content {
+  const parts: Array<{ key: number; data: Buffer; packet: number }> = [];
+  const seen = new Set<string>();
+  let lastKey = 0;
+  for (const op of ops) {
+    if (op.kind === 'deleted') continue;
+    const out = op.b;
+    if (out.seg.payload.length === 0) continue;
+    const id = `${out.offset}:${out.seg.payload.toString('latin1')}`;
+    if (op.kind === 'inserted') {
+      if (seen.has(id)) continue;
+      seen.add(id);
+      parts.push({ key: lastKey, data: out.seg.payload, packet: out.seg.packet });
+      continue;
+    }
+    seen.add(id);
+    const inp = op.a;
+    const fresh = piecesIn(sender, inp.offset, inp.seg.payload.length).filter((p) => p.packet === inp.seg.packet);
+    if (fresh.length === 0) continue; // a retransmission
+    const freshBytes = fresh.reduce((n, p) => n + p.data.length, 0);
+    lastKey = inp.offset;
+    if (freshBytes === inp.seg.payload.length || !out.seg.payload.equals(inp.seg.payload)) {
+      parts.push({ key: inp.offset, data: out.seg.payload, packet: out.seg.packet });
+    } else {
+      for (const p of fresh) parts.push({ key: p.offset, data: out.seg.payload.subarray(p.offset - inp.offset, p.offset - inp.offset + p.data.length), packet: out.seg.packet });
+    }
+  }
+  parts.sort((x, y) => x.key - y.key);
+  const map: Content['map'] = [];
+  let n = 0;
+  for (const p of parts) {
+    map.push({ offset: n, packet: p.packet });
+    n += p.data.length;
+  }
+  return { bytes: Buffer.concat(parts.map((p) => p.data)), map };
+}
+
+function packetAt(content: Content, offset: number): number | undefined {
+  let found: number | undefined;
+  for (const m of content.map) {
+    if (m.offset > offset) break;
+    found = m.packet;
+  }
+  return found;
+}
+
+/** Ledger output offset, or undefined when `offset` falls inside a rewritten line (no single answer). */
+function outputOf(ledger: RewriteLedger, offset: number): number | undefined {
+  for (const e of ledger.entries) {
+    if (offset > e.offset && offset < e.offset + e.before) return undefined;
+  }
+  return ledger.toOutput(offset);
+}
+
+/** Inverse of RewriteLedger.toOutput, for ACKs: an output offset back to the input stream. */
+function inputOf(entries: readonly LedgerEntry[], out: number): number | undefined {
+  let d = 0;
+  for (const e of entries) {
+    const start = e.offset + d;
+    if (out >= start + e.after) {
+      d = e.delta;
+      continue;
+    }
+    if (out > start) return undefined;
+    break;
+  }
+  return out - d;
+}
+
+function kindOf(direction: Direction, text: string): string {
+  if (direction === 'client->server') return parseCommand(text).verb || 'line';
+  return String(replyCode(text) ?? 'line');
+}
+
+export interface PairResult {
+  report: PairReport;
+  findings: Finding[];
+}
+
+export function analysePair(first: PairSide, second: PairSide): PairResult {
+  const order = clientSideFirst(first.session.conn, second.session.conn);
+  const [client, server] = order === false ? [second, first] : [first, second];
+  const sideOf = (d: Direction) => (d === 'client->server' ? { sender: client, receiver: server } : { sender: server, receiver: client });
+
+  const segOps = {} as Record<Direction, AlignOp<SegmentView>[]>;
+  let forwards = true;
+  for (const d of DIRECTIONS) {
+    const { sender, receiver } = sideOf(d);
+    const ops = align(sender.session.rel.views[d], receiver.session.rel.views[d], segKey);
+    segOps[d] = ops;
+    const dataIn = sender.session.rel.views[d].filter((v) => v.seg.payload.length > 0).length;
+    const dataOut = receiver.session.rel.views[d].filter((v) => v.seg.payload.length > 0).length;
+    const paired = ops.filter((op) => op.kind !== 'deleted' && op.kind !== 'inserted' && op.a.seg.payload.length > 0 && op.b.seg.payload.length > 0).length;
+    if (Math.max(dataIn, dataOut) > 0 && paired < 0.8 * Math.max(dataIn, dataOut)) forwards = false;
+  }
+
+  const rewrites: RewriteReport[] = [];
+  const ledgers = {} as Record<Direction, RewriteLedger>;
+  const unreadable: string[] = [];
+  for (const d of DIRECTIONS) {
+    const { sender, receiver } = sideOf(d);
+    const ledger = new RewriteLedger();
+    ledgers[d] = ledger;
+    const inStream = sender.session.streams[d];
+    const input = contiguous(inStream);
+    const output: Content | undefined = forwards
+      ? forwardedContent(segOps[d], inStream)
+      : (() => {
+          const s = receiver.session.streams[d];
+          const bytes = contiguous(s);
+          return bytes ? { bytes, map: s.pieces.map((p) => ({ offset: p.offset, packet: p.packet })) } : undefined;
+        })();
+    if (!input || !output) {
+      unreadable.push(`${d}: bytes missing from capture ${input ? receiver.capture : sender.capture}`);
+      continue;
+    }
+    for (const op of align(linesOf(input), linesOf(output.bytes), (l) => l.raw.toString('latin1'))) {
+      if (op.kind === 'same') {
+        ledger.passed(op.a.raw.length);
+        continue;
+      }
+      const before = op.kind === 'inserted' ? undefined : op.a;
+      const after = op.kind === 'deleted' ? undefined : op.b;
+      const entry = ledger.rewrote(before?.raw.length ?? 0, after?.raw.length ?? 0);
+      const beforePacket = before ? piecesIn(inStream, before.offset, before.raw.length).pop()?.packet : undefined;
+      const afterPacket = after ? packetAt(output, after.offset + after.raw.length - 1) : undefined;
+      const beforeText = before ? lineText(before.raw) : '';
+      const afterText = after ? lineText(after.raw) : '';
+      rewrites.push({
+        direction: d,
+        kind: kindOf(d, beforeText || afterText),
+        before: beforeText,
+        after: afterText,
+        beforeAt: { capture: sender.capture, packet: beforePacket ?? 0 },
+        ...(afterPacket === undefined ? {} : { afterAt: { capture: receiver.capture, packet: afterPacket } }),
+        offset: entry.offset,
+        beforeBytes: entry.before,
+        afterBytes: entry.after,
+        delta: entry.delta,
+      });
+    }
+  }
+
+  const report: PairReport = {
+    sessions: [first.id, second.id],
+    clientSide: client.capture,
+    clientSideBy: order === undefined ? 'argument-order' : 'handshake-timing',
+    middlebox: forwards ? 'forwards-segments' : 're-segments',
+    rewrites,
+    ledgers: { 'client->server': [...ledgers['client->server'].entries], 'server->client': [...ledgers['server->client'].entries] },
+    sequenceCheck: { checked: false, segments: 0, acks: 0 },
+  };
+
+  const check = report.sequenceCheck;
+  const noHandshake = [first, second].find((p) => !p.session.conn.syn || !p.session.conn.synAck);
+  if (!forwards) check.reason = 'the middlebox re-segments the stream (a proxy that terminates TCP): its sequence numbers are its own';
+  else if (noHandshake) check.reason = `the control connection's handshake is not in capture ${noHandshake.capture}: sequence numbers cannot be related to the ISNs`;
+  else if (unreadable.length > 0) check.reason = `cannot rebuild the ledger: ${unreadable.join('; ')}`;
+  if (check.reason) return { report, findings: [] };
+
+  check.checked = true;
+  const mismatches: SequenceMismatch[] = [];
+  for (const d of DIRECTIONS) {
+    const { sender, receiver } = sideOf(d);
+    const ledger = ledgers[d];
+    for (const op of segOps[d]) {
+      if (op.kind !== 'same' && op.kind !== 'changed') continue;
+      if (op.a.seg.flags.syn) continue;
+      const expected = outputOf(ledger, op.a.offset);
+      if (expected === undefined) continue;
+      check.segments++;
+      if (op.b.offset !== expected) {
+        mismatches.push({ kind: 'seq', direction: d, capture: receiver.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: op.b.offset });
+      }
+    }
+    // ACKs for d's bytes travel the other way: sent on the receiver's side in output numbering, arriving on the sender's side in input numbering.
+    for (const op of segOps[reverse(d)]) {
+      if (op.kind !== 'same' && op.kind !== 'changed') continue;
+      const outAck = op.a.ackOffset;
+      const inAck = op.b.ackOffset;
+      if (outAck === undefined || inAck === undefined) continue;
+      const expected = inputOf(ledger.entries, outAck);
+      if (expected === undefined) continue;
+      check.acks++;
+      if (inAck !== expected) {
+        mismatches.push({ kind: 'ack', direction: d, capture: sender.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: inAck });
+      }
+    }
+  }
+  mismatches.sort((x, y) => x.time - y.time || x.packet - y.packet);
+  const m = mismatches[0];
+  if (!m) return { report, findings: [] };
+  check.firstMismatch = m;
+  return { report, findings: [seqFinding(m, rewrites, m.capture === first.capture ? first : second)] };
+}
+
+function seqFinding(m: SequenceMismatch, rewrites: RewriteReport[], where: PairSide): Finding {
+  const { client, server } = where.session.conn;
+  const ref = m.kind === 'seq' ? m.expected : m.actual;
+  const cause = [...rewrites].reverse().find((r) => r.direction === m.direction && r.offset < Math.max(ref, m.expected) && r.beforeBytes !== r.afterBytes);
+  const numbers =
+    m.kind === 'seq'
+      ? `packet ${m.packet} in capture ${m.capture} carries ${m.direction} bytes at relative sequence ${m.actual}, where they belong at ${m.expected}`
+      : `packet ${m.packet} in capture ${m.capture} acknowledges ${m.direction} bytes up to relative ${m.actual}, where the sender's own numbering says ${m.expected}`;
+  const what = cause
+    ? `The middlebox rewrote a ${cause.kind} line (${cause.beforeBytes} → ${cause.afterBytes} bytes, at offset ${cause.offset}) but did not shift the ${m.kind === 'seq' ? 'sequence' : 'acknowledgement'} numbers after it by ${cause.afterBytes - cause.beforeBytes}: ${numbers}.`
+    : `Sequence numbers across the middlebox do not match the bytes it forwarded: ${numbers}.`;
+  return {
+    code: 'ALG_SEQ_NOT_ADJUSTED',
+    severity: 'error',
+    capture: m.capture,
+    session: { id: where.id, client, server },
+    packet: m.packet,
+    time: m.time,
+    message:
+      `${what} The receiver sees overlapping or missing bytes: the next line arrives corrupted, or the sender never gets an ACK it accepts and the session stalls. ` +
+      'This is an ALG that rewrites payload without sequence adjustment (Linux needs nf_nat with the seqadj extension; some firewalls and routers get it wrong). ' +
+      'Turn that ALG off and use an FTP-aware proxy (ftp-alg), or avoid rewrites with EPSV.',
+    evidence: cause ? `${cause.before} → ${cause.after}` : `${m.kind} ${m.actual}, expected ${m.expected}`,
+  };
+}
