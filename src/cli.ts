@@ -54,10 +54,11 @@ function runUntilSignal(gateways: Gateway[], sink: EventSink, drainMs: number, o
     if (stopping) process.exit(EXIT.runtime);
     stopping = true;
     const sessions = gateways.reduce((n, g) => n + g.sessions.size, 0);
+    // close() stops the listeners before its first await: once the event
+    // below is out, nobody new gets in.
+    const closed = Promise.all(gateways.map((g) => g.close(drainMs)));
     sink({ event: 'shutdown', reason: signal, sessions });
-    void Promise.all(gateways.map((g) => g.close(drainMs)))
-      .then(() => onStop?.())
-      .then(() => process.exit(EXIT.ok));
+    void closed.then(() => onStop?.()).then(() => process.exit(EXIT.ok));
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));

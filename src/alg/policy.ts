@@ -2,7 +2,7 @@
  * Who may be announced and who may be dialled. Pure: every decision is a
  * function of the session's addresses and the configuration.
  */
-import { sameAddress, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
+import { classifyAddress, sameAddress, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
 
 /** Stable reason codes: part of the interface (README), never renamed casually. */
 export const REASON = {
@@ -85,11 +85,25 @@ export function checkClientAllowed(client: IpAddress, allowed: readonly Cidr[]):
 }
 
 /**
- * Forward mode must not be an open door into the LAN it serves: a
- * destination inside the networks it fronts is refused unless allowed.
+ * Forward mode must not be an open door into the LAN it serves, nor into the
+ * gateway itself: a destination inside the networks it fronts, one of its
+ * own addresses, or an address that means "this host" or "everyone"
+ * (0.0.0.0, ::, multicast) is refused unless explicitly allowed.
  */
-export function checkDestination(dest: IpAddress, lanNetworks: readonly Cidr[], allowedDestinations: readonly Cidr[]): Refusal | undefined {
+export function checkDestination(
+  dest: IpAddress,
+  lanNetworks: readonly Cidr[],
+  allowedDestinations: readonly Cidr[],
+  ownAddresses: readonly IpAddress[] = [],
+): Refusal | undefined {
   if (allowedDestinations.some((n) => n.contains(dest))) return undefined;
+  const cls = classifyAddress(dest);
+  if (cls === 'unspecified' || cls === 'multicast' || cls === 'reserved') {
+    return { code: REASON.DESTINATION_NOT_ALLOWED, message: `destination ${dest.address} is ${cls}` };
+  }
+  if (ownAddresses.some((a) => sameAddress(a, dest))) {
+    return { code: REASON.DESTINATION_NOT_ALLOWED, message: `destination ${dest.address} is the gateway itself` };
+  }
   if (lanNetworks.some((n) => n.contains(dest))) {
     return { code: REASON.DESTINATION_NOT_ALLOWED, message: `destination ${dest.address} is inside the gateway's own networks` };
   }

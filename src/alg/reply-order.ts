@@ -7,6 +7,7 @@
  * (1xx replies are preliminary and owe nothing).
  */
 import type { SentCommand } from './translator.js';
+import { TRANSFER_VERBS } from '../protocol/command.js';
 
 type Entry = { kind: 'server'; sent: SentCommand | undefined } | { kind: 'local'; reply: string };
 
@@ -35,9 +36,32 @@ export class ReplyOrder {
     return [];
   }
 
-  /** The server's final reply has gone out: the local replies now due. */
-  finalReplied(): string[] {
-    if (this.queue[0]?.kind === 'server') this.queue.shift();
+  /**
+   * Which queued command a final reply with `code` answers. Normally the
+   * oldest; but STAT may be sent while a transfer runs (RFC 959 §4.1.3) and
+   * its 211/212/213 comes before the transfer's own completion reply.
+   */
+  private answeredIndex(code: number | undefined): number {
+    const head = this.queue[0];
+    if (head?.kind !== 'server') return -1;
+    if (code !== undefined && code >= 211 && code <= 213 && head.sent && TRANSFER_VERBS.has(head.sent.verb)) {
+      const stat = this.queue.findIndex((e) => e.kind === 'server' && e.sent?.verb === 'STAT');
+      if (stat > 0) return stat;
+    }
+    return 0;
+  }
+
+  /** The command a final reply with this code answers (undefined: the greeting, or nothing owed). */
+  answers(code: number): SentCommand | undefined {
+    const i = this.answeredIndex(code);
+    const e = this.queue[i];
+    return i >= 0 && e?.kind === 'server' ? e.sent : undefined;
+  }
+
+  /** The server's final reply (with its code) has gone out: the local replies now due. */
+  finalReplied(code?: number): string[] {
+    const i = this.answeredIndex(code);
+    if (i >= 0) this.queue.splice(i, 1);
     const due: string[] = [];
     while (this.queue[0]?.kind === 'local') due.push((this.queue.shift() as { reply: string }).reply);
     return due;

@@ -117,6 +117,7 @@ export class ControlTranslator {
         refusal: { code: REASON.EPSV_ALL_ACTIVE, message: `${verb} after EPSV ALL (RFC 2428 §4)` },
       };
     }
+    if (verb === 'REIN') this.epsvAll = false; // RFC 959: REIN resets the session to just after connect
     if (ACTIVE_VERBS.has(verb)) return this.onActive(verb as ActiveVerb, arg);
     if (PASSIVE_VERBS.has(verb)) return this.onPassive(verb as PassiveVerb, arg);
     return { type: 'forward', sent: { verb } };
@@ -294,4 +295,18 @@ export function renderPassiveReply(
   if (answerAs === '229') return [format229Reply(announced.port)];
   if (answerAs === '228') return [`228 Entering Long Passive Mode (${formatLprtArg(announced)})`];
   return [`227 Entering Passive Mode (${formatPortArg(announced)}).`];
+}
+
+/** Replies that carry a data endpoint: held whole when multi-line, rewritten. */
+export const PASSIVE_REPLY_CODES: ReadonlySet<number> = new Set([227, 228, 229]);
+
+/**
+ * Must this final reply to a transfer command wait until the relayed data
+ * has been flushed to its receiver? 2xx says the transfer is done and
+ * 426/451 that it stopped after whatever did move: a client that sees them
+ * first may close the data connection and lose the tail. Others (421, 5xx
+ * refusals) say nothing about data and go at once.
+ */
+export function completionAwaitsData(code: number): boolean {
+  return (code >= 200 && code < 300) || code === 426 || code === 451;
 }

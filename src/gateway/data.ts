@@ -46,8 +46,8 @@ export class DataChannel {
   private openedAt = 0;
   private progressWaiters = new Set<() => void>();
   private from = '';
-  /** One direction has ended and its last byte was handed to the receiving socket. */
-  private halfFlushed = false;
+  /** Which sockets have been written to the end (the sending side's FIN relayed). */
+  private readonly finished = { accepted: false, dialled: false };
   private to = '';
 
   private constructor(
@@ -83,14 +83,17 @@ export class DataChannel {
   }
 
   /**
-   * Resolves when the transfer is flushed: a direction has ended and all of
-   * its bytes were handed to the receiving socket (an FTP data connection
-   * carries data one way; the other side may keep its half open), or the
-   * channel closed. Gives up when no byte has moved for `idleMs`: the linger
-   * bound for holding a completion reply.
+   * Resolves when the transfer is flushed `toward` the side the data goes to
+   * (the client for RETR/LIST, the server for STOR): that side's socket
+   * has been written to the end. The other direction may stay half open, and
+   * a client that shuts its idle half early says nothing about the data.
+   * Also resolves when the channel closes, and gives up when no byte has
+   * moved for `idleMs`: the linger bound for holding a completion reply.
    */
-  async settled(idleMs: number): Promise<void> {
-    while (this.state !== 'closed' && !this.halfFlushed) {
+  async settled(idleMs: number, toward: 'client' | 'server'): Promise<void> {
+    // Passive: we accepted the client and dialled the server; active: the reverse.
+    const receiver = (toward === 'client') === (this.opts.mode === 'passive') ? 'accepted' : 'dialled';
+    while (this.state !== 'closed' && !this.finished[receiver]) {
       const before = this.bytes;
       let timer: NodeJS.Timeout | undefined;
       let wake: (() => void) | undefined;
@@ -134,7 +137,11 @@ export class DataChannel {
 
   private closeListener(): void {
     if (!this.listener.listening) return;
-    this.listener.close(() => this.opts.pool.release(this.port));
+    // The port goes back to the pool as soon as nobody listens on it, not
+    // when close()'s callback runs: that waits for the accepted connection
+    // to end, and a client asks for its next PASV right after the 226.
+    this.listener.close();
+    this.opts.pool.release(this.port);
   }
 
   private onConnection(accepted: Socket): void {
@@ -205,16 +212,13 @@ export class DataChannel {
     // other direction keeps flowing until it ends too.
     a.pipe(b);
     b.pipe(a);
-    // A direction counts as the transfer when it carried the bytes (or when
-    // nothing moved at all: an empty file); a client that shuts its idle half
-    // early must not release the completion reply before the data.
-    a.once('finish', () => this.directionFlushed(this.bytesOut > 0 || this.bytesIn === 0));
-    b.once('finish', () => this.directionFlushed(this.bytesIn > 0 || this.bytesOut === 0));
+    a.once('finish', () => this.flushed('accepted'));
+    b.once('finish', () => this.flushed('dialled'));
     a.resume();
   }
 
-  private directionFlushed(carriedTransfer: boolean): void {
-    if (carriedTransfer) this.halfFlushed = true;
+  private flushed(side: 'accepted' | 'dialled'): void {
+    this.finished[side] = true;
     this.progress(0, 0);
   }
 

@@ -5,6 +5,7 @@
  * redirected it to us (transparent).
  */
 import { lookup } from 'node:dns/promises';
+import { networkInterfaces } from 'node:os';
 import type { Socket } from 'node:net';
 import type { ForwardConfig } from '../config.js';
 import { LineFramer, encodeLine } from '../protocol/framer.js';
@@ -17,6 +18,14 @@ import type { EventSink } from './events.js';
 import { Gateway, connectServer, sessionLimits } from './server.js';
 import { DialRefusal, type DialContext, type ServerDialer } from './session.js';
 import { originalDestination } from './original-dst.js';
+
+/** This host's interface addresses, read at each use: interfaces come and go. */
+function ownAddresses(): IpAddress[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .flatMap((i) => (i ? [parseIp(i.address)] : []))
+    .filter((ip): ip is IpAddress => ip !== undefined);
+}
 
 export function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promise<Gateway> {
   const policy = { allowClients: cfg.allowClients, allowDestinations: cfg.allowDestinations, connectTimeoutMs: cfg.connectTimeoutMs, loginTimeoutMs: cfg.loginTimeoutMs };
@@ -56,7 +65,7 @@ function admitClient(client: Socket, policy: ForwardPolicy): void {
  * own networks (those allowed to use it) are not destinations unless allowed.
  */
 function admitDestination(dest: IpAddress, policy: ForwardPolicy, reply: string): void {
-  const refusal = checkDestination(dest, policy.allowClients, policy.allowDestinations);
+  const refusal = checkDestination(dest, policy.allowClients, policy.allowDestinations, ownAddresses());
   if (refusal) throw new DialRefusal(refusal, reply);
 }
 

@@ -8,7 +8,7 @@ import type { CommonGatewayConfig } from '../config.js';
 import { PortPool } from './ports.js';
 import { REASON } from '../alg/policy.js';
 import { encodeLine } from '../protocol/framer.js';
-import { ipOf } from '../protocol/address.js';
+import { ipOf, networkOf } from '../protocol/address.js';
 import type { EventSink } from './events.js';
 
 export interface GatewayOptions {
@@ -40,6 +40,15 @@ let nextSessionNumber = 0;
 function sessionId(): string {
   nextSessionNumber = (nextSessionNumber + 1) % 0x1000000;
   return `${process.pid.toString(36)}-${nextSessionNumber.toString(36)}`;
+}
+
+/**
+ * Whom the per-client cap counts: an IPv4 address, or an IPv6 /64 — one
+ * host usually holds a whole /64 and could otherwise take every slot.
+ */
+function clientKey(remoteAddress: string): string {
+  const ip = ipOf(remoteAddress);
+  return ip.family === 4 ? ip.address : networkOf(ip, 64);
 }
 
 export class Gateway {
@@ -82,7 +91,12 @@ export class Gateway {
       return;
     }
     socket.on('error', () => undefined); // a reset before the session takes over is not ours to report
-    const client = socket.remoteAddress ? ipOf(socket.remoteAddress).address : '?';
+    if (!socket.remoteAddress) {
+      // Reset while it waited in the accept queue: nobody left to serve.
+      socket.destroy();
+      return;
+    }
+    const client = clientKey(socket.remoteAddress);
     const fromClient = this.perClient.get(client) ?? 0;
     const { maxSessions, maxSessionsPerClient } = this.opts;
     if (this.sessions.size >= maxSessions || fromClient >= maxSessionsPerClient) {
@@ -103,7 +117,7 @@ export class Gateway {
       if (left > 0) this.perClient.set(client, left);
       else this.perClient.delete(client);
     });
-    void session.start();
+    session.start().catch((err: Error) => session.close(`internal error: ${err.message}`, '421 Internal gateway error'));
   }
 
   /**
@@ -142,6 +156,10 @@ export function connectServer(target: { host: string; port: number }, connectTim
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
+      // Until the session attaches its own handler, an error (a reset right
+      // after the greeting) must not become an uncaught exception; the
+      // session sees the socket destroyed and reports it.
+      socket.on('error', () => undefined);
       socket.setNoDelay(true);
       resolve(socket);
     });

@@ -6,13 +6,16 @@
  */
 import type { Socket } from 'node:net';
 import { LineFramer, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
-import { parseCommand, redactCommand, TRANSFER_VERBS } from '../protocol/command.js';
+import { parseCommand, redactCommand, transferDirection, TRANSFER_VERBS } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
 import { formatEndpoint, ipOf, sameAddress, type IpAddress } from '../protocol/address.js';
 import {
   ControlTranslator,
+  completionAwaitsData,
+  PASSIVE_REPLY_CODES,
   renderActiveCommand,
   renderPassiveReply,
+  type SentCommand,
   type ClientDecision,
   type ReplyDecision,
   type TranslatorConfig,
@@ -75,7 +78,6 @@ export class DialRefusal extends Error {
   }
 }
 
-const PASSIVE_CODES = new Set([227, 228, 229]);
 const CLOSE_GRACE_MS = 2_000;
 /** A real multi-line 227 has two or three short lines; more is not worth holding. */
 const MAX_HELD_BYTES = 64 * 1024;
@@ -104,6 +106,10 @@ export class ControlSession {
   private held: Framed[] = [];
   private heldBytes = 0;
   private streamingReply = false;
+  /** The first bytes of a server line over the cap, while its pieces pass. */
+  private overflowHead: Buffer | undefined;
+  /** Code of the final reply being handled: says which queued command it answers. */
+  private lastFinalCode: number | undefined;
   /** The data channel the next transfer uses. */
   private data: DataChannel | undefined;
   /** Every channel not yet closed, the current one and any still draining. */
@@ -119,6 +125,9 @@ export class ControlSession {
   private loginTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private loggedIn = false;
+  private readonly pauses = new Map<Socket, Set<string>>();
+  /** Set while an AUTH passed through awaits the server's answer. */
+  private authAnswered: (() => void) | undefined;
 
   constructor(
     readonly id: string,
@@ -158,8 +167,13 @@ export class ControlSession {
       return;
     }
     this.server = server;
-    const clientIp = ipOf(client.remoteAddress!);
-    const serverIp = ipOf(server.remoteAddress!);
+    if (!client.remoteAddress || !server.remoteAddress || server.destroyed) {
+      // Reset while we were connecting (or while the dialer talked to the server).
+      this.close(server.destroyed || !server.remoteAddress ? 'server vanished before the session started' : 'client vanished before the session started');
+      return;
+    }
+    const clientIp = ipOf(client.remoteAddress);
+    const serverIp = ipOf(server.remoteAddress);
     this.translator = new ControlTranslator({ client: clientIp, server: serverIp }, this.config.translator);
     this.sink({
       event: 'session-open',
@@ -199,12 +213,15 @@ export class ControlSession {
     this.closeReason = reason;
     clearTimeout(this.loginTimer);
     clearTimeout(this.idleTimer);
+    this.authAnswered?.();
     for (const channel of this.channels) channel.close(`session closed: ${reason}`);
     this.server?.destroy();
-    if (lastWords !== undefined && !this.client.destroyed && !this.client.writableEnded) {
+    // No plain-text words into a stream the client reads as TLS.
+    const words = lastWords !== undefined && !this.blind.server ? encodeLine(oneLine(lastWords)) : undefined;
+    if (words && !this.client.destroyed && !this.client.writableEnded) {
       // Let the last reply reach the client: end() flushes, destroy() would
       // drop it. A client that never reads it is cut off after a grace period.
-      this.client.end(encodeLine(lastWords));
+      this.client.end(words);
       setTimeout(() => this.client.destroy(), CLOSE_GRACE_MS).unref();
     } else {
       this.client.destroy();
@@ -266,9 +283,9 @@ export class ControlSession {
         }
         const pending = this.onClientItem(item);
         if (pending) {
-          this.client.pause();
+          this.pauseFor(this.client, 'pump');
           await pending;
-          if (!this.closeReason) this.client.resume();
+          this.resumeFor(this.client, 'pump');
         }
       }
       if (this.ended.client && !this.closeReason && this.server && !this.server.writableEnded) {
@@ -307,9 +324,9 @@ export class ControlSession {
       case 'tls-passthrough':
         this.pass(server, item, 'client->server');
         this.order.sent(decision.sent);
-        this.sink({ event: 'warning', session: this.id, message: 'AUTH passed through: the control channel will be encrypted, no more rewriting' });
-        this.blind.client = true;
-        return;
+        // Read nothing more from the client until the server has answered:
+        // after a 234 its next bytes are TLS, after a refusal plain FTP again.
+        return new Promise<void>((resolve) => (this.authAnswered = resolve));
       case 'forward-as':
         this.rewriteOut(server, item, decision.text, 'client->server', cmd.verb, decision.reason);
         this.order.sent(decision.sent);
@@ -373,9 +390,9 @@ export class ControlSession {
         }
         const pending = this.onServerItem(item);
         if (pending) {
-          this.server!.pause();
+          this.pauseFor(this.server!, 'pump');
           await pending;
-          if (!this.closeReason) this.server!.resume();
+          this.resumeFor(this.server!, 'pump');
         }
       }
       if (this.ended.server && !this.closeReason && !this.client.writableEnded) {
@@ -393,10 +410,21 @@ export class ControlSession {
   private onServerItem(item: Framed): Promise<void> | void {
     if (item.kind === 'overflow') {
       // Replies are not ours to drop: an overlong one passes through as is,
-      // in its place inside a reply being held.
+      // in its place inside a reply being held. It still counts as a line,
+      // or replies and commands would fall out of step.
+      this.overflowHead ??= item.raw.subarray(0, 4);
       if (this.held.length > 0) this.hold(item);
       else this.pass(this.client, item, 'server->client');
-      return;
+      if (!item.done) return;
+      const event = this.replies.pushOverlong(this.overflowHead);
+      this.overflowHead = undefined;
+      if (event?.kind !== 'reply') return;
+      const items = this.held;
+      this.streamingReply = false;
+      this.held = [];
+      this.heldBytes = 0;
+      // Its last line is already out: pass the rest on, rewrite nothing.
+      return this.onServerReply(event.reply, true, items);
     }
     this.trace('server->client', item.text);
     const event = this.replies.push(item);
@@ -405,7 +433,7 @@ export class ControlSession {
       // stream through.
       const first = this.held.find((h): h is FramedLine => h.kind === 'line') ?? item;
       const code = replyCode(first.text);
-      if (this.streamingReply || (this.held.length === 0 && code !== undefined && !PASSIVE_CODES.has(code))) {
+      if (this.streamingReply || (this.held.length === 0 && code !== undefined && !PASSIVE_REPLY_CODES.has(code))) {
         this.streamingReply = true;
         this.pass(this.client, item, 'server->client');
       } else {
@@ -458,7 +486,8 @@ export class ControlSession {
       this.emitReply(reply, items, new Map(), '', '');
       return;
     }
-    const sent = this.order.awaiting;
+    const sent = this.order.answers(reply.code);
+    this.lastFinalCode = reply.code;
     const decision: ReplyDecision = streamed
       ? { type: 'forward' }
       : this.translator!.onServerReply(reply.code, reply.lines.map(rawBody), sent);
@@ -472,9 +501,13 @@ export class ControlSession {
       return;
     }
     const isTransferEnd = sent !== undefined && TRANSFER_VERBS.has(sent.verb) && this.data !== undefined && this.dataForTransfer;
-    if (isTransferEnd) return this.completeTransfer(reply, items);
+    if (isTransferEnd) return this.completeTransfer(reply, items, sent);
     this.emitReply(reply, items, new Map(), '', '');
-    if (sent?.verb === 'AUTH' && reply.code === 234 && this.blind.client) this.goBlind();
+    if (sent?.verb === 'AUTH' && this.authAnswered) {
+      if (reply.code === 234) this.goBlind();
+      this.authAnswered();
+      this.authAnswered = undefined;
+    }
     this.finishReply();
   }
 
@@ -483,13 +516,12 @@ export class ControlSession {
    * relayed so far has been flushed to it: a client that sees 226 first may
    * close the data connection and lose the tail (or report a short file).
    */
-  private async completeTransfer(reply: Reply, items: Framed[]): Promise<void> {
+  private async completeTransfer(reply: Reply, items: Framed[], sent: SentCommand): Promise<void> {
     const channel = this.data!;
-    // 2xx: done; 426/451: aborted or failed mid-way, after whatever data did move.
-    // Anything else (421 shutting down, 5xx refusals) says nothing about data.
-    const aboutData = (reply.code >= 200 && reply.code < 300) || reply.code === 426 || reply.code === 451;
-    const waitForData = aboutData && (channel.state === 'relaying' || channel.state === 'connecting' || (channel.state === 'listening' && reply.code < 300));
-    if (waitForData) await channel.settled(this.config.completionLingerMs);
+    const waitForData =
+      completionAwaitsData(reply.code) &&
+      (channel.state === 'relaying' || channel.state === 'connecting' || (channel.state === 'listening' && reply.code < 300));
+    if (waitForData) await channel.settled(this.config.completionLingerMs, transferDirection(sent.verb) === 'to-server' ? 'server' : 'client');
     if (channel.state === 'listening') channel.close(`transfer ended with ${reply.code} before a data connection`);
     if (this.data === channel) {
       this.data = undefined;
@@ -572,7 +604,11 @@ export class ControlSession {
   }
 
   private goBlind(): void {
+    this.sink({ event: 'warning', session: this.id, message: 'AUTH accepted and passed through: the control channel is encrypted from here, no more rewriting' });
+    this.blind.client = true;
     this.blind.server = true;
+    // The login (and its 230) now happens inside TLS, out of our sight.
+    clearTimeout(this.loginTimer);
     const rest = [...this.serverQueue.splice(0).map((i) => i.raw), this.serverFramer.end()].filter((b): b is Buffer => !!b);
     for (const b of rest) this.write(this.client, b, 'server->client');
     const clientRest = [...this.clientQueue.splice(0).map((i) => i.raw), this.clientFramer.end()].filter((b): b is Buffer => !!b);
@@ -582,7 +618,7 @@ export class ControlSession {
   // ---- output helpers -------------------------------------------------------
 
   private finishReply(): void {
-    for (const reply of this.order.finalReplied()) this.writeLocal(reply);
+    for (const reply of this.order.finalReplied(this.lastFinalCode)) this.writeLocal(reply);
   }
 
   /** Answers the client ourselves, in its turn (see ReplyOrder). */
@@ -624,11 +660,28 @@ export class ControlSession {
       // Control lines are small, but a peer that stops reading must not make
       // us buffer without bound: stop reading from the other side meanwhile.
       const src = dir === 'client->server' ? this.client : this.server;
-      src?.pause();
-      dest.once('drain', () => {
-        if (!this.closeReason) src?.resume();
-      });
+      if (!src) return;
+      this.pauseFor(src, 'back-pressure');
+      dest.once('drain', () => this.resumeFor(src, 'back-pressure'));
     }
+  }
+
+  /**
+   * Reading from a socket stops for several reasons at once (a pump waiting
+   * on I/O, back-pressure from the other side); it resumes only when none is
+   * left, so that one cannot undo another.
+   */
+  private pauseFor(socket: Socket, reason: string): void {
+    let reasons = this.pauses.get(socket);
+    if (!reasons) this.pauses.set(socket, (reasons = new Set()));
+    reasons.add(reason);
+    socket.pause();
+  }
+
+  private resumeFor(socket: Socket, reason: string): void {
+    const reasons = this.pauses.get(socket);
+    reasons?.delete(reason);
+    if (!this.closeReason && (!reasons || reasons.size === 0)) socket.resume();
   }
 
   private refuse(refusal: Refusal, kind: string, line: string): void {

@@ -65,6 +65,12 @@ export interface Cidr {
   contains(ip: IpAddress): boolean;
 }
 
+/** The network an address belongs to at a prefix length, as CIDR text. */
+export function networkOf(ip: IpAddress, prefixLength: number): string {
+  const start = ip.family === 4 ? new Address4(`${ip.address}/${prefixLength}`).startAddress() : new Address6(`${ip.address}/${prefixLength}`).startAddress();
+  return `${start.correctForm()}/${prefixLength}`;
+}
+
 export function parseCidr(text: string): Cidr | undefined {
   const t = text.trim();
   const slash = t.indexOf('/');

@@ -17,6 +17,12 @@ export function parseCommand(text: string): Command {
 /** Commands whose completion reply closes a data transfer. */
 export const TRANSFER_VERBS = new Set(['RETR', 'STOR', 'STOU', 'APPE', 'LIST', 'NLST', 'MLSD']);
 
+/** Which way a transfer command moves data: to the client (download) or to the server (upload). */
+export function transferDirection(verb: string): 'to-client' | 'to-server' | undefined {
+  if (verb === 'STOR' || verb === 'STOU' || verb === 'APPE') return 'to-server';
+  return TRANSFER_VERBS.has(verb) ? 'to-client' : undefined;
+}
+
 /** Masks the argument of commands that carry secrets, for logs. */
 export function redactCommand(text: string): string {
   // Split on any whitespace here, not just the space parseCommand uses: a

@@ -32,24 +32,31 @@ export class ReplyAssembler {
   private open: Reply | undefined;
   private lineCount = 0;
 
-  /** Lines may not grow without bound in one reply; FEAT/HELP/STAT lists stay well below. */
-  constructor(readonly maxLines: number = 10_000) {}
+  /**
+   * A multi-line reply may be long (STAT of a big directory) and must still
+   * end where the server ends it, or replies and commands fall out of step.
+   * Only its first `maxStoredLines` lines and its last are kept: memory stays
+   * bounded, and nobody needs the middle of a long reply.
+   */
+  constructor(readonly maxStoredLines: number = 256) {}
 
   get inReply(): boolean {
     return this.open !== undefined;
   }
 
+  /** Lines of the open reply so far, stored or not. */
+  get openLines(): number {
+    return this.lineCount;
+  }
+
   push(line: FramedLine): ReplyEvent | undefined {
     if (this.open) {
-      this.open.lines.push(line);
       this.lineCount++;
       const t = line.text;
       const code = this.open.code;
-      if ((t.length >= 4 && t[3] === ' ' && replyCode(t) === code) || (t.length === 3 && replyCode(t) === code)) {
-        return this.close();
-      }
-      if (this.lineCount >= this.maxLines) return this.close();
-      return undefined;
+      const last = (t.length >= 4 && t[3] === ' ' && replyCode(t) === code) || (t.length === 3 && replyCode(t) === code);
+      if (last || this.open.lines.length < this.maxStoredLines) this.open.lines.push(line);
+      return last ? this.close() : undefined;
     }
     const code = replyCode(line.text);
     if (code === undefined) return { kind: 'stray', line };
@@ -59,6 +66,16 @@ export class ReplyAssembler {
       return undefined;
     }
     return { kind: 'reply', reply: { code, lines: [line] } };
+  }
+
+  /**
+   * A line over the cap was relayed in pieces: it still counts. Its first
+   * bytes say whether it ends the open reply or is a one-line reply itself.
+   */
+  pushOverlong(head: Buffer): ReplyEvent | undefined {
+    const text = head.toString('latin1');
+    const synthetic: FramedLine = { kind: 'line', raw: Buffer.alloc(0), text: text.slice(0, 4), eol: '\r\n' };
+    return this.push(synthetic);
   }
 
   private close(): ReplyEvent {

@@ -168,13 +168,23 @@ describe('ReplyAssembler', () => {
     expect(event.reply.lines[1]?.raw.toString('latin1')).toBe('211 End\n');
   });
 
-  test('a reply is closed at maxLines', () => {
-    expect(run(['211-a', 'b', 'c', '211 d'], new ReplyAssembler(3))).toEqual([
+  test('a long reply ends where the server ends it; only the first lines and the last are stored', () => {
+    expect(run(['211-a', 'b', 'c', 'd', '211 e'], new ReplyAssembler(2))).toEqual([
       undefined,
       undefined,
-      { code: 211, lines: ['211-a', 'b', 'c'] },
-      { code: 211, lines: ['211 d'] },
+      undefined,
+      undefined,
+      { code: 211, lines: ['211-a', 'b', '211 e'] },
     ]);
+  });
+
+  test('an over-long line still counts: a final one closes the reply, a lone one is a reply', () => {
+    const a = new ReplyAssembler();
+    expect(a.push(line('211-Status'))).toBeUndefined();
+    const closed = a.pushOverlong(Buffer.from('211 xxxxxxxxxxxx'));
+    expect(closed?.kind === 'reply' && closed.reply.code).toBe(211);
+    const lone = a.pushOverlong(Buffer.from('550 yyyyyyyy'));
+    expect(lone?.kind === 'reply' && lone.reply.code).toBe(550);
   });
 
   test('replyText joins line texts', () => {
