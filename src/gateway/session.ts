@@ -98,6 +98,8 @@ export class ControlSession {
   private ended = { client: false, server: false };
   /** Which side sent its FIN first: says who ended the session. */
   private firstEnd: 'client' | 'server' | undefined;
+  /** After QUIT the server closing first is the normal end, not its doing. */
+  private quitSent = false;
   /**
    * What arrived of a multi-line passive reply, held until the reply is
    * complete (the endpoint may be on any line): its lines and any pieces of
@@ -253,7 +255,7 @@ export class ControlSession {
     if (this.closeReason) return;
     const c = this.client.destroyed;
     const s = this.server?.destroyed ?? true;
-    if (c && s) this.close(this.firstEnd === 'server' ? 'server closed the control connection' : 'client quit');
+    if (c && s) this.close(this.quitSent ? 'client quit' : this.firstEnd === 'server' ? 'server closed the control connection' : 'client closed the control connection');
     else if (c && !this.ended.client) this.close('client vanished');
     else if (s && !this.ended.server && this.server) this.close('server vanished');
   }
@@ -315,6 +317,7 @@ export class ControlSession {
     }
     this.trace('client->server', redactCommand(item.text));
     const cmd = parseCommand(item.text);
+    if (cmd.verb === 'QUIT') this.quitSent = true;
     const decision: ClientDecision = this.translator!.onClientCommand(cmd);
     switch (decision.type) {
       case 'forward':

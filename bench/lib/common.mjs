@@ -1,0 +1,83 @@
+/**
+ * Small helpers shared by the benchmarks: process metrics from /proc,
+ * formatting, and a check that dist/ exists. Linux only (/proc).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Exits with a hint when `npm run build` has not been run. */
+export function requireDist() {
+  if (!existsSync(new URL('../../dist/gateway/reverse.js', import.meta.url))) {
+    process.stderr.write('bench: dist/ is missing; run `npm run build` first\n');
+    process.exit(2);
+  }
+}
+
+/** MB = 10^6 bytes, as curl and the LAB.md baselines count. */
+export const MB = 1e6;
+export const MiB = 1024 * 1024;
+
+export function mb(bytes) {
+  return (bytes / MB).toFixed(1);
+}
+
+export function mib(bytes) {
+  return (bytes / MiB).toFixed(1);
+}
+
+/** Open file descriptors of a process (the listing's own directory fd included, so compare like with like). */
+export function fdCount(pid = 'self') {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** VmRSS / VmHWM (peak) of a process in bytes, from /proc/PID/status. */
+export function procMemory(pid = 'self') {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on every Linux we run on
+
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
+export function procCpuSeconds(pid = 'self') {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name (which may hold spaces).
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+}
+
+/** Positive integer flag, or exit 2 naming it. */
+export function positiveNumber(name, text, { integer = true } = {}) {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    process.stderr.write(`bench: --${name} must be a positive ${integer ? 'integer' : 'number'}, got "${text}"\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** TCP sockets in TIME-WAIT in this network namespace (/proc/net/sockstat), NaN when unreadable. */
+export function timeWaitCount() {
+  try {
+    const m = /^TCP:.*\btw (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Command lines for the real FTP clients, each with its protocol trace on
+ * (the trace is the client log that reasons are matched against), and with
+ * its own timeouts shorter than the runner's hard one.
+ */
+import type { ClientName, TargetSpec, Transfer } from './spec.js';
+import { isIpv6 } from './spec.js';
+import { SYSTEM_PYTHON } from './servers.js';
+
+export interface ClientCommand {
+  cmd: string;
+  args: string[];
+  input?: string;
+  /**
+   * tnftp exits 0 whatever happened to the transfer: for it the checksum
+   * alone decides. Everyone else must also exit 0.
+   */
+  exitCodeMeaningful: boolean;
+}
+
+export interface ClientJob {
+  client: ClientName;
+  mode: string;
+  transfer: Transfer;
+  target: TargetSpec;
+  /** Path on the server, relative to its root (no leading slash). */
+  remote: string;
+  /** Local file: the download's destination or the upload's source. */
+  local: string;
+  /** The client's own address of the control connection's family (curl -P). */
+  clientAddress: string;
+  timeoutS: number;
+}
+
+const url = (t: TargetSpec, path: string) => `ftp://${isIpv6(t.host) ? `[${t.host}]` : t.host}:${t.port}/${path}`;
+
+function curl(j: ClientJob): ClientCommand {
+  const mode: Record<string, string[]> = {
+    // Strict passive: PASV only, and the 227 address honoured (curl's default ignores it).
+    pasv: ['--disable-epsv', '--no-ftp-skip-pasv-ip'],
+    // curl's defaults: EPSV first, PASV (address ignored) if EPSV fails.
+    epsv: [],
+    port: ['-P', j.clientAddress, '--disable-eprt'],
+    eprt: ['-P', j.clientAddress],
+  };
+  const args = ['-sS', '-v', '--connect-timeout', '5', '--max-time', String(j.timeoutS), ...mode[j.mode]!, '-u', `${j.target.user}:${j.target.password}`];
+  if (isIpv6(j.target.host)) args.push('-g');
+  if (j.transfer === 'get') args.push('-o', j.local, url(j.target, j.remote));
+  else args.push('-T', j.local, url(j.target, j.remote));
+  return { cmd: 'curl', args, exitCodeMeaningful: true };
+}
+
+const lftpQuote = (s: string) => `"${s.replace(/(["\\])/g, '\\$1')}"`;
+
+function lftp(j: ClientJob): ClientCommand {
+  const script = [
+    // Bounded: one retry at most, short network timeout.
+    'set net:max-retries 1',
+    'set net:timeout 8',
+    'set net:reconnect-interval-base 1',
+    'set net:reconnect-interval-max 1',
+    'set xfer:clobber on',
+    // "default": lftp's own defaults (passive, honours the 227 address, PASV before EPSV on IPv4).
+    // "active": PORT/EPRT only. lftp's default ftp:auto-passive-mode would switch
+    // to passive after "500 Illegal PORT command" and hide the failure.
+    ...(j.mode === 'active' ? ['set ftp:passive-mode off', 'set ftp:auto-passive-mode no'] : []),
+    `open -u ${lftpQuote(`${j.target.user},${j.target.password}`)} ${url(j.target, '')}`,
+    j.transfer === 'get' ? `get ${lftpQuote(j.remote)} -o ${lftpQuote(j.local)}` : `put ${lftpQuote(j.local)} -o ${lftpQuote(j.remote)}`,
+  ].join('; ');
+  return { cmd: 'lftp', args: ['-d', '-c', script], exitCodeMeaningful: true };
+}
+
+function tnftp(j: ClientJob): ClientCommand {
+  const lines = [
+    `user ${j.target.user} ${j.target.password}`,
+    'binary',
+    // IPv4: PASV/PORT only, with the 227 address honoured (a strict client). IPv6 needs EPSV/EPRT.
+    ...(isIpv6(j.target.host) ? [] : ['epsv4 off']),
+    // "on", not "auto": no silent fallback from passive to active.
+    `passive ${j.mode === 'passive' ? 'on' : 'off'}`,
+    j.transfer === 'get' ? `get ${j.remote} ${j.local}` : `put ${j.local} ${j.remote}`,
+    'quit',
+    '',
+  ];
+  // -d: every command sent ("---> PORT …"); -v: every reply.
+  return { cmd: 'tnftp', args: ['-n', '-v', '-d', j.target.host, String(j.target.port)], input: lines.join('\n'), exitCodeMeaningful: false };
+}
+
+function ncftp(j: ClientJob): ClientCommand {
+  const common = ['-d', 'stdout', '-t', String(Math.min(j.timeoutS, 15)), '-V', '-r', '0', '-u', j.target.user, '-p', j.target.password, '-P', String(j.target.port), j.mode === 'active' ? '-E' : '-F'];
+  if (j.transfer === 'get') return { cmd: 'ncftpget', args: [...common, '-C', j.target.host, j.remote, j.local], exitCodeMeaningful: true };
+  return { cmd: 'ncftpput', args: [...common, '-C', j.target.host, j.local, j.remote], exitCodeMeaningful: true };
+}
+
+/**
+ * Python's ftplib. Since 3.9.3 (bpo-43285) it ignores the 227 address and
+ * dials the control host ("passive"); "pasv-strict" turns trust back on.
+ */
+const FTPLIB_SCRIPT = `
+import ftplib, sys
+host, port, user, pw, mode, op, remote, local, timeout = sys.argv[1:10]
+f = ftplib.FTP(timeout=float(timeout))
+f.set_debuglevel(1)
+if mode == 'pasv-strict':
+    f.trust_server_pasv_ipv4_address = True
+f.connect(host, int(port))
+f.login(user, pw)
+f.set_pasv(mode != 'active')
+if op == 'get':
+    with open(local, 'wb') as out:
+        f.retrbinary('RETR ' + remote, out.write, blocksize=1 << 20)
+else:
+    with open(local, 'rb') as src:
+        f.storbinary('STOR ' + remote, src, blocksize=1 << 20)
+f.quit()
+`;
+
+function ftplib(j: ClientJob): ClientCommand {
+  return {
+    cmd: SYSTEM_PYTHON,
+    args: ['-u', '-c', FTPLIB_SCRIPT, j.target.host, String(j.target.port), j.target.user, j.target.password, j.mode, j.transfer, j.remote, j.local, String(Math.min(j.timeoutS, 15))],
+    exitCodeMeaningful: true,
+  };
+}
+
+export function clientCommand(j: ClientJob): ClientCommand {
+  switch (j.client) {
+    case 'curl':
+      return curl(j);
+    case 'lftp':
+      return lftp(j);
+    case 'tnftp':
+      return tnftp(j);
+    case 'ncftp':
+      return ncftp(j);
+    case 'ftplib':
+      return ftplib(j);
+  }
+}
+
+/** Executables each client needs (checked before the run starts). */
+export const CLIENT_BINARIES: Record<ClientName, string> = {
+  curl: 'curl',
+  lftp: 'lftp',
+  tnftp: 'tnftp',
+  ncftp: 'ncftpget',
+  ftplib: SYSTEM_PYTHON,
+};

@@ -1,0 +1,365 @@
+/**
+ * A topology of network namespaces for one scenario variant, the processes
+ * started in it, and their guaranteed removal.
+ *
+ * Generalises test/helpers/netns.ts (fixed three-namespace topology) to any
+ * number of namespaces and links. Same rules: a unique prefix per run,
+ * veths created directly inside the namespaces (nothing appears in the host
+ * namespace), every process tracked by PID, `ip netns pids` swept before
+ * `ip netns del`, and a synchronous last-resort cleanup on exit and on
+ * SIGINT/SIGTERM/SIGHUP. No sleeps as synchronisation: readiness is polled
+ * with `ss -Hltn` (which never connects, so one-shot listeners stay intact).
+ */
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Runs a command to completion, output captured, SIGKILLed after timeoutMs. */
+export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const timeoutMs = opts.timeoutMs ?? 15_000;
+    const started = Date.now();
+    const child = execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: unknown; signal?: NodeJS.Signals | null }) | null;
+      const code = e ? (typeof e.code === 'number' ? e.code : null) : 0;
+      const signal = e?.signal ?? null;
+      resolve({ code, signal, stdout, stderr, timedOut: signal === 'SIGKILL' && Date.now() - started >= timeoutMs });
+    });
+    // A command that exits without reading its input must not crash the runner (EPIPE).
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(opts.input ?? '');
+  });
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls cond every everyMs until true or timeoutMs has passed; bounded in rounds and time. */
+export async function pollUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 25): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  const rounds = Math.ceil(timeoutMs / everyMs) + 2;
+  for (let i = 0; i < rounds; i++) {
+    if (await cond()) return true;
+    if (Date.now() >= deadline) return false;
+    await pause(everyMs);
+  }
+  return false;
+}
+
+/** Alive = exists and is not a zombie (a zombie lingers until reaped; kill -0 would call it alive). */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+function killQuiet(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+function parsePids(text: string): number[] {
+  return text
+    .split(/\s+/)
+    .filter((s) => /^\d+$/.test(s))
+    .map(Number)
+    .filter((p) => p > 1 && p !== process.pid);
+}
+
+function nsPidsSync(ns: string): number[] {
+  const r = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: 5_000 });
+  return parsePids(r.stdout ?? '');
+}
+
+/** Namespace names: `fasc<pid36>-<n>-<name>`; the owner pid lets a later run find leftovers of a crashed one. */
+export const NS_PREFIX = 'fasc';
+
+// ---- per-namespace /etc (resolv.conf) ---------------------------------------------
+
+/**
+ * `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc/*. Without this, a
+ * client that resolves names (ncftp looks up the server's address) would
+ * send DNS queries to the host's resolver, an address outside the plan,
+ * through our gateways, and wait 5 s for an answer that cannot come. With
+ * it, the resolver is loopback: refused at once, nothing leaves the plan.
+ */
+const NETNS_ETC = '/etc/netns';
+/** Whether /etc/netns is someone else's too (then it is never removed); one holding only our entries was made by a run of ours. */
+const netnsEtcExisted = existsSync(NETNS_ETC) && readdirSync(NETNS_ETC).some((n) => !n.startsWith(NS_PREFIX));
+
+function writeNetnsEtc(name: string): void {
+  mkdirSync(`${NETNS_ETC}/${name}`, { recursive: true, mode: 0o755 });
+  writeFileSync(`${NETNS_ETC}/${name}/resolv.conf`, 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n', { mode: 0o644 });
+}
+
+function removeNetnsEtc(name: string): void {
+  rmSync(`${NETNS_ETC}/${name}`, { recursive: true, force: true });
+  if (!netnsEtcExisted) {
+    try {
+      rmdirSync(NETNS_ETC); // only when empty, and only if we created it
+    } catch {
+      /* not empty, or gone */
+    }
+  }
+}
+
+// ---- run-wide registry for the last-resort cleanup ------------------------------
+
+const OWNER = process.pid.toString(36);
+let labCounter = 0;
+const liveLabs = new Set<Lab>();
+let hooksInstalled = false;
+
+function emergencyCleanup(): void {
+  for (const lab of liveLabs) lab.destroySync();
+  liveLabs.clear();
+}
+
+/** Kill, delete, remove, synchronously, on exit and on the usual signals (then onSignal, then exit with 128+n). */
+export function installCleanupHooks(onSignal?: (sig: NodeJS.Signals) => void): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.once('exit', emergencyCleanup);
+  const codes: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      emergencyCleanup();
+      onSignal?.(sig);
+      process.exit(codes[sig]);
+    });
+  }
+}
+
+/** Namespaces of this runner (any run) that exist now. */
+export function listOurNamespaces(): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 5_000 });
+  return (r.stdout ?? '')
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(NS_PREFIX));
+}
+
+/**
+ * Namespaces left by an earlier run that died without cleaning up (its owner
+ * pid, encoded in the name, is gone): their processes are killed by PID and
+ * the namespaces deleted by name. Returns what was removed.
+ */
+export async function removeStaleNamespaces(): Promise<string[]> {
+  const deadOwner = (n: string) => {
+    const m = /^fasc([0-9a-z]+)-/.exec(n);
+    return m !== null && m[1] !== OWNER && !isAlive(parseInt(m[1]!, 36));
+  };
+  const stale = listOurNamespaces().filter(deadOwner);
+  for (const n of stale) {
+    await killAllIn(n);
+    await run('ip', ['netns', 'del', n], { timeoutMs: 10_000 });
+  }
+  // Also /etc/netns folders whose namespace never came to exist.
+  const etc = existsSync(NETNS_ETC) ? readdirSync(NETNS_ETC).filter((n) => n.startsWith(NS_PREFIX) && deadOwner(n)) : [];
+  for (const n of new Set([...stale, ...etc])) removeNetnsEtc(n);
+  return stale;
+}
+
+/** SIGKILLs everything in ns until it is empty (a process may fork meanwhile: several rounds, bounded). */
+async function killAllIn(ns: string, timeoutMs = 5_000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (let round = 0; round < 20; round++) {
+    const pids = parsePids((await run('ip', ['netns', 'pids', ns], { timeoutMs: 5_000 })).stdout);
+    const alive = pids.filter(isAlive);
+    if (alive.length === 0) return [];
+    for (const p of alive) killQuiet(p, 'SIGKILL');
+    await pollUntil(() => alive.every((p) => !isAlive(p)), Math.max(100, deadline - Date.now()));
+    if (Date.now() >= deadline) return alive.filter(isAlive);
+  }
+  return parsePids((await run('ip', ['netns', 'pids', ns])).stdout).filter(isAlive);
+}
+
+// ---- the lab ------------------------------------------------------------------------
+
+export interface Proc {
+  pid: number;
+  child: ChildProcess;
+  /** Resolves with the exit code (or signal) when the process ends. */
+  exited: Promise<string>;
+  hasExited(): boolean;
+}
+
+export interface ClientExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+export class Lab {
+  readonly prefix: string;
+  private readonly created: string[] = [];
+  private readonly procs = new Set<ChildProcess>();
+  private destroying: Promise<string[]> | undefined;
+
+  constructor() {
+    this.prefix = `${NS_PREFIX}${OWNER}-${(labCounter++).toString(36)}`;
+    liveLabs.add(this);
+  }
+
+  /** The real namespace name of a scenario's short name. */
+  ns(short: string): string {
+    return `${this.prefix}-${short}`;
+  }
+
+  /** `ip netns exec` a setup command; throws with its stderr when it fails. */
+  async must(ns: string | undefined, cmd: string, args: string[], input?: string): Promise<RunResult> {
+    const full = ns === undefined ? [cmd, ...args] : ['ip', 'netns', 'exec', this.ns(ns), cmd, ...args];
+    const r = await run(full[0]!, full.slice(1), { timeoutMs: 15_000, ...(input !== undefined ? { input } : {}) });
+    if (r.code !== 0) throw new Error(`${full.join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim()}${input ? `\n--- input ---\n${input}` : ''}`);
+    return r;
+  }
+
+  exec(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<RunResult> {
+    return run('ip', ['netns', 'exec', this.ns(ns), cmd, ...args], { timeoutMs });
+  }
+
+  async addNamespace(short: string): Promise<void> {
+    if (this.destroying) throw new Error('lab destroyed');
+    const name = this.ns(short);
+    writeNetnsEtc(name);
+    this.created.push(name);
+    await this.must(undefined, 'ip', ['netns', 'add', name]);
+    // Before the veths exist, so they inherit "default"; "all" too (the effective value is the max).
+    await this.must(short, 'sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
+    await this.must(undefined, 'ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  }
+
+  /**
+   * Long-running process in a namespace, output appended to logPath.
+   * `ip netns exec` execs in place (no fork): the child's pid is the command's.
+   */
+  spawn(ns: string, cmd: string, args: string[], logPath: string, opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Proc {
+    if (this.destroying) throw new Error('lab destroyed');
+    const fd = openSync(logPath, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn('ip', ['netns', 'exec', this.ns(ns), cmd, ...args], { stdio: ['ignore', fd, fd], ...opts });
+    } finally {
+      closeSync(fd);
+    }
+    if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
+    this.procs.add(child);
+    let done = false;
+    const exited = new Promise<string>((resolve) => {
+      child.once('exit', (code, sig) => {
+        done = true;
+        this.procs.delete(child);
+        resolve(String(code ?? sig));
+      });
+      child.once('error', (err) => {
+        done = true;
+        this.procs.delete(child);
+        resolve(err.message);
+      });
+    });
+    return { pid: child.pid, child, exited, hasExited: () => done };
+  }
+
+  /**
+   * A client to completion: output to logPath, stdin from input, SIGKILLed
+   * after timeoutMs (bounded however the client behaves).
+   */
+  runClient(ns: string, cmd: string, args: string[], logPath: string, opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs: number }): Promise<ClientExit> {
+    const started = Date.now();
+    const fd = openSync(logPath, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn('ip', ['netns', 'exec', this.ns(ns), cmd, ...args], { stdio: ['pipe', fd, fd], env: opts.env, cwd: opts.cwd });
+    } finally {
+      closeSync(fd);
+    }
+    this.procs.add(child);
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(opts.input ?? '');
+    return new Promise((resolve) => {
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      }, opts.timeoutMs);
+      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+        clearTimeout(timer);
+        this.procs.delete(child);
+        resolve({ code, signal, timedOut, durationMs: Date.now() - started });
+      };
+      child.once('exit', finish);
+      child.once('error', () => finish(null, null));
+    });
+  }
+
+  async nft(ns: string, ruleset: string): Promise<void> {
+    await this.must(ns, 'nft', ['-f', '-'], ruleset);
+  }
+
+  /**
+   * Polls `ss -Hltn` in ns until a TCP listener on port exists; fails early
+   * if `proc` exits first. Never connects (a probe would use up a one-shot listener).
+   */
+  async waitListening(ns: string, port: number, what: string, proc?: Proc, timeoutMs = 10_000): Promise<void> {
+    const ok = await pollUntil(async () => {
+      if (proc?.hasExited()) return true;
+      const r = await this.exec(ns, 'ss', ['-Hltn', `sport = :${port}`], 5_000);
+      return r.code === 0 && r.stdout.trim() !== '';
+    }, timeoutMs);
+    if (proc?.hasExited()) throw new Error(`${what} exited before listening on port ${port} (exit ${await proc.exited})`);
+    if (!ok) throw new Error(`${what}: nothing listening on TCP port ${port} in ${this.ns(ns)} after ${timeoutMs} ms`);
+  }
+
+  /** Kills every process in the namespace (the server's, between server kinds). */
+  async stopAllIn(ns: string): Promise<void> {
+    const left = await killAllIn(this.ns(ns));
+    if (left.length) throw new Error(`processes still alive in ${this.ns(ns)}: ${left.join(' ')}`);
+  }
+
+  /** Kills tracked processes and everything in the namespaces, deletes them; idempotent. Resolves with errors (empty if clean). */
+  destroy(): Promise<string[]> {
+    this.destroying ??= (async () => {
+      const errors: string[] = [];
+      for (const c of this.procs) if (c.pid !== undefined) killQuiet(c.pid, 'SIGKILL');
+      for (const n of [...this.created].reverse()) {
+        const left = await killAllIn(n);
+        if (left.length) errors.push(`processes still alive in ${n}: ${left.join(' ')}`);
+      }
+      const tracked = [...this.procs].map((c) => c.pid).filter((p): p is number => p !== undefined);
+      await pollUntil(() => tracked.every((p) => !isAlive(p)), 3_000);
+      for (const n of this.created.splice(0).reverse()) {
+        const r = await run('ip', ['netns', 'del', n], { timeoutMs: 10_000 });
+        if (r.code !== 0 && !/No such file/.test(r.stderr)) errors.push(`ip netns del ${n}: ${r.stderr.trim()}`);
+        removeNetnsEtc(n);
+      }
+      liveLabs.delete(this);
+      return errors;
+    })();
+    return this.destroying;
+  }
+
+  /** The synchronous last resort (exit/signal): SIGKILL by PID, delete by name. */
+  destroySync(): void {
+    const pids = [...this.procs].map((c) => c.pid).filter((p): p is number => p !== undefined);
+    for (const n of this.created) pids.push(...nsPidsSync(n));
+    for (const p of pids) killQuiet(p, 'SIGKILL');
+    for (const n of this.created.splice(0).reverse()) {
+      spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore', timeout: 5_000 });
+      removeNetnsEtc(n);
+    }
+  }
+}

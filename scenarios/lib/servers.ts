@@ -1,0 +1,119 @@
+/**
+ * The FTP servers a scenario can run in its server namespace: vsftpd (its
+ * default strict configuration, anonymous read-only), pyftpdlib (anonymous
+ * read-write, `-w`) and the project's built-in server (read-write folder).
+ * Each serves a root folder holding hard links to the run's generated files
+ * and logs every command and reply where the server can.
+ */
+import { linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Lab, Proc } from './lab.js';
+import type { ServerKind } from './spec.js';
+
+export const SYSTEM_PYTHON = '/usr/bin/python3';
+
+export interface RunningServer {
+  kind: ServerKind;
+  root: string;
+  /** Files to read for reasons and failing-case tails. */
+  logPaths: string[];
+  proc: Proc;
+}
+
+export interface ServerPlace {
+  ns: string;
+  address: string;
+  port: number;
+}
+
+function vsftpdConfig(dir: string, place: ServerPlace, root: string, logPath: string): string {
+  const empty = join(dir, 'empty');
+  mkdirSync(empty, { recursive: true, mode: 0o755 });
+  const settings: Record<string, string> = {
+    listen: 'YES',
+    listen_ipv6: 'NO',
+    listen_address: place.address,
+    listen_port: String(place.port),
+    // Foreground, so that its PID is the one we track.
+    background: 'NO',
+    secure_chroot_dir: empty,
+    anonymous_enable: 'YES',
+    anon_root: root,
+    no_anon_password: 'YES',
+    local_enable: 'NO',
+    write_enable: 'NO',
+    pasv_enable: 'YES',
+    port_enable: 'YES',
+    // With a failing connect, connect_from_port_20=YES answers "500 OOPS" instead of 425.
+    connect_from_port_20: 'NO',
+    xferlog_enable: 'YES',
+    xferlog_std_format: 'NO',
+    // Every command and reply in the log: what reasons are checked against.
+    log_ftp_protocol: 'YES',
+    vsftpd_log_file: logPath,
+    syslog_enable: 'NO',
+    seccomp_sandbox: 'NO',
+    // Session processes stay in the server namespace, where `ip netns pids` finds them.
+    isolate_network: 'NO',
+    use_localtime: 'NO',
+  };
+  // vsftpd's parser: KEY=VALUE, no spaces, no trailing whitespace.
+  return Object.entries(settings)
+    .map(([k, v]) => `${k}=${v}\n`)
+    .join('');
+}
+
+/** The built-in server against dist/, as a tiny node script in the server namespace. */
+const BUILTIN_SCRIPT = `
+const [url, host, port, root] = process.argv.slice(1);
+import(url).then(async (m) => {
+  const s = await m.startDemoServer({ host, port: Number(port), root });
+  console.log('built-in FTP server listening on ' + s.address.host + ':' + s.address.port + ', root ' + root);
+}).catch((err) => { console.error(err); process.exit(1); });
+`;
+
+/**
+ * Starts `kind` on place, serving a fresh root under dir with hard links to
+ * files (name → path). Resolves once `ss` shows the listener.
+ */
+export async function startServer(lab: Lab, kind: ServerKind, place: ServerPlace, dir: string, files: Record<string, string>, repoRoot: string): Promise<RunningServer> {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const root = join(dir, 'root');
+  mkdirSync(root, { mode: 0o755 });
+  // Hard links: no copy of a 256 MiB file per server; the same filesystem as the run folder.
+  for (const [name, path] of Object.entries(files)) linkSync(path, join(root, name));
+  const out = join(dir, `${kind}.out`);
+  let proc: Proc;
+  const logPaths = [out];
+  switch (kind) {
+    case 'vsftpd': {
+      const log = join(dir, 'vsftpd.log');
+      writeFileSync(log, '');
+      const conf = join(dir, 'vsftpd.conf');
+      writeFileSync(conf, vsftpdConfig(dir, place, root, log), { mode: 0o600 });
+      logPaths.unshift(log);
+      proc = lab.spawn(place.ns, '/usr/sbin/vsftpd', [conf], out);
+      break;
+    }
+    case 'pyftpdlib':
+      // -D logs every command and reply; -w grants anonymous write (uploads).
+      proc = lab.spawn(place.ns, SYSTEM_PYTHON, ['-m', 'pyftpdlib', '-i', place.address, '-p', String(place.port), '-d', root, '-w', '-D'], out);
+      break;
+    case 'builtin': {
+      const url = pathToFileURL(join(repoRoot, 'dist/demo/server.js')).href;
+      proc = lab.spawn(place.ns, process.execPath, ['-e', BUILTIN_SCRIPT, url, place.address, String(place.port), root], out);
+      break;
+    }
+  }
+  await lab.waitListening(place.ns, place.port, kind, proc);
+  return { kind, root, logPaths, proc };
+}
+
+export function readLog(path: string, from = 0): string {
+  try {
+    return readFileSync(path).subarray(from).toString('utf8');
+  } catch {
+    return '';
+  }
+}
