@@ -94,7 +94,9 @@ export class PassiveListener implements DataChannel {
 
   static open(host: string, allowedPeer?: IpAddress): Promise<PassiveListener> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer();
+      // allowHalfOpen: a client that shuts its own (idle) half during a RETR
+      // still gets the whole file.
+      const server = net.createServer({ allowHalfOpen: true });
       server.once('error', reject);
       server.listen({ host, port: 0, exclusive: true }, () => {
         server.off('error', reject);
@@ -167,7 +169,7 @@ export class ActiveConnector implements DataChannel {
       timeoutMs,
       signal,
       (settle) => {
-        const s = net.connect({ host: this.target.address, port: this.target.port, localAddress: local });
+        const s = net.connect({ host: this.target.address, port: this.target.port, localAddress: local, allowHalfOpen: true });
         ignoreErrors(s);
         this.pending = s;
         s.once('connect', () => {

@@ -194,6 +194,9 @@ export class DemoSession implements SessionContext {
     // not is not allowed to hold the socket for ever.
     this.lingering.add(data);
     data.once('close', () => this.lingering.delete(data));
+    // Data sockets are half-open capable: after an upload our side is still
+    // open, and the transfer is over, so say so.
+    if (!data.writableEnded) data.end();
     data.setTimeout(this.settings.dataTimeoutMs, () => data.destroy());
   }
 
