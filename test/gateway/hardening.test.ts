@@ -223,6 +223,20 @@ describe('transfers that stop and resume', () => {
       await c.quit();
     }));
 
+  test('plain ABOR (no Telnet bytes) during a transfer: 426 then 226', () =>
+    withGateway({}, async (gw) => {
+      const c = await login(gw);
+      const data = await connect(portOf229((await c.send('EPSV')).text));
+      data.pause();
+      data.on('error', () => undefined);
+      expect((await c.send('RETR /big.bin', true)).code).toBe(150);
+      await gw.log.waitFor('data-open');
+      c.socket.write('ABOR\r\n');
+      expect([(await c.read()).code, (await c.read()).code]).toEqual([426, 226]);
+      data.destroy();
+      await c.quit();
+    }));
+
   test('REST + RETR resumes at the offset', () =>
     withGateway({}, async (gw) => {
       const c = await login(gw);
@@ -305,3 +319,14 @@ describe('AUTH TLS passthrough', () => {
     }
   });
 });
+
+test('live trace: every control line both ways as a control event, PASS masked', () =>
+  withGateway({}, async (gw) => {
+    const c = await FtpClient.connect('127.0.0.1', gw.port);
+    await c.login('anonymous', 'secret-password');
+    await c.quit();
+    const lines = gw.log.of('control').map((e) => `${e.direction} ${e.line}`);
+    expect(lines).toContain('client->server PASS ****');
+    expect(lines.some((l) => l.startsWith('server->client 230'))).toBe(true);
+    expect(JSON.stringify(gw.log.events)).not.toContain('secret-password');
+  }));
