@@ -102,7 +102,7 @@ function explicitDialer(policy: ForwardPolicy): ServerDialer {
   return async (client, ctx) => {
     admitClient(client, policy);
     const login = await readProxyLogin(client, policy.loginTimeoutMs);
-    const { destination, eol, raw, leftover } = login;
+    const { destination, eol, raw, leftover, dropped, said } = login;
     let address: IpAddress;
     try {
       address = parseIp(destination.host) ?? ipOf((await lookup(destination.host)).address);
@@ -121,15 +121,31 @@ function explicitDialer(policy: ForwardPolicy): ServerDialer {
       throw new DialRefusal({ code: REASON.SERVER_UNREACHABLE, message: (err as Error).message }, `421 ${(err as Error).message}`);
     }
     try {
-      const { greeting, leftover: serverLeftover } = await readGreeting(server, policy.connectTimeoutMs);
+      const { greeting, consumed: greetingBytes, leftover: serverLeftover } = await readGreeting(server, policy.connectTimeoutMs);
       if (greeting.code !== 220) {
         const text = greeting.lines.map((l) => l.text).join(' ');
         throw new DialRefusal({ code: REASON.SERVER_UNREACHABLE, message: `server greeted with ${text}` }, `421 ${formatEndpoint({ ...address, port: destination.port })} says: ${text}`);
       }
       const userLine = encodeLine(`USER ${destination.user}`, eol);
       server.write(userLine);
-      report(ctx, raw, userLine, destination.host, destination.port);
-      return { server, clientLeftover: leftover, ...(serverLeftover ? { serverLeftover } : {}) };
+      report(ctx, raw, userLine, destination.host, destination.port, dropped);
+      return {
+        server,
+        clientLeftover: leftover,
+        ...(serverLeftover ? { serverLeftover } : {}),
+        // What the login dialogue did to each stream, so that the session's
+        // rewrite offsets and deltas count from the real start of the streams.
+        ledgerSeed: {
+          'client->server': [
+            [dropped, 0],
+            [raw.length, userLine.length],
+          ],
+          'server->client': [
+            [0, said],
+            [greetingBytes, 0],
+          ],
+        },
+      };
     } catch (err) {
       server.destroy();
       throw err;
@@ -137,7 +153,7 @@ function explicitDialer(policy: ForwardPolicy): ServerDialer {
   };
 }
 
-function report(ctx: DialContext, before: Buffer, after: Buffer, host: string, port: number): void {
+function report(ctx: DialContext, before: Buffer, after: Buffer, host: string, port: number, offset: number): void {
   ctx.sink({
     event: 'rewrite',
     session: ctx.session,
@@ -146,8 +162,9 @@ function report(ctx: DialContext, before: Buffer, after: Buffer, host: string, p
     before: before.toString('latin1').replace(/\r?\n$/, ''),
     after: after.toString('latin1').replace(/\r?\n$/, ''),
     reason: `explicit proxy login: destination ${host}:${port}`,
-    offset: 0,
-    delta: after.length - before.length,
+    offset,
+    // Commands answered before USER never reached the server.
+    delta: after.length - before.length - offset,
   });
 }
 
@@ -156,6 +173,10 @@ interface ProxyLogin {
   eol: '\r\n' | '\n';
   raw: Buffer;
   leftover: Buffer;
+  /** Client bytes before the USER line, answered by us, never forwarded. */
+  dropped: number;
+  /** Bytes of our own replies to the client. */
+  said: number;
 }
 
 /** The login dialogue before there is a server: only USER moves it on. */
@@ -163,8 +184,12 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
   return new Promise((resolve, reject) => {
     const framer = new LineFramer(1024);
     let lines = 0;
+    let dropped = 0;
+    let said = 0;
     const say = (text: string) => {
-      if (!client.destroyed) client.write(encodeLine(text));
+      const line = encodeLine(text);
+      said += line.length;
+      if (!client.destroyed) client.write(line);
     };
     const done = (err: Error | undefined, value?: ProxyLogin) => {
       clearTimeout(timer);
@@ -190,13 +215,15 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
       const items = framer.push(chunk);
       for (let i = 0; i < items.length; i++) {
         const item = items[i]!;
+        dropped += item.raw.length;
         if (item.kind === 'overflow') {
-          if (item.done) say('500 Command line too long');
-          continue;
+          if (!item.done) continue;
+          say('500 Command line too long');
         }
         if (++lines > MAX_LOGIN_LINES) {
           return done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: `${MAX_LOGIN_LINES} commands without a usable USER name@host` }, '421 Too many commands before login'));
         }
+        if (item.kind === 'overflow') continue;
         const { verb, arg } = parseCommand(item.text);
         const step = preLoginStep(verb, arg);
         if (step.type === 'reply') {
@@ -208,7 +235,8 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
           return done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: 'client quit before logging in' }, undefined));
         }
         const rest = Buffer.concat([...items.slice(i + 1).map((x) => x.raw), framer.end() ?? Buffer.alloc(0)]);
-        return done(undefined, { destination: step.destination, eol: item.eol, raw: item.raw, leftover: rest });
+        dropped -= item.raw.length; // the USER line itself is rewritten, not dropped
+        return done(undefined, { destination: step.destination, eol: item.eol, raw: item.raw, leftover: rest, dropped, said });
       }
     };
     client.on('data', onData);
@@ -220,11 +248,12 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
 }
 
 /** Reads the server's greeting (120 then 220, possibly multi-line). */
-function readGreeting(server: Socket, timeoutMs: number): Promise<{ greeting: Reply; leftover?: Buffer }> {
+function readGreeting(server: Socket, timeoutMs: number): Promise<{ greeting: Reply; consumed: number; leftover?: Buffer }> {
   return new Promise((resolve, reject) => {
+    let consumed = 0;
     const framer = new LineFramer(4096);
     const replies = new ReplyAssembler(200);
-    const done = (err: Error | undefined, value?: { greeting: Reply; leftover?: Buffer }) => {
+    const done = (err: Error | undefined, value?: { greeting: Reply; consumed: number; leftover?: Buffer }) => {
       clearTimeout(timer);
       server.off('data', onData);
       server.off('error', onError);
@@ -240,11 +269,12 @@ function readGreeting(server: Socket, timeoutMs: number): Promise<{ greeting: Re
       const items = framer.push(chunk);
       for (let i = 0; i < items.length; i++) {
         const item = items[i]!;
+        consumed += item.raw.length;
         if (item.kind !== 'line') continue;
         const ev = replies.push(item);
         if (ev?.kind === 'reply' && isFinalCode(ev.reply.code)) {
           const rest = Buffer.concat([...items.slice(i + 1).map((x) => x.raw), framer.end() ?? Buffer.alloc(0)]);
-          return done(undefined, { greeting: ev.reply, ...(rest.length ? { leftover: rest } : {}) });
+          return done(undefined, { greeting: ev.reply, consumed, ...(rest.length ? { leftover: rest } : {}) });
         }
       }
     };

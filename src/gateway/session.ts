@@ -59,6 +59,8 @@ export interface DialResult {
   clientLeftover?: Buffer;
   /** Server bytes read past its greeting, not yet handled. */
   serverLeftover?: Buffer;
+  /** [bytes in, bytes out] the dialer already dropped, inserted or rewrote per direction. */
+  ledgerSeed?: Record<Direction, Array<[number, number]>>;
 }
 
 /**
@@ -202,6 +204,9 @@ export class ControlSession {
       this.firstEnd ??= 'client';
       void this.pumpClient();
     });
+    for (const dir of ['client->server', 'server->client'] as const) {
+      for (const [before, after] of dialled.ledgerSeed?.[dir] ?? []) this.ledgers[dir].rewrote(before, after);
+    }
     if (dialled.serverLeftover?.length) this.onServerData(dialled.serverLeftover);
     if (dialled.clientLeftover?.length) this.onClientData(dialled.clientLeftover);
     // A dialer that read the server's greeting left the socket paused.

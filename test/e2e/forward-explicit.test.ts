@@ -192,3 +192,33 @@ test.skipIf(!HAVE.root)(`--active-source-port 20: the client sees active data fr
     await g.close();
   }
 });
+
+test('explicit proxy: rewrite offsets and deltas count the login dialogue', async () => {
+  const g = await startTestForward();
+  try {
+    const c = await FtpClient.connect('127.0.0.1', g.port);
+    expect((await c.read()).code).toBe(220);
+    const feat = 'FEAT\r\n';
+    const user = `USER anonymous@${serverHostPort}\r\n`;
+    expect((await c.send('FEAT')).code).toBe(211);
+    expect((await c.send(user.trim())).code).toBe(331);
+    expect((await c.send('PASS x')).code).toBe(230);
+    const pass = 'PASS x\r\n';
+    const port = (await import('node:net')).createServer();
+    await new Promise<void>((r) => port.listen(0, '127.0.0.1', r));
+    const p = (port.address() as import('node:net').AddressInfo).port;
+    const eprt = `EPRT |1|127.0.0.1|${p}|`;
+    expect((await c.send(eprt)).code).toBe(200);
+    const userEvent = g.log.of('rewrite').find((e) => e.kind === 'USER')!;
+    expect(userEvent.offset).toBe(feat.length);
+    expect(userEvent.delta).toBe('USER anonymous\r\n'.length - user.length - feat.length);
+    const eprtEvent = g.log.of('rewrite').find((e) => e.kind === 'EPRT')!;
+    // The client's stream: FEAT, USER, PASS, then EPRT.
+    expect(eprtEvent.offset).toBe(feat.length + user.length + pass.length);
+    expect(eprtEvent.delta).toBe(userEvent.delta + (eprtEvent.after.length - eprtEvent.before.length));
+    port.close();
+    await c.quit();
+  } finally {
+    await g.close();
+  }
+});
