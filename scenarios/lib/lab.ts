@@ -11,7 +11,7 @@
  * with `ss -Hltn` (which never connects, so one-shot listeners stay intact).
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 
 export interface RunResult {
   code: number | null;
@@ -38,30 +38,8 @@ export function run(cmd: string, args: string[], opts: { input?: string; timeout
   });
 }
 
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls cond every everyMs until true or timeoutMs has passed; bounded in rounds and time. */
-export async function pollUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 25): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  const rounds = Math.ceil(timeoutMs / everyMs) + 2;
-  for (let i = 0; i < rounds; i++) {
-    if (await cond()) return true;
-    if (Date.now() >= deadline) return false;
-    await pause(everyMs);
-  }
-  return false;
-}
-
-/** Alive = exists and is not a zombie (a zombie lingers until reaped; kill -0 would call it alive). */
-export function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
+export { isAlive, pollUntil } from './process.js';
+import { isAlive, pollUntil } from './process.js';
 
 function killQuiet(pid: number, sig: NodeJS.Signals): void {
   try {

@@ -9,6 +9,7 @@ import { linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Lab, Proc } from './lab.js';
+import { vsftpdConfigText } from './vsftpd-config.js';
 import type { ServerKind } from './spec.js';
 
 export const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -28,40 +29,9 @@ export interface ServerPlace {
 }
 
 function vsftpdConfig(dir: string, place: ServerPlace, root: string, logPath: string): string {
-  const empty = join(dir, 'empty');
-  mkdirSync(empty, { recursive: true, mode: 0o755 });
-  const settings: Record<string, string> = {
-    listen: 'YES',
-    listen_ipv6: 'NO',
-    listen_address: place.address,
-    listen_port: String(place.port),
-    // Foreground, so that its PID is the one we track.
-    background: 'NO',
-    secure_chroot_dir: empty,
-    anonymous_enable: 'YES',
-    anon_root: root,
-    no_anon_password: 'YES',
-    local_enable: 'NO',
-    write_enable: 'NO',
-    pasv_enable: 'YES',
-    port_enable: 'YES',
-    // With a failing connect, connect_from_port_20=YES answers "500 OOPS" instead of 425.
-    connect_from_port_20: 'NO',
-    xferlog_enable: 'YES',
-    xferlog_std_format: 'NO',
-    // Every command and reply in the log: what reasons are checked against.
-    log_ftp_protocol: 'YES',
-    vsftpd_log_file: logPath,
-    syslog_enable: 'NO',
-    seccomp_sandbox: 'NO',
-    // Session processes stay in the server namespace, where `ip netns pids` finds them.
-    isolate_network: 'NO',
-    use_localtime: 'NO',
-  };
-  // vsftpd's parser: KEY=VALUE, no spaces, no trailing whitespace.
-  return Object.entries(settings)
-    .map(([k, v]) => `${k}=${v}\n`)
-    .join('');
+  const emptyDir = join(dir, 'empty');
+  mkdirSync(emptyDir, { recursive: true, mode: 0o755 });
+  return vsftpdConfigText({ address: place.address, port: place.port, root, emptyDir, logPath });
 }
 
 /** The built-in server against dist/, as a tiny node script in the server namespace. */

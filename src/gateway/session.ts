@@ -118,7 +118,6 @@ export class ControlSession {
   private data: DataChannel | undefined;
   /** Every channel not yet closed, the current one and any still draining. */
   private readonly channels = new Set<DataChannel>();
-  private dataForTransfer = false;
   private overflowing = false;
   /** After AUTH passthrough: bytes go through untouched, nothing is parsed. */
   private blind = { client: false, server: false };
@@ -508,7 +507,7 @@ export class ControlSession {
       this.finishReply();
       return;
     }
-    const isTransferEnd = sent !== undefined && TRANSFER_VERBS.has(sent.verb) && this.data !== undefined && this.dataForTransfer;
+    const isTransferEnd = sent !== undefined && TRANSFER_VERBS.has(sent.verb) && this.data !== undefined;
     if (isTransferEnd) return this.completeTransfer(reply, items, sent);
     this.emitReply(reply, items, new Map(), '', '');
     if (sent?.verb === 'AUTH' && this.authAnswered) {
@@ -533,7 +532,6 @@ export class ControlSession {
     if (channel.state === 'listening') channel.close(`transfer ended with ${reply.code} before a data connection`);
     if (this.data === channel) {
       this.data = undefined;
-      this.dataForTransfer = false;
     }
     if (this.closeReason) return;
     this.emitReply(reply, items, new Map(), '', '');
@@ -598,7 +596,6 @@ export class ControlSession {
         return undefined;
       }
       this.data = channel;
-      this.dataForTransfer = true;
       this.channels.add(channel);
       void channel.closed.then(() => this.channels.delete(channel));
       return channel;

@@ -14,18 +14,9 @@ export interface TestGateway {
   close: () => Promise<void>;
 }
 
-export async function startTestReverse(serverPort: number, flags: Partial<ReverseFlags> = {}, serverHost = '127.0.0.1'): Promise<TestGateway> {
-  const log = new EventLog();
-  const host = flags.listen?.startsWith('[') ? '::1' : '127.0.0.1';
-  const cfg = reverseFromFlags({
-    listen: host === '::1' ? '[::1]:0' : '127.0.0.1:0',
-    server: serverHost.includes(':') ? `[${serverHost}]:${serverPort}` : `${serverHost}:${serverPort}`,
-    'public-address': '127.0.0.1',
-    ...flags,
-  });
-  const gateway = await startReverseGateway(cfg, log.sink);
-  const port = gateway.address.port;
-  const hostInUrl = host === '::1' ? '[::1]' : host;
+function testGateway(gateway: Gateway, log: EventLog): TestGateway {
+  const { port, address: host } = gateway.address;
+  const hostInUrl = host.includes(':') ? `[${host}]` : host;
   return {
     gateway,
     port,
@@ -36,20 +27,20 @@ export async function startTestReverse(serverPort: number, flags: Partial<Revers
   };
 }
 
+export async function startTestReverse(serverPort: number, flags: Partial<ReverseFlags> = {}, serverHost = '127.0.0.1'): Promise<TestGateway> {
+  const log = new EventLog();
+  const cfg = reverseFromFlags({
+    listen: '127.0.0.1:0',
+    server: serverHost.includes(':') ? `[${serverHost}]:${serverPort}` : `${serverHost}:${serverPort}`,
+    'public-address': '127.0.0.1',
+    ...flags,
+  });
+  return testGateway(await startReverseGateway(cfg, log.sink), log);
+}
+
 /** An in-process forward gateway on loopback port 0 (explicit mode unless flags say otherwise). */
 export async function startTestForward(flags: Partial<ForwardFlags> = {}): Promise<TestGateway> {
   const log = new EventLog();
   const cfg = forwardFromFlags({ listen: '127.0.0.1:0', 'allow-destinations': '127.0.0.0/8,::1/128', ...flags });
-  const gateway = await startForwardGateway(cfg, log.sink);
-  const { port, address } = gateway.address;
-  const host = address;
-  const hostInUrl = host.includes(':') ? `[${host}]` : host;
-  return {
-    gateway,
-    port,
-    host,
-    log,
-    url: (path = '/', user) => `ftp://${user ? `${user}@` : ''}${hostInUrl}:${port}${path}`,
-    close: () => gateway.close(),
-  };
+  return testGateway(await startForwardGateway(cfg, log.sink), log);
 }

@@ -17,6 +17,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { run, type RunResult } from './tools.js';
+import { isAlive, pollUntil } from '../../scenarios/lib/process.js';
+import { vsftpdConfigText } from '../../scenarios/lib/vsftpd-config.js';
+
+export { isAlive };
 
 function has(cmd: string, args: string[]): boolean {
   const r = spawnSync(cmd, args, { stdio: 'ignore', timeout: 10_000 });
@@ -168,31 +172,6 @@ function killQuiet(pid: number, sig: NodeJS.Signals): void {
   } catch {
     /* already gone */
   }
-}
-
-/** Alive = exists and is not a zombie (zombies linger until reaped; kill -0 would say alive). */
-export function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls cond every `everyMs` until true or the deadline; bounded in count and time. */
-async function pollUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 20): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  const maxRounds = Math.ceil(timeoutMs / everyMs) + 2;
-  for (let i = 0; i < maxRounds; i++) {
-    if (await cond()) return true;
-    if (Date.now() >= deadline) return false;
-    await pause(everyMs);
-  }
-  return false;
 }
 
 /** SIGKILLs pids and waits (bounded) until none is alive. */
@@ -384,35 +363,8 @@ export async function startVsftpd(topo: NatTopology, opts: { files: Record<strin
   }
   const logPath = join(dir, 'vsftpd.log');
   writeFileSync(logPath, '');
-  const settings: Record<string, string> = {
-    listen: 'YES',
-    listen_ipv6: 'NO',
-    listen_address: ADDR.server,
-    listen_port: '21',
-    background: 'NO',
-    secure_chroot_dir: empty,
-    anonymous_enable: 'YES',
-    anon_root: root,
-    no_anon_password: 'YES',
-    local_enable: 'NO',
-    write_enable: 'NO',
-    pasv_enable: 'YES',
-    port_enable: 'YES',
-    connect_from_port_20: 'NO',
-    xferlog_enable: 'YES',
-    xferlog_std_format: 'NO',
-    log_ftp_protocol: 'YES',
-    vsftpd_log_file: logPath,
-    syslog_enable: 'NO',
-    seccomp_sandbox: 'NO',
-    // Keep every session process in the server namespace, so `ip netns pids` finds it.
-    isolate_network: 'NO',
-    use_localtime: 'NO',
-    ...opts.config,
-  };
   const confPath = join(dir, 'vsftpd.conf');
-  // vsftpd's parser: KEY=VALUE, no spaces, no trailing whitespace.
-  writeFileSync(confPath, Object.entries(settings).map(([k, v]) => `${k}=${v}\n`).join(''), { mode: 0o600 });
+  writeFileSync(confPath, vsftpdConfigText({ address: ADDR.server, port: 21, root, emptyDir: empty, logPath }, opts.config), { mode: 0o600 });
 
   const child = topo.spawn(topo.ns.server, '/usr/sbin/vsftpd', [confPath]);
   let output = '';
