@@ -33,7 +33,9 @@ function withLimits<T>(y: Argv<T>) {
     .option('max-sessions-per-client', { type: 'number', describe: 'sessions at once from one client address', default: 50 })
     .option('max-line', { type: 'number', describe: 'longest control line in bytes', default: 4096 })
     .option('tls', { choices: ['refuse', 'passthrough'], default: 'refuse', describe: 'AUTH TLS: refuse (534) or pass through blindly' })
-    .option('drain', { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM/SIGINT' });
+    .option('drain', { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM/SIGINT' })
+    .option('data-path', { choices: ['relay', 'kernel'], default: 'relay', describe: 'relay: data passes through ftp-alg; kernel: nftables translates each data connection (root, Linux)' })
+    .option('nft-table', { type: 'string', default: 'ftp_alg_data', describe: 'nftables table (inet) the kernel data path owns; deleted on exit' });
 }
 
 function withLogging<T>(y: Argv<T>) {
@@ -117,7 +119,7 @@ export async function main(argv: string[]): Promise<void> {
       async (flags) => {
         const cfg = forwardFromFlags(flags as ForwardFlags);
         if (flags['print-nft']) {
-          process.stdout.write(nftRuleset(String(flags['lan-interface']), cfg.listen.port));
+          process.stdout.write(nftRuleset(String(flags['lan-interface']), cfg.listen.port, cfg.dataPath === 'kernel' ? cfg.nftTable : undefined));
           return;
         }
         const sink = await sinkFor(flags as CommonFlags);

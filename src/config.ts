@@ -4,6 +4,7 @@
  */
 import { parseCidr, parseIp, type Cidr, type IpAddress } from './protocol/address.js';
 import type { PortRange } from './gateway/ports.js';
+import { isTableName } from './gateway/kernel-nat.js';
 import { DEFAULT_MAX_LINE_BYTES } from './protocol/framer.js';
 import { DEFAULT_ALLOWED_CLIENTS } from './alg/policy.js';
 
@@ -35,6 +36,9 @@ export interface CommonGatewayConfig {
   maxSessions: number;
   maxSessionsPerClient: number;
   tls: 'refuse' | 'passthrough';
+  /** relay: data bytes pass through us; kernel: nftables translates data connections. */
+  dataPath: 'relay' | 'kernel';
+  nftTable: string;
 }
 
 export interface ReverseConfig extends CommonGatewayConfig {
@@ -56,6 +60,8 @@ export const DEFAULTS = {
   maxSessionsPerClient: 50,
   maxLineBytes: DEFAULT_MAX_LINE_BYTES,
   tls: 'refuse' as const,
+  dataPath: 'relay' as const,
+  nftTable: 'ftp_alg_data',
 };
 
 /** `1.2.3.4:21`, `[::1]:21`, `host:21`; `allowName` for destinations only. */
@@ -121,6 +127,8 @@ export interface ReverseFlags {
   'max-sessions'?: number;
   'max-sessions-per-client'?: number;
   tls?: string;
+  'data-path'?: string;
+  'nft-table'?: string;
 }
 
 function count(key: string, value: number | undefined, fallback: number, max: number): number {
@@ -145,6 +153,10 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
   }
   const tls = f.tls ?? DEFAULTS.tls;
   if (tls !== 'refuse' && tls !== 'passthrough') throw new ConfigError('--tls', `"${tls}" is not refuse or passthrough`);
+  const dataPath = f['data-path'] ?? DEFAULTS.dataPath;
+  if (dataPath !== 'relay' && dataPath !== 'kernel') throw new ConfigError('--data-path', `"${dataPath}" is not relay or kernel`);
+  const nftTable = f['nft-table'] ?? DEFAULTS.nftTable;
+  if (!isTableName(nftTable)) throw new ConfigError('--nft-table', `"${nftTable}" is not an nftables table name (a letter, then letters, digits or _; up to 32)`);
   return {
     passivePorts: f['passive-ports'] ? parsePortRange('--passive-ports', f['passive-ports']) : undefined,
     activePorts: f['active-ports'] ? parsePortRange('--active-ports', f['active-ports']) : undefined,
@@ -158,6 +170,8 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
     maxSessionsPerClient: count('--max-sessions-per-client', f['max-sessions-per-client'], DEFAULTS.maxSessionsPerClient, 1_000_000),
     maxLineBytes: maxLine,
     tls,
+    dataPath,
+    nftTable,
   };
 }
 

@@ -18,6 +18,7 @@ const LEVEL_OF: Record<GatewayEvent['event'], Level> = {
   'data-listen': 'debug',
   'data-open': 'info',
   'data-close': 'info',
+  'data-nat': 'info',
   control: 'debug',
   warning: 'warn',
   shutdown: 'info',

@@ -23,6 +23,7 @@ export const REASON = {
   LOGIN_REQUIRED: 'LOGIN_REQUIRED',
   LOGIN_TIMEOUT: 'LOGIN_TIMEOUT',
   TOO_MANY_SESSIONS: 'TOO_MANY_SESSIONS',
+  KERNEL_NAT_FAILED: 'KERNEL_NAT_FAILED',
 } as const;
 
 export type ReasonCode = (typeof REASON)[keyof typeof REASON];

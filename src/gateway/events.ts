@@ -36,6 +36,19 @@ export type GatewayEvent =
       durationMs: number;
       reason: string;
     }
+  | {
+      /** Kernel data path: a mapping installed ('map') or removed ('unmap'). */
+      event: 'data-nat';
+      session: string;
+      mode: DataMode;
+      action: 'map' | 'unmap';
+      from: string;
+      via: string;
+      to: string;
+      /** The source address the target sees instead of `from` (SNAT). */
+      sourceAs?: string;
+      reason?: string;
+    }
   | { event: 'control'; session: string; direction: Direction; line: string }
   | { event: 'warning'; session?: string; message: string }
   | { event: 'shutdown'; reason: string; sessions: number };

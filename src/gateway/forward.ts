@@ -15,7 +15,7 @@ import { formatEndpoint, ipOf, parseIp, type Cidr, type IpAddress } from '../pro
 import { preLoginStep } from '../alg/proxy-login.js';
 import { checkClientAllowed, checkDestination, REASON } from '../alg/policy.js';
 import type { EventSink } from './events.js';
-import { Gateway, connectServer, sessionLimits } from './server.js';
+import { connectServer, kernelNatFor, sessionLimits, startWithKernelNat, type Gateway } from './server.js';
 import { DialRefusal, type DialContext, type ServerDialer } from './session.js';
 import { originalDestination } from './original-dst.js';
 
@@ -27,9 +27,10 @@ function ownAddresses(): IpAddress[] {
     .filter((ip): ip is IpAddress => ip !== undefined);
 }
 
-export function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promise<Gateway> {
+export async function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promise<Gateway> {
+  const kernelNat = await kernelNatFor(cfg, sink);
   const policy = { allowClients: cfg.allowClients, allowDestinations: cfg.allowDestinations, connectTimeoutMs: cfg.connectTimeoutMs, loginTimeoutMs: cfg.loginTimeoutMs };
-  return Gateway.start({
+  return startWithKernelNat(kernelNat, {
     mode: 'forward',
     listen: cfg.listen,
     sink,
@@ -41,6 +42,8 @@ export function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promis
       activeListenAddress: cfg.publicAddress?.address,
       activeSourcePort: cfg.activeSourcePort,
       ...sessionLimits(cfg),
+      kernelNat,
+      clientSeesServerAddress: cfg.transparent,
     },
     maxSessions: cfg.maxSessions,
     maxSessionsPerClient: cfg.maxSessionsPerClient,
@@ -285,10 +288,16 @@ function readGreeting(server: Socket, timeoutMs: number): Promise<{ greeting: Re
 }
 
 /** The nftables ruleset transparent mode needs, for `--print-nft`. */
-export function nftRuleset(lanInterface: string, port: number): string {
+export function nftRuleset(lanInterface: string, port: number, kernelTable?: string): string {
+  const kernel = kernelTable
+    ? `# --data-path kernel: ftp-alg creates and deletes "table inet ${kernelTable}" itself
+# (data connection mappings). Your forward filter must accept the connections
+# it maps, e.g.  ct status dnat accept
+`
+    : '';
   return `# ftp-alg transparent mode: redirect LAN FTP control connections to the gateway.
 # Load with: nft -f THIS_FILE   (keep your existing masquerade rule for the WAN side)
-table inet ftp_alg {
+${kernel}table inet ftp_alg {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     iifname "${lanInterface}" tcp dport 21 redirect to :${port}

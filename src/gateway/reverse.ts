@@ -1,10 +1,11 @@
 /** Reverse mode: ftp-alg in front of one (NATed) FTP server. */
 import type { ReverseConfig } from '../config.js';
 import type { EventSink } from './events.js';
-import { Gateway, fixedServerDialer, sessionLimits } from './server.js';
+import { fixedServerDialer, kernelNatFor, sessionLimits, startWithKernelNat, type Gateway } from './server.js';
 
-export function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promise<Gateway> {
-  return Gateway.start({
+export async function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promise<Gateway> {
+  const kernelNat = await kernelNatFor(cfg, sink);
+  return startWithKernelNat(kernelNat, {
     mode: 'reverse',
     listen: cfg.listen,
     sink,
@@ -14,6 +15,7 @@ export function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promis
       passiveAnnounceAddress: cfg.publicAddress,
       activeListenAddress: cfg.insideAddress?.address,
       ...sessionLimits(cfg),
+      kernelNat,
     },
     maxSessions: cfg.maxSessions,
     maxSessionsPerClient: cfg.maxSessionsPerClient,

@@ -10,6 +10,7 @@ import { REASON } from '../alg/policy.js';
 import { encodeLine } from '../protocol/framer.js';
 import { ipOf, networkOf } from '../protocol/address.js';
 import type { EventSink } from './events.js';
+import { KernelNat } from './kernel-nat.js';
 
 export interface GatewayOptions {
   mode: 'reverse' | 'forward';
@@ -19,6 +20,35 @@ export interface GatewayOptions {
   sink: EventSink;
   maxSessions: number;
   maxSessionsPerClient: number;
+  /** Runs once every session is gone: releases what the gateway set up (kernel table). */
+  onClosed?: (() => Promise<void>) | undefined;
+}
+
+/**
+ * The kernel data path's table, when configured. Created before the gateway
+ * listens, so that a gateway that cannot program nftables fails at start.
+ */
+export async function kernelNatFor(cfg: CommonGatewayConfig, sink: EventSink): Promise<KernelNat | undefined> {
+  if (cfg.dataPath !== 'kernel') return undefined;
+  let nat: KernelNat;
+  try {
+    nat = await KernelNat.create(cfg.nftTable);
+  } catch (err) {
+    throw new Error(`--data-path kernel: ${(err as Error).message}`, { cause: err });
+  }
+  const problem = await KernelNat.forwardingProblem();
+  if (problem) sink({ event: 'warning', message: problem });
+  return nat;
+}
+
+/** Starts a gateway; a kernel table made for it goes away if the start fails. */
+export async function startWithKernelNat(nat: KernelNat | undefined, opts: GatewayOptions): Promise<Gateway> {
+  try {
+    return await Gateway.start({ ...opts, onClosed: nat ? () => nat.close() : undefined });
+  } catch (err) {
+    await nat?.close().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** The parts of a session's configuration both modes take from the flags alike. */
@@ -137,6 +167,9 @@ export class Gateway {
     }
     for (const s of this.sessions) s.close('gateway shutting down');
     await stopped;
+    const onClosed = this.opts.onClosed;
+    this.opts.onClosed = undefined;
+    await onClosed?.();
   }
 }
 

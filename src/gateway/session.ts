@@ -24,6 +24,8 @@ import { ReplyOrder } from '../alg/reply-order.js';
 import { RewriteLedger } from '../alg/ledger.js';
 import { REASON, type Refusal } from '../alg/policy.js';
 import { DataChannel, type DataChannelOptions } from './data.js';
+import { NatChannel } from './nat-channel.js';
+import { KernelNatError, type KernelNat } from './kernel-nat.js';
 import { PortsExhaustedError, type PortPool } from './ports.js';
 import type { Direction, EventSink } from './events.js';
 
@@ -46,6 +48,13 @@ export interface SessionConfig {
   loginTimeoutMs: number;
   /** A control connection with no traffic and no transfer running is closed after this. */
   idleTimeoutMs: number;
+  /** Kernel data path: data connections are translated by nftables, not relayed. */
+  kernelNat?: KernelNat | undefined;
+  /**
+   * The client believes it talks to the server's own address (transparent
+   * redirect), so data reaching it must come from there, not from us.
+   */
+  clientSeesServerAddress?: boolean | undefined;
 }
 
 export interface DialContext {
@@ -115,9 +124,9 @@ export class ControlSession {
   /** Code of the final reply being handled: says which queued command it answers. */
   private lastFinalCode: number | undefined;
   /** The data channel the next transfer uses. */
-  private data: DataChannel | undefined;
+  private data: DataChannel | NatChannel | undefined;
   /** Every channel not yet closed, the current one and any still draining. */
-  private readonly channels = new Set<DataChannel>();
+  private readonly channels = new Set<DataChannel | NatChannel>();
   private overflowing = false;
   /** After AUTH passthrough: bytes go through untouched, nothing is parsed. */
   private blind = { client: false, server: false };
@@ -325,6 +334,7 @@ export class ControlSession {
     const decision: ClientDecision = this.translator!.onClientCommand(cmd);
     switch (decision.type) {
       case 'forward':
+        if (this.data instanceof NatChannel && TRANSFER_VERBS.has(cmd.verb)) this.data.begin();
         this.pass(server, item, 'client->server');
         this.order.sent(decision.sent);
         return;
@@ -352,16 +362,31 @@ export class ControlSession {
     const server = this.server!;
     const serverIp = ipOf(server.remoteAddress!);
     const listenHost = this.config.activeListenAddress ?? server.localAddress!;
-    const channel = await this.openData({
-      mode: 'active',
-      listenHost,
-      pool: this.config.activePool,
-      acceptFrom: (peer) => sameAddress(peer, serverIp) || this.config.translator.serverNetworks.some((n) => n.contains(peer)),
-      acceptLabel: serverIp.address,
-      dialTarget: decision.target,
-      dialFrom: this.client.localAddress,
-      dialFromPort: this.config.activeSourcePort,
-    });
+    // The client expects data from the address it sends its commands to.
+    const clientPeer = this.config.clientSeesServerAddress ? serverIp : ipOf(this.client.localAddress!);
+    const kernel = this.kernelPath([serverIp, ipOf(listenHost), decision.target, clientPeer]);
+    const channel = kernel
+      ? await this.openData('active', listenHost, () =>
+          NatChannel.open({
+            ...this.natOptions('active', listenHost, this.config.activePool, kernel),
+            source: serverIp,
+            target: decision.target,
+            snatTo: clientPeer,
+          }),
+        )
+      : await this.openData('active', listenHost, () =>
+          DataChannel.open({
+            ...this.relayOptions(),
+            mode: 'active',
+            listenHost,
+            pool: this.config.activePool,
+            acceptFrom: (peer) => sameAddress(peer, serverIp) || this.config.translator.serverNetworks.some((n) => n.contains(peer)),
+            acceptLabel: serverIp.address,
+            dialTarget: decision.target,
+            dialFrom: this.client.localAddress,
+            dialFromPort: this.config.activeSourcePort,
+          }),
+        );
     if (!channel) {
       this.ledgers['client->server'].rewrote(item.raw.length, 0);
       return;
@@ -526,10 +551,12 @@ export class ControlSession {
   private async completeTransfer(reply: Reply, items: Framed[], sent: SentCommand): Promise<void> {
     const channel = this.data!;
     const waitForData =
+      channel instanceof DataChannel &&
       completionAwaitsData(reply.code) &&
       (channel.state === 'relaying' || channel.state === 'connecting' || (channel.state === 'listening' && reply.code < 300));
     if (waitForData) await channel.settled(this.config.completionLingerMs, transferDirection(sent.verb) === 'to-server' ? 'server' : 'client');
-    if (channel.state === 'listening') channel.close(`transfer ended with ${reply.code} before a data connection`);
+    if (channel instanceof NatChannel) channel.close(`transfer ended with ${reply.code}`);
+    else if (channel.state === 'listening') channel.close(`transfer ended with ${reply.code} before a data connection`);
     if (this.data === channel) {
       this.data = undefined;
     }
@@ -543,15 +570,30 @@ export class ControlSession {
     const clientIp = this.translator!.addrs.client;
     const listenHost = client.localAddress!;
     if (decision.refusal) this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
-    const channel = await this.openData({
-      mode: 'passive',
-      listenHost,
-      pool: this.config.passivePool,
-      acceptFrom: (peer) => sameAddress(peer, clientIp),
-      acceptLabel: clientIp.address,
-      dialTarget: decision.dial,
-      dialFrom: this.server!.localAddress,
-    });
+    const serverSide = ipOf(this.server!.localAddress!);
+    const kernel = this.kernelPath([clientIp, ipOf(listenHost), decision.dial, serverSide]);
+    const channel = kernel
+      ? await this.openData('passive', listenHost, () =>
+          NatChannel.open({
+            ...this.natOptions('passive', listenHost, this.config.passivePool, kernel),
+            source: clientIp,
+            target: decision.dial,
+            // The server expects data from the address it gets our commands from.
+            snatTo: serverSide,
+          }),
+        )
+      : await this.openData('passive', listenHost, () =>
+          DataChannel.open({
+            ...this.relayOptions(),
+            mode: 'passive',
+            listenHost,
+            pool: this.config.passivePool,
+            acceptFrom: (peer) => sameAddress(peer, clientIp),
+            acceptLabel: clientIp.address,
+            dialTarget: decision.dial,
+            dialFrom: this.server!.localAddress,
+          }),
+        );
     const rawBytes = items.reduce((n, i) => n + i.raw.length, 0);
     if (!channel) {
       this.ledgers['server->client'].rewrote(rawBytes, 0);
@@ -577,20 +619,33 @@ export class ControlSession {
     this.finishReply();
   }
 
+  /**
+   * The kernel path when configured and possible: netfilter cannot turn an
+   * IPv6 connection into an IPv4 one, so mixed families are relayed.
+   */
+  private kernelPath(addresses: Array<{ family: 4 | 6 }>): KernelNat | undefined {
+    const nat = this.config.kernelNat;
+    return nat && addresses.every((a) => a.family === addresses[0]!.family) ? nat : undefined;
+  }
+
+  private natOptions(mode: 'active' | 'passive', listenHost: string, pool: PortPool, nat: KernelNat) {
+    return { session: this.id, mode, listenHost, pool, nat, acceptTimeoutMs: this.config.acceptTimeoutMs, sink: this.sink };
+  }
+
+  private relayOptions(): Pick<DataChannelOptions, 'session' | 'acceptTimeoutMs' | 'idleTimeoutMs' | 'sink'> {
+    return { session: this.id, acceptTimeoutMs: this.config.acceptTimeoutMs, idleTimeoutMs: this.config.dataIdleTimeoutMs, sink: this.sink };
+  }
+
   private async openData(
-    o: Pick<DataChannelOptions, 'mode' | 'listenHost' | 'pool' | 'acceptFrom' | 'acceptLabel' | 'dialTarget' | 'dialFrom' | 'dialFromPort'>,
-  ): Promise<DataChannel | undefined> {
+    mode: 'active' | 'passive',
+    listenHost: string,
+    open: () => Promise<DataChannel | NatChannel>,
+  ): Promise<DataChannel | NatChannel | undefined> {
     // A new PORT/PASV replaces the previous data channel (RFC 959: the last
     // one given wins); an unused listener must not stay open.
     if (this.data && this.data.state === 'listening') this.data.close('replaced by a new data channel');
     try {
-      const channel = await DataChannel.open({
-        ...o,
-        session: this.id,
-        acceptTimeoutMs: this.config.acceptTimeoutMs,
-        idleTimeoutMs: this.config.dataIdleTimeoutMs,
-        sink: this.sink,
-      });
+      const channel = await open();
       if (this.closeReason) {
         channel.close(`session closed: ${this.closeReason}`);
         return undefined;
@@ -600,9 +655,15 @@ export class ControlSession {
       void channel.closed.then(() => this.channels.delete(channel));
       return channel;
     } catch (err) {
+      const verb = mode === 'active' ? 'PORT' : 'PASV';
+      if (err instanceof KernelNatError) {
+        this.refuse({ code: REASON.KERNEL_NAT_FAILED, message: `kernel mapping failed: ${err.message}` }, verb, '');
+        this.answer("425 Can't open data connection through the gateway (kernel mapping failed)");
+        return undefined;
+      }
       const exhausted = err instanceof PortsExhaustedError;
-      const message = exhausted ? err.message : `cannot listen on ${o.listenHost}: ${(err as Error).message}`;
-      this.refuse({ code: REASON.PORTS_EXHAUSTED, message }, o.mode === 'active' ? 'PORT' : 'PASV', '');
+      const message = exhausted ? err.message : `cannot listen on ${listenHost}: ${(err as Error).message}`;
+      this.refuse({ code: REASON.PORTS_EXHAUSTED, message }, verb, '');
       this.answer(`425 Can't open data connection through the gateway (${exhausted ? 'no free port' : 'listen failed'})`);
       return undefined;
     }

@@ -22,6 +22,8 @@ describe('usage and configuration errors: exit 2, one line naming the flag', () 
     [['reverse', '--listen', '127.0.0.1:0', '--server', '127.0.0.1:21', '--public-address', '127.0.0.1', '--passive-ports', '9-3'], /^ftp-alg: --passive-ports:/],
     [['forward', '--listen', '127.0.0.1:0', '--allow-clients', '100.64.0.0/99'], /^ftp-alg: --allow-clients: "100.64.0.0\/99" is not a CIDR block/],
     [['forward', '--listen', '127.0.0.1:0', '--passive', 'maybe'], /passive/],
+    [['reverse', '--listen', '127.0.0.1:0', '--server', '127.0.0.1:21', '--public-address', '127.0.0.1', '--data-path', 'teleport'], /data-path.*"teleport"/],
+    [['reverse', '--listen', '127.0.0.1:0', '--server', '127.0.0.1:21', '--public-address', '127.0.0.1', '--nft-table', 'a-b'], /^ftp-alg: --nft-table: "a-b" is not an nftables table name/],
     [['frobnicate'], /frobnicate/],
   ])('%j', async (args, message) => {
     const r = await ftpAlg(args);
@@ -46,6 +48,16 @@ describe('usage and configuration errors: exit 2, one line naming the flag', () 
   });
 });
 
+test('--data-path kernel without the right to program nftables: exit 1, one line saying why', async () => {
+  // As root, drop to nobody: the same failure a newcomer without root gets.
+  const args = [CLI, 'reverse', '--listen', '127.0.0.1:0', '--server', '127.0.0.1:21', '--public-address', '127.0.0.1', '--data-path', 'kernel'];
+  const r = process.getuid?.() === 0 ? await run('runuser', ['-u', 'nobody', '--', process.execPath, ...args], { timeoutMs: 30_000 }) : await run(process.execPath, args, { timeoutMs: 30_000 });
+  expect(r.code).toBe(1);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^ftp-alg: --data-path kernel: (cannot program nftables: .*needs root or CAP_NET_ADMIN|cannot program nftables: nft not found)/);
+});
+
 test('demo --self-check-only transfers through the gateway and exits 0', async () => {
   const r = await ftpAlg(['demo', '--self-check-only', '--listen', '127.0.0.1:0', '--log-level', 'warn']);
   expect(r.code).toBe(0);
@@ -58,6 +70,14 @@ test('forward --print-nft prints a redirect for the LAN interface and port', asy
   const r = await ftpAlg(['forward', '--print-nft', '--lan-interface', 'eth1', '--listen', '0.0.0.0:2121']);
   expect(r.code).toBe(0);
   expect(r.stdout.toString()).toMatch(/iifname "eth1" tcp dport 21 redirect to :2121/);
+});
+
+test('forward --print-nft --data-path kernel also says which table ftp-alg manages and what the filter must accept', async () => {
+  const r = await ftpAlg(['forward', '--print-nft', '--data-path', 'kernel', '--nft-table', 'fa_data', '--listen', '0.0.0.0:2121']);
+  expect(r.code).toBe(0);
+  const out = r.stdout.toString();
+  expect(out).toMatch(/creates and deletes "table inet fa_data" itself/);
+  expect(out).toMatch(/ct status dnat accept/);
 });
 
 describe('graceful shutdown', () => {

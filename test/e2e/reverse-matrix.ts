@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HAVE, python, randomFile, run, sha256, tempDir } from '../helpers/tools.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
+import type { ReverseFlags } from '../../src/config.js';
 
 export interface FolderServer {
   port: number;
@@ -44,7 +45,17 @@ ftp.quit()
 print(hashlib.sha256(buf.getvalue()).hexdigest(), ','.join(sorted(names)))
 `;
 
-export function reverseMatrix(label: string, skipReason: string, startServer: (dir: string) => Promise<FolderServer>): void {
+export interface MatrixOptions {
+  gatewayFlags?: Partial<ReverseFlags>;
+  /** Which path the data must take: relayed by us, or translated by the kernel (no relay listener at all). */
+  dataPath?: 'relay' | 'kernel';
+}
+
+export function reverseMatrix(label: string, skipReason: string, startServer: (dir: string) => Promise<FolderServer>, options: MatrixOptions = {}): void {
+  const dataPath = options.dataPath ?? 'relay';
+  /** Data channels set up so far, on the path this matrix expects. */
+  const channels = (gw: TestGateway) =>
+    dataPath === 'kernel' ? gw.log.of('data-nat').filter((e) => e.action === 'map').length : gw.log.of('data-listen').length;
   const skip = skipReason !== '';
   describe.skipIf(skip)(`reverse gateway in front of ${label}${skipReason}`, () => {
     let dir: ReturnType<typeof tempDir>;
@@ -61,7 +72,7 @@ export function reverseMatrix(label: string, skipReason: string, startServer: (d
         writeFileSync(join(dir.path, file), content);
       }
       server = await startServer(dir.path);
-      gw = await startTestReverse(server.port);
+      gw = await startTestReverse(server.port, options.gatewayFlags);
     });
     afterAll(async () => {
       await gw?.close();
@@ -74,6 +85,7 @@ export function reverseMatrix(label: string, skipReason: string, startServer: (d
         test.skipIf(!HAVE.curl)(`curl ${mode}: download and upload ${sizeName}`, async () => {
           const name = `down-${sizeName.replace(' ', '')}.bin`;
           const rewritesBefore = gw.log.of('rewrite').filter((e) => e.kind === kind).length;
+          const channelsBefore = channels(gw);
           const down = await run('curl', ['-sS', '--max-time', '60', ...args, gw.url(`/${name}`)]);
           expect(down.stderr).toBe('');
           expect(down.code).toBe(0);
@@ -89,6 +101,8 @@ export function reverseMatrix(label: string, skipReason: string, startServer: (d
           expect(sha256(readFileSync(join(dir.path, upName)))).toBe(sha256(files.get(name)!));
           // Both transfers went through a data channel the gateway set up.
           expect(gw.log.of('rewrite').filter((e) => e.kind === kind).length).toBe(rewritesBefore + 2);
+          expect(channels(gw)).toBe(channelsBefore + 2);
+          if (dataPath === 'kernel') expect(gw.log.of('data-listen')).toEqual([]);
         });
       }
     }

@@ -1,0 +1,187 @@
+/**
+ * The kernel data path: instead of relaying a data connection, the gateway
+ * asks netfilter to translate it, as OpenBSD's ftp-proxy does with pf. Each
+ * expected data connection becomes two map elements in one nftables table of
+ * ours: a DNAT (expected source, our address and port → the real endpoint)
+ * and, when needed, an SNAT (so the receiver sees the data come from the
+ * address it already talks to on the control connection — vsftpd and ncftp
+ * check that). The bytes then never enter this process.
+ *
+ * An element only has to live until the connection is set up: conntrack
+ * keeps the translation for the connection's lifetime. Elements carry a
+ * kernel timeout as well, so a gateway that dies leaves nothing that matches.
+ */
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import type { Endpoint, IpAddress } from '../protocol/address.js';
+
+export interface NatMapping {
+  /** Who will open the data connection (the only source the mapping matches). */
+  source: IpAddress;
+  /** The address and port of ours that the source was told to connect to. */
+  via: Endpoint;
+  /** Where the connection really goes. */
+  target: Endpoint;
+  /** Source address the target sees; undefined when the source may show through. */
+  snatTo?: IpAddress | undefined;
+}
+
+const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
+
+export function isTableName(name: string): boolean {
+  return TABLE_NAME.test(name);
+}
+
+/**
+ * Our table. Priorities run just before the usual NAT chains (dstnat -100,
+ * srcnat 100): the first NAT chain to bind a connection wins, and a
+ * masquerade rule elsewhere must not hide the source a peer checks.
+ * The output chain covers clients on this host (loopback).
+ */
+export function renderTable(table: string): string {
+  const maps = (f: 4 | 6) => {
+    const addr = f === 4 ? 'ipv4_addr' : 'ipv6_addr';
+    return [
+      `  map dnat${f} { type ${addr} . ${addr} . inet_service : ${addr} . inet_service; flags timeout; }`,
+      `  map snat${f} { type ${addr} . ${addr} . inet_service : ${addr}; flags timeout; }`,
+    ];
+  };
+  const dnat = ['    dnat ip to ip saddr . ip daddr . tcp dport map @dnat4', '    dnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6'];
+  return [
+    `table inet ${table} {`,
+    ...maps(4),
+    ...maps(6),
+    '  chain prerouting {',
+    '    type nat hook prerouting priority -101; policy accept;',
+    ...dnat,
+    '  }',
+    '  chain output {',
+    '    type nat hook output priority -101; policy accept;',
+    ...dnat,
+    '  }',
+    '  chain postrouting {',
+    '    type nat hook postrouting priority 99; policy accept;',
+    '    snat ip to ip saddr . ip daddr . tcp dport map @snat4',
+    '    snat ip6 to ip6 saddr . ip6 daddr . tcp dport map @snat6',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** nft commands that add (with a kernel timeout) or delete one mapping's elements. */
+export function renderMapping(table: string, m: NatMapping, action: 'add' | 'delete', timeoutMs: number): string {
+  const f = m.source.family;
+  if (m.via.family !== f || m.target.family !== f || (m.snatTo && m.snatTo.family !== f)) {
+    throw new Error('a kernel mapping cannot change the address family');
+  }
+  const timeout = action === 'add' ? ` timeout ${Math.max(1, Math.ceil(timeoutMs / 1000))}s` : '';
+  const dnatKey = `${m.source.address} . ${m.via.address} . ${m.via.port}`;
+  const lines = [
+    `${action} element inet ${table} dnat${f} { ${dnatKey}${timeout}${action === 'add' ? ` : ${m.target.address} . ${m.target.port}` : ''} }`,
+  ];
+  if (m.snatTo) {
+    // Matched after the DNAT: the packet already carries the real destination.
+    const snatKey = `${m.source.address} . ${m.target.address} . ${m.target.port}`;
+    lines.push(`${action} element inet ${table} snat${f} { ${snatKey}${timeout}${action === 'add' ? ` : ${m.snatTo.address}` : ''} }`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export class KernelNatError extends Error {}
+
+/** Runs `nft -f -` with `script`; rejects with nft's first error line. */
+function runNft(script: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => {
+      if (stderr.length < 4096) stderr += d;
+    });
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      reject(new KernelNatError(err.code === 'ENOENT' ? 'nft not found (install the nftables package)' : `cannot run nft: ${err.message}`));
+    });
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new KernelNatError(stderr.split('\n').find((l) => l.trim() !== '')?.trim() ?? `nft exited with ${code}`));
+    });
+    child.stdin.on('error', () => undefined); // nft gone early: its exit code tells
+    child.stdin.end(script);
+  });
+}
+
+/** True when nft failed only because the element had already expired. */
+function alreadyGone(err: unknown): boolean {
+  return err instanceof KernelNatError && /No such file or directory/.test(err.message);
+}
+
+export class KernelNat {
+  /** nft runs one at a time: an element's delete never overtakes its add. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(readonly table: string) {}
+
+  /**
+   * Creates (or replaces, after a crash) our table. Rejects with a one-line
+   * reason when nftables cannot be programmed (no nft, no CAP_NET_ADMIN).
+   */
+  static async create(table: string): Promise<KernelNat> {
+    if (!isTableName(table)) throw new KernelNatError(`"${table}" is not an nftables table name (letters, digits, _; up to 32)`);
+    try {
+      await runNft(`add table inet ${table}\ndelete table inet ${table}\n${renderTable(table)}`);
+    } catch (err) {
+      const why = (err as Error).message;
+      throw new KernelNatError(/Operation not permitted/.test(why) ? `cannot program nftables: ${why} (needs root or CAP_NET_ADMIN)` : `cannot program nftables: ${why}`);
+    }
+    return new KernelNat(table);
+  }
+
+  /** Why data between two other hosts will not pass, if it will not (forwarding off). */
+  static async forwardingProblem(): Promise<string | undefined> {
+    try {
+      const v4 = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
+      if (v4 !== '1') return 'net.ipv4.ip_forward is 0: the kernel data path only serves clients and servers on this host';
+    } catch {
+      return undefined;
+    }
+    return undefined;
+  }
+
+  add(m: NatMapping, timeoutMs: number): Promise<void> {
+    return this.enqueue(renderMapping(this.table, m, 'add', timeoutMs));
+  }
+
+  /** Removes a mapping; elements that already expired are no error. */
+  async remove(m: NatMapping): Promise<void> {
+    const lines = renderMapping(this.table, m, 'delete', 0).trimEnd().split('\n');
+    try {
+      await this.enqueue(lines.join('\n') + '\n');
+    } catch (err) {
+      if (!alreadyGone(err)) throw err;
+      // One batch is all or nothing: if one element expired, delete the other alone.
+      if (lines.length === 1) return;
+      for (const line of lines) {
+        await this.enqueue(line + '\n').catch((e: unknown) => {
+          if (!alreadyGone(e)) throw e;
+        });
+      }
+    }
+  }
+
+  /** Deletes the table: running connections keep their translation (conntrack). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.enqueue(`delete table inet ${this.table}\n`).catch((err: unknown) => {
+      if (!alreadyGone(err)) throw err;
+    });
+  }
+
+  private enqueue(script: string): Promise<void> {
+    const run = this.queue.then(() => runNft(script));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The kernel data path (--data-path kernel): data connections are
+ * translated by an nftables table of the gateway's own, not relayed. On
+ * loopback the table's output chain does the work; the namespace tests and
+ * scenarios cover the prerouting chain.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import net from 'node:net';
+import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
+import { FtpClient } from '../../src/client/ftp-client.js';
+import { renderMapping, renderTable } from '../../src/gateway/kernel-nat.js';
+import { parseIp, type Endpoint } from '../../src/protocol/address.js';
+import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
+import { HAVE, needs, randomFile, run, sha256, startPyftpdlib } from '../helpers/tools.js';
+import { reverseMatrix } from './reverse-matrix.js';
+
+const ip = (s: string) => parseIp(s)!;
+const ep = (s: string, port: number): Endpoint => ({ ...ip(s), port });
+
+describe('nftables text of the kernel data path', () => {
+  test('an IPv4 mapping with SNAT: the SNAT key is the translated destination', () => {
+    const m = { source: ip('100.64.1.2'), via: ep('198.18.0.1', 40001), target: ep('198.18.0.2', 2121), snatTo: ip('198.18.0.1') };
+    expect(renderMapping('t', m, 'add', 30_000)).toBe(
+      'add element inet t dnat4 { 100.64.1.2 . 198.18.0.1 . 40001 timeout 30s : 198.18.0.2 . 2121 }\n' +
+        'add element inet t snat4 { 100.64.1.2 . 198.18.0.2 . 2121 timeout 30s : 198.18.0.1 }\n',
+    );
+    expect(renderMapping('t', m, 'delete', 0)).toBe(
+      'delete element inet t dnat4 { 100.64.1.2 . 198.18.0.1 . 40001 }\ndelete element inet t snat4 { 100.64.1.2 . 198.18.0.2 . 2121 }\n',
+    );
+  });
+
+  test('an IPv6 mapping without SNAT, and a timeout rounded up to whole seconds', () => {
+    const m = { source: ip('fd00::2'), via: ep('fd00::1', 40002), target: ep('fd00:1::2', 50000) };
+    expect(renderMapping('t', m, 'add', 1_500)).toBe('add element inet t dnat6 { fd00::2 . fd00::1 . 40002 timeout 2s : fd00:1::2 . 50000 }\n');
+  });
+
+  test('a mapping that would change the address family is refused', () => {
+    expect(() => renderMapping('t', { source: ip('::1'), via: ep('127.0.0.1', 1), target: ep('127.0.0.1', 2) }, 'add', 1000)).toThrow(/family/);
+  });
+
+  test.skipIf(!HAVE.root)(`the table loads in nft's check mode${needs('root', 'nft -c needs root')}`, async () => {
+    const r = await run('nft', ['-c', '-f', '-'], { input: renderTable('ftp_alg_check') });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+});
+
+const rootAndPyftpdlib = needs('root', 'the kernel data path programs nftables: run as root') || needs('pyftpdlib', 'needs python3-pyftpdlib: run scripts/install-debian-packages.sh as root');
+
+reverseMatrix('pyftpdlib announcing 100.64.0.2, kernel data path', rootAndPyftpdlib, (dir) => startPyftpdlib(dir, '100.64.0.2'), {
+  gatewayFlags: { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_matrix' },
+  dataPath: 'kernel',
+});
+
+async function nft(...args: string[]) {
+  return run('nft', args);
+}
+
+describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('root', 'the kernel data path programs nftables: run as root')}`, () => {
+  const TABLE = 'ftp_alg_test_kernel';
+  const FILE = randomFile(5 << 20);
+  let server: DemoServer;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    server = await startDemoServer({ files: { '/f.bin': FILE }, announceAddress: '100.64.0.2' });
+    gw = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': TABLE });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await server?.close();
+    await nft('delete', 'table', 'inet', TABLE); // only if a failed test left it
+  });
+
+  test('the table exists while the gateway runs, and a transfer leaves no element behind', async () => {
+    expect((await nft('list', 'table', 'inet', TABLE)).code).toBe(0);
+    const client = await FtpClient.connect('127.0.0.1', gw.port);
+    await client.login();
+    await client.expect('TYPE I', (c) => c === 200);
+    const { data } = await client.transfer('PASV', 'RETR /f.bin');
+    expect(sha256(data)).toBe(sha256(FILE));
+    const maps = (await nft('list', 'table', 'inet', TABLE)).stdout.toString();
+    expect(maps).not.toContain('elements');
+    await client.quit();
+    const unmap = gw.log.of('data-nat').filter((e) => e.action === 'unmap');
+    expect(unmap.at(-1)?.reason).toBe('transfer ended with 226');
+  });
+
+  test('a data connection from another source does not match: it reaches our port, is closed and reported, and the real one still works', async () => {
+    const client = await FtpClient.connect('127.0.0.1', gw.port);
+    await client.login();
+    await client.expect('TYPE I', (c) => c === 200);
+    const pasv = await client.send('PASV');
+    const [, hi, lo] = /\((?:\d+,){4}(\d+),(\d+)\)/.exec(pasv.text)!;
+    const port = Number(hi) * 256 + Number(lo);
+    const refused = gw.log.waitFor('refuse', (e) => e.code === 'DATA_PEER_MISMATCH');
+    const stray = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
+    stray.on('error', () => undefined);
+    const e = await refused;
+    expect(e.message).toMatch(/^data connection from 127\.0\.0\.2:\d+ did not match the kernel mapping/);
+    stray.destroy();
+    // The mapping is still there for the real client.
+    const data = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const s = net.connect({ host: '127.0.0.1', port });
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.on('end', () => resolve(Buffer.concat(chunks)));
+      s.on('error', reject);
+      s.once('connect', () => void client.send('RETR /f.bin', true));
+    });
+    expect((await client.read()).code).toBe(226);
+    expect(sha256(data)).toBe(sha256(FILE));
+    await client.quit();
+  });
+
+  test('an IPv6 client to an IPv4 server cannot be translated by the kernel: that session is relayed', async () => {
+    const v6 = await startTestReverse(server.address.port, { listen: '[::1]:0', 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_v6' });
+    try {
+      const r = await run('curl', ['-sS', '-g', v6.url('/f.bin')]);
+      expect(r.stderr).toBe('');
+      expect(sha256(r.stdout)).toBe(sha256(FILE));
+      expect(v6.log.of('data-listen')).toHaveLength(1);
+      expect(v6.log.of('data-nat')).toEqual([]);
+    } finally {
+      await v6.close();
+    }
+  });
+
+  test('closing the gateway deletes its table', async () => {
+    const other = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_close' });
+    expect((await nft('list', 'table', 'inet', 'ftp_alg_test_close')).code).toBe(0);
+    await other.close();
+    const after = await nft('list', 'table', 'inet', 'ftp_alg_test_close');
+    expect(after.code).not.toBe(0);
+  });
+});
