@@ -7,8 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 
-export type Alg = 'none' | 'kernel' | 'ftp-alg';
-export const ALGS: readonly Alg[] = ['none', 'kernel', 'ftp-alg'];
+/** ftp-alg-kernel: ftp-alg with --data-path kernel (nftables translates the data connections). */
+export type Alg = 'none' | 'kernel' | 'ftp-alg' | 'ftp-alg-kernel';
+export const ALGS: readonly Alg[] = ['none', 'kernel', 'ftp-alg', 'ftp-alg-kernel'];
 
 export type ServerKind = 'vsftpd' | 'pyftpdlib' | 'builtin';
 export const SERVERS: readonly ServerKind[] = ['vsftpd', 'pyftpdlib', 'builtin'];
