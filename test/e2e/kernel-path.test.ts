@@ -126,6 +126,32 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
     }
   });
 
+  test('a transfer on the kernel path keeps the control connection from idling out', async () => {
+    const quiet = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_idle', 'idle-timeout': 0.2 });
+    try {
+      const c = await FtpClient.connect('127.0.0.1', quiet.port);
+      await c.login();
+      const port = Number(/\|\|\|(\d+)\|/.exec((await c.send('EPSV')).text)![1]);
+      const data = net.connect({ host: '127.0.0.1', port });
+      await new Promise<void>((r) => data.once('connect', () => r()));
+      data.pause(); // a slow reader: no control traffic while the kernel moves the data
+      expect((await c.send('RETR /f.bin', true)).code).toBe(150);
+      // Time passing is the stimulus here: several idle periods with a transfer open.
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(quiet.log.of('session-close')).toHaveLength(0);
+      const chunks: Buffer[] = [];
+      data.on('data', (d: Buffer) => chunks.push(d));
+      const ended = new Promise((r) => data.once('end', r));
+      data.resume();
+      await ended;
+      expect((await c.read()).code).toBe(226);
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(FILE));
+      await c.quit();
+    } finally {
+      await quiet.close();
+    }
+  });
+
   test('closing the gateway deletes its table', async () => {
     const other = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_close' });
     expect((await nft('list', 'table', 'inet', 'ftp_alg_test_close')).code).toBe(0);
