@@ -117,8 +117,13 @@ function alreadyGone(err: unknown): boolean {
 }
 
 export class KernelNat {
-  /** nft runs one at a time: an element's delete never overtakes its add. */
-  private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * nft runs one at a time, so an element's delete never overtakes its add;
+   * what queues up meanwhile goes in the next run as one batch, so a burst
+   * of PASVs costs a few nft runs, not one each.
+   */
+  private pending: Array<{ script: string; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private running = false;
   private closed = false;
 
   private constructor(readonly table: string) {}
@@ -149,25 +154,20 @@ export class KernelNat {
     return undefined;
   }
 
-  add(m: NatMapping, timeoutMs: number): Promise<void> {
-    return this.enqueue(renderMapping(this.table, m, 'add', timeoutMs));
+  async add(m: NatMapping, timeoutMs: number): Promise<void> {
+    await this.enqueue(renderMapping(this.table, m, 'add', timeoutMs));
   }
 
   /** Removes a mapping; elements that already expired are no error. */
   async remove(m: NatMapping): Promise<void> {
     const lines = renderMapping(this.table, m, 'delete', 0).trimEnd().split('\n');
-    try {
-      await this.enqueue(lines.join('\n') + '\n');
-    } catch (err) {
-      if (!alreadyGone(err)) throw err;
-      // One batch is all or nothing: if one element expired, delete the other alone.
-      if (lines.length === 1) return;
-      for (const line of lines) {
-        await this.enqueue(line + '\n').catch((e: unknown) => {
-          if (!alreadyGone(e)) throw e;
-        });
-      }
-    }
+    await Promise.all(
+      lines.map((line) =>
+        this.enqueue(line + '\n').catch((err: unknown) => {
+          if (!alreadyGone(err)) throw err;
+        }),
+      ),
+    );
   }
 
   /** Deletes the table: running connections keep their translation (conntrack). */
@@ -180,8 +180,29 @@ export class KernelNat {
   }
 
   private enqueue(script: string): Promise<void> {
-    const run = this.queue.then(() => runNft(script));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return new Promise((resolve, reject) => {
+      this.pending.push({ script, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0);
+      try {
+        await runNft(batch.map((b) => b.script).join(''));
+        for (const b of batch) b.resolve();
+      } catch (err) {
+        if (batch.length === 1) {
+          batch[0]!.reject(err);
+          continue;
+        }
+        // A batch is all or nothing: run each alone so that only the item
+        // at fault (an element already expired, say) fails.
+        for (const b of batch) await runNft(b.script).then(b.resolve, b.reject);
+      }
+    }
+    this.running = false;
   }
 }
