@@ -25,6 +25,20 @@ const READ_MIN = 64 * 1024;
 const READ_MAX = 4 * 1024 * 1024;
 
 /**
+ * What all relays of the process may hold together in read buffers grown
+ * beyond READ_MIN: without a bound, 200 bulk transfers at once would hold
+ * 800 MiB. Past the budget a relay keeps the size it has (it only gets
+ * slower); the budget comes back when a channel closes.
+ */
+const GROWTH_BUDGET = 64 * 1024 * 1024;
+let grownBytes = 0;
+
+/** Bytes of read buffer currently held beyond READ_MIN by all relays (for tests and metrics). */
+export function grownReadBuffers(): number {
+  return grownBytes;
+}
+
+/**
  * One direction of the relay. Where it can, it reads through net's `onread`
  * into a buffer of its own, reused for every read, instead of getting a fresh
  * Buffer per read pushed through the Readable machinery: at the same 64 KiB
@@ -38,6 +52,8 @@ const READ_MAX = 4 * 1024 * 1024;
  */
 class Pump {
   private buf = Buffer.allocUnsafe(READ_MIN);
+  /** This pump's share of GROWTH_BUDGET. */
+  private grown = 0;
   private src: Socket | undefined;
   private dst: Socket | undefined;
   private writes = 0;
@@ -52,10 +68,25 @@ class Pump {
     callback: (nread, buf) => {
       const full = nread === buf.length;
       this.forward(Buffer.from(buf.buffer, buf.byteOffset, nread));
-      if (full && this.buf.length < READ_MAX) this.buf = Buffer.allocUnsafe(Math.min(READ_MAX, this.buf.length * 2));
+      if (full && this.buf.length < READ_MAX) this.grow();
       return true;
     },
   };
+
+  private grow(): void {
+    const next = Math.min(READ_MAX, this.buf.length * 2);
+    const more = next - this.buf.length;
+    if (grownBytes + more > GROWTH_BUDGET) return;
+    grownBytes += more;
+    this.grown += more;
+    this.buf = Buffer.allocUnsafe(next);
+  }
+
+  /** The channel is closed: give the grown part back to the budget. */
+  release(): void {
+    grownBytes -= this.grown;
+    this.grown = 0;
+  }
 
   /** `viaOnread` false: src was not built with this.onread, so its own 'data' chunks are relayed. */
   start(src: Socket, dst: Socket, viaOnread: boolean): void {
@@ -134,6 +165,7 @@ export class DataChannel {
   private resolveClosed!: (reason: string) => void;
   private readonly listener: net.Server;
   private sockets: Socket[] = [];
+  private pumps: Pump[] = [];
   private acceptTimer: NodeJS.Timeout | undefined;
   private bytesIn = 0; // towards the dialled side
   private bytesOut = 0; // towards the accepted side
@@ -212,6 +244,7 @@ export class DataChannel {
     clearTimeout(this.acceptTimer);
     this.closeListener();
     for (const s of this.sockets) s.destroy();
+    for (const p of this.pumps) p.release();
     for (const w of this.progressWaiters) w();
     const { session, mode } = this.opts;
     this.opts.sink({
@@ -257,6 +290,7 @@ export class DataChannel {
     this.from = `${formatEndpoint({ ...peer, port: accepted.remotePort ?? 0 })}`;
     const up = new Pump((n) => this.progress(n, 0));
     const down = new Pump((n) => this.progress(0, n));
+    this.pumps = [up, down];
     const { socket: client, viaOnread } = adopt(accepted, up.onread);
     this.track(client);
     const { dialTarget, dialFrom, dialFromPort, acceptTimeoutMs } = this.opts;

@@ -10,7 +10,7 @@
 import { afterEach, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { DataChannel } from '../../src/gateway/data.js';
+import { DataChannel, grownReadBuffers } from '../../src/gateway/data.js';
 import type { GatewayEvent } from '../../src/gateway/events.js';
 import { PortPool } from '../../src/gateway/ports.js';
 import { ipOf } from '../../src/protocol/address.js';
@@ -97,6 +97,8 @@ test('a download through the relay arrives byte for byte when the reader keeps s
   client.end();
   await channel.closed;
   expect(events.find((e) => e.event === 'data-close')).toMatchObject({ reason: 'complete', bytesUp: 0, bytesDown: data.length });
+  // Grown read buffers are given back to the process-wide budget.
+  expect(grownReadBuffers()).toBe(0);
 });
 
 test('an upload through the relay arrives byte for byte when the server keeps stalling', async () => {
