@@ -120,8 +120,9 @@ function ftpServer(data: net.Server): net.Server {
 
 async function startTcpdump(file: string, ports: number[]): Promise<ChildProcess> {
   const filter = ports.map((p) => `tcp port ${p}`).join(' or ');
-  // -Z root: keep writing into our root-only temp dir; --immediate-mode -U: every packet reaches the file at once.
-  const child = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '--immediate-mode', '-Z', 'root', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // -Z root: keep writing into our root-only temp dir; --immediate-mode -U: every packet reaches the file at once;
+  // -B: a larger kernel buffer, so that a starved tcpdump on a loaded machine does not drop packets.
+  const child = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '--immediate-mode', '-B', '8192', '-Z', 'root', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let err = '';
     child.stderr!.setEncoding('utf8');
@@ -194,7 +195,8 @@ test.skipIf(!CAN)(`tcpdump on loopback: a real exchange is read back${SKIP}`, as
     const report = diagnoseCaptures([{ file, data: readFileSync(file) }]);
     const s = report.sessions[0];
     expect(s?.transcript.some((l) => l.text.startsWith('221'))).toBe(true);
-    expect(s?.dataConnections.filter((c) => c.status === 'opened')).toHaveLength(3);
+    // On failure, say what the capture held instead (a flake under load was seen once: 2 of 3).
+    expect(s?.dataConnections.map((c) => c.status), JSON.stringify(s?.dataConnections)).toEqual(['opened', 'opened', 'opened']);
   } finally {
     if (tcpdump.exitCode === null) {
       const exited = once(tcpdump, 'exit');
