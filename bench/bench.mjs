@@ -56,8 +56,8 @@ const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-prox
   --sessions N         sessions per path for the session cost (1000; quick 200)
   --concurrency C      sessions at once for sessions/s (16)
   --rounds N           NOOP rounds per path (5; quick 2), each of --noops round trips (200)
-  --idle N             idle sessions through one gateway (2000; quick 500)
-  --idle-seconds S     how long they stay idle (10; quick 3)
+  --idle N             idle sessions through one gateway (2000; quick 1000)
+  --idle-seconds S     how long each half of them idles before its memory figure (10)
   --concurrent N       concurrent transfers through one gateway (200; quick 50)
   --transfer-size B    bytes per concurrent transfer (16777216; quick 4194304)
   --engine-mb MB       control stream per engine pass (32; quick 8), --engine-reps N passes (5; quick 3)
@@ -122,8 +122,8 @@ const flags = {
   concurrency: num('concurrency', 16, 16),
   rounds: num('rounds', 5, 2),
   noops: num('noops', 200, 200),
-  idle: num('idle', 2000, 500),
-  idleSeconds: num('idle-seconds', 10, 3, { integer: false }),
+  idle: num('idle', 2000, 1000),
+  idleSeconds: num('idle-seconds', 10, 10, { integer: false }),
   concurrent: num('concurrent', 200, 50),
   transferSize: num('transfer-size', 16 * MiB, 4 * MiB),
   engineMb: num('engine-mb', 32, 8, { integer: false }),

@@ -52,7 +52,7 @@ function throughputRows(section, part, spec) {
       let verdict = kind ?? 'reference';
       if (kind === 'relay' || kind === 'kernel') {
         const misses = [];
-        if (!(ratio >= RELAY_RATIO)) misses.push(`${f2(ratio)}× ${spec.baseName ?? 'direct'}, ${f0((RELAY_RATIO - ratio) * 100)} points under ${RELAY_RATIO}×`);
+        if (!(ratio >= RELAY_RATIO)) misses.push(`${f3(ratio)}× ${spec.baseName ?? 'direct'}, ${f1((RELAY_RATIO - ratio) * 100)} points under ${RELAY_RATIO}×`);
         if (spec.notBelow) {
           const other = stats(part.rows[spec.notBelow]?.[dir]);
           if (other && s && s.median < other.median) misses.push(`${f0(other.median - s.median)} MB/s below ${part.rows[spec.notBelow].label}`);
@@ -180,6 +180,16 @@ export function buildTable(results, { only }) {
         ratio: '',
         verdict: per <= IDLE_BYTES ? 'met' : `MISSED by ${f1((per - IDLE_BYTES) / KiB)} KiB`,
       });
+      if (i.marginalPerSession) {
+        rows.push({
+          section: sec,
+          metric: `… over the last ${i.sessions - (i.mid?.clients ?? 0)} sessions alone (RSS; heap)`,
+          value: `${f1(i.marginalPerSession.rss / KiB)} KiB; ${f1(i.marginalPerSession.heapUsed / KiB)} KiB`,
+          target: '(no one-time growth)',
+          ratio: '',
+          verdict: 'info',
+        });
+      }
       rows.push({
         section: sec,
         metric: 'gateway V8 heap per idle session (after GC)',

@@ -59,7 +59,7 @@ export async function runIdle(ctx) {
   };
   const clients = [];
   try {
-    log(`idle sessions: ${N} logged-in control sessions through one ftp-alg process, idle ${flags.idleSeconds} s (load ${ctx.load()})`);
+    log(`idle sessions: ${N} logged-in control sessions through one ftp-alg process, in two halves, each idle ${flags.idleSeconds} s (load ${ctx.load()})`);
     // Warm-up: the code paths of a session are loaded and compiled before the "before" figure.
     for (let i = 0; i < 20; i++) {
       const c = await FtpClient.connect(HOST, gw.port, OP_TIMEOUT_MS);
@@ -72,22 +72,30 @@ export async function runIdle(ctx) {
     const cpu0 = procCpuSeconds(gw.pid);
     const t0 = Date.now();
     let unexpectedCloses = 0;
-    await pool(
-      Array.from({ length: N }, (_, i) => i),
-      64,
-      async () => {
-        try {
-          const c = await FtpClient.connect(HOST, gw.port, OP_TIMEOUT_MS);
-          await withTimeout(c.login(), OP_TIMEOUT_MS, 'login');
-          c.socket.on('close', () => {
-            if (!c.quitting) unexpectedCloses++;
-          });
-          clients.push(c);
-        } catch (e) {
-          err('connect+login', e);
-        }
-      },
-    );
+    const open = async () => {
+      try {
+        const c = await FtpClient.connect(HOST, gw.port, OP_TIMEOUT_MS);
+        await withTimeout(c.login(), OP_TIMEOUT_MS, 'login');
+        c.socket.on('close', () => {
+          if (!c.quitting) unexpectedCloses++;
+        });
+        clients.push(c);
+      } catch (e) {
+        err('connect+login', e);
+      }
+    };
+    // In two halves, each followed by the idle period, with a memory figure
+    // after each: the slope over the second half leaves out one-time growth
+    // that the average over all sessions includes. Both figures are taken
+    // after idling: right after a burst of logins V8's young generation is
+    // still grown (about 15 MiB more RSS); its memory reducer shrinks it
+    // some seconds later.
+    const half = Math.floor(N / 2);
+    await pool(Array.from({ length: half }), 64, open);
+    await sleep(flags.idleSeconds * 1000);
+    const mid = await gatewayMemory(gw);
+    const atMid = clients.length;
+    await pool(Array.from({ length: N - half }), 64, open);
     out.loginSeconds = (Date.now() - t0) / 1000;
     log(`  ${clients.length} logged in after ${out.loginSeconds.toFixed(1)} s; idling`);
     await sleep(flags.idleSeconds * 1000);
@@ -96,12 +104,17 @@ export async function runIdle(ctx) {
     out.after = after;
     out.gatewaySessionsIdle = after.sessions;
     out.cpuSecondsForLogins = procCpuSeconds(gw.pid) - cpu0;
+    out.mid = { ...mid, clients: atMid };
     const per = (k) => (after.mem[k] - before.mem[k]) / Math.max(1, clients.length);
-    out.perSession = { rss: per('rss'), heapUsed: per('heapUsed'), external: per('external'), arrayBuffers: per('arrayBuffers') };
+    out.perSession = { rss: per('rss'), rssTrimmed: per('rssTrimmed'), heapUsed: per('heapUsed'), external: per('external'), arrayBuffers: per('arrayBuffers') };
+    const slope = (k) => (after.mem[k] - mid.mem[k]) / Math.max(1, clients.length - atMid);
+    out.marginalPerSession = { rss: slope('rss'), rssTrimmed: slope('rssTrimmed'), heapUsed: slope('heapUsed') };
     out.hwm = procMemory(gw.pid).hwm;
     log(
       `  gateway (after GC): rss ${(before.mem.rss / MiB).toFixed(1)} → ${(after.mem.rss / MiB).toFixed(1)} MiB, heap ${(before.mem.heapUsed / MiB).toFixed(1)} → ${(after.mem.heapUsed / MiB).toFixed(1)} MiB, ` +
-        `sessions ${after.sessions}; per session: rss ${(out.perSession.rss / KiB).toFixed(1)} KiB, heap ${(out.perSession.heapUsed / KiB).toFixed(1)} KiB`,
+        `sessions ${after.sessions}; per session: rss ${(out.perSession.rss / KiB).toFixed(1)} KiB (after malloc_trim ${(out.perSession.rssTrimmed / KiB).toFixed(1)}), ` +
+        `heap ${(out.perSession.heapUsed / KiB).toFixed(1)} KiB; second half alone: rss ${(out.marginalPerSession.rss / KiB).toFixed(1)} ` +
+        `(trimmed ${(out.marginalPerSession.rssTrimmed / KiB).toFixed(1)}), heap ${(out.marginalPerSession.heapUsed / KiB).toFixed(1)} KiB per session`,
     );
     if (unexpectedCloses) err('idle', new Error(`${unexpectedCloses} sessions closed while idle`));
     if (after.sessions !== clients.length) err('count', new Error(`gateway holds ${after.sessions} sessions, ${clients.length} clients are logged in`));
