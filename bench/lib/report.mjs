@@ -109,6 +109,7 @@ export function buildTable(results, { only }) {
         rows: [
           { key: 'nat', kind: 'reference' },
           { key: 'helper', kind: 'reference' },
+          { key: 'helperPassive', kind: 'reference' },
           { key: 'fwdActive', kind: 'relay', target: '≥ 0.9× NAT only' },
           { key: 'fwdPassive', kind: 'info' },
           { key: 'reverse', kind: 'relay', target: '≥ 0.9× NAT only' },

@@ -6,6 +6,7 @@
  *
  *   NAT only, passive           masquerade, no ALG: the kernel forwarding path, the reference ("direct")
  *   kernel FTP helper, active   masquerade + nftables `ct helper "ftp"` (PORT rewritten by nf_nat_ftp)
+ *   kernel FTP helper, passive  the same box in PASV: tells the helper's cost from that of active mode
  *   ftp-alg forward, active     forward --transparent (lan tcp/21 redirected to it), data relayed in userspace
  *   ftp-alg forward, passive    same, 227 passed through: data through the kernel NAT, not the relay
  *   ftp-alg reverse, passive    reverse on the gw's lan address, data relayed
@@ -29,6 +30,7 @@ export async function runNetns(ctx) {
   const variants = [
     { key: 'nat', label: 'NAT only (no ALG), PASV', mode: 'PASV', ruleset: {}, target: ADDR.server, port: 21 },
     { key: 'helper', label: 'kernel FTP helper, PORT', mode: 'PORT', ruleset: { helper: true }, target: ADDR.server, port: 21 },
+    { key: 'helperPassive', label: 'kernel FTP helper, PASV', mode: 'PASV', ruleset: { helper: true }, target: ADDR.server, port: 21 },
     {
       key: 'fwdActive',
       label: 'ftp-alg forward --transparent, PORT',
