@@ -200,7 +200,8 @@ export async function buildLoopbackNamespace() {
 
 /**
  * The NAT box's ruleset (LAB.md: forward policy drop, established/related
- * accepted, only lan → wan opened; Linux ≥ 6 assigns no helper by itself,
+ * accepted, only lan → wan opened, and wan → lan only for connections a DNAT
+ * rule sent there; Linux ≥ 6 assigns no helper by itself,
  * so the kernel FTP helper is a `ct helper` object plus a rule for new
  * control connections; nft 1.0.6 wants one `redirect` rule per line).
  *   helper: true            kernel FTP helper on lan tcp/21
@@ -223,6 +224,9 @@ export function gatewayRuleset({ helper = false, redirectTo } = {}) {
     '\t\ttype filter hook forward priority filter; policy drop;',
     '\t\tct state established,related accept',
     '\t\tiifname "lan" oifname "wan" accept',
+    // Connections from outside that a NAT rule sent inside (what any port
+    // forward needs): only the kernel data path of ftp-alg makes such DNATs here.
+    '\t\tiifname "wan" oifname "lan" ct status dnat accept',
     '\t}',
     '}',
   ];
