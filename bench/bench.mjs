@@ -57,7 +57,8 @@ const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-prox
   --concurrency C      sessions at once for sessions/s (16)
   --rounds N           NOOP rounds per path (5; quick 2), each of --noops round trips (200)
   --idle N             idle sessions through one gateway (2000; quick 1000)
-  --idle-seconds S     how long each half of them idles before its memory figure (10)
+  --idle-seconds S     how long each half of them idles before its memory figure (10; below ~8 s
+                       V8's young generation has not shrunk back yet and the RSS per session reads high)
   --concurrent N       concurrent transfers through one gateway (200; quick 50)
   --transfer-size B    bytes per concurrent transfer (16777216; quick 4194304)
   --engine-mb MB       control stream per engine pass (32; quick 8), --engine-reps N passes (5; quick 3)
