@@ -17,6 +17,7 @@ export function requireDist() {
 
 /** MB = 10^6 bytes, as curl and the LAB.md baselines count. */
 export const MB = 1e6;
+export const KiB = 1024;
 export const MiB = 1024 * 1024;
 
 export function mb(bytes) {
@@ -80,4 +81,36 @@ export function timeWaitCount() {
   } catch {
     return NaN;
   }
+}
+
+/** CPU seconds of a process plus those of its children it has waited for (cutime + cstime): a forking daemon's whole cost. */
+export function procCpuSecondsWithChildren(pid) {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14])) / CLK_TCK;
+}
+
+/** Nearest-rank percentile (p in 0–100) of a list of numbers; NaN when empty. */
+export function percentile(xs, p) {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)));
+  return s[rank - 1];
+}
+
+/** The 1/5/15-minute load average as printed by the benches. */
+export function loadavgText() {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+/** Rejects after ms with a message naming `what`; the timer never keeps the process alive. */
+export function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+      timer.unref?.();
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

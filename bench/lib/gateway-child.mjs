@@ -2,16 +2,28 @@
 /**
  * The reverse gateway in a process of its own, configured the way the CLI
  * does it (reverseFromFlags + startReverseGateway), without log output:
- *   node bench/lib/gateway-child.mjs SERVER_PORT
- * Prints {"port": N} when listening. When stdin ends (or on SIGTERM) it
- * closes the gateway and prints one JSON line of event counts, then exits.
+ *   node [--expose-gc] bench/lib/gateway-child.mjs SERVER_PORT ['{"max-sessions": 5000, ...}']
+ * The optional JSON holds more CLI flags (names as on the command line) and
+ * may override listen/server/public-address. FTP_ALG_DIST=/path/to/dist
+ * loads another build (default: this checkout's dist/).
+ *
+ * Prints {"port": N} when listening. Then reads commands, one per line, on stdin:
+ *   mem   → forces GC (when started with --expose-gc) and prints
+ *           {"mem": {rss, heapUsed, external, arrayBuffers}, "sessions": N}
+ * When stdin ends (or on SIGTERM) it closes the gateway and prints one JSON
+ * line of event counts, then exits.
  */
-import { reverseFromFlags } from '../../dist/config.js';
-import { startReverseGateway } from '../../dist/gateway/reverse.js';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
 
-const serverPort = process.argv[2];
+const dist = process.env.FTP_ALG_DIST ? pathToFileURL(`${process.env.FTP_ALG_DIST.replace(/\/$/, '')}/`).href : new URL('../../dist/', import.meta.url).href;
+const { reverseFromFlags } = await import(`${dist}config.js`);
+const { startReverseGateway } = await import(`${dist}gateway/reverse.js`);
+
+const [serverPort, extraJson] = process.argv.slice(2);
 if (!serverPort) {
-  process.stderr.write('usage: gateway-child.mjs SERVER_PORT\n');
+  process.stderr.write('usage: gateway-child.mjs SERVER_PORT [FLAGS_JSON]\n');
   process.exit(2);
 }
 const counts = {};
@@ -21,9 +33,48 @@ const sink = (e) => {
   if (e.event === 'data-close') dataCloses.push({ mode: e.mode, bytes: e.bytes, durationMs: e.durationMs, reason: e.reason });
   if (e.event === 'refuse' || e.event === 'warning') process.stderr.write(`gateway: ${JSON.stringify(e)}\n`);
 };
-const cfg = reverseFromFlags({ listen: '127.0.0.1:0', server: `127.0.0.1:${serverPort}`, 'public-address': '127.0.0.1' });
+const cfg = reverseFromFlags({
+  listen: '127.0.0.1:0',
+  server: `127.0.0.1:${serverPort}`,
+  'public-address': '127.0.0.1',
+  ...(extraJson ? JSON.parse(extraJson) : {}),
+});
 const gateway = await startReverseGateway(cfg, sink);
 process.stdout.write(`${JSON.stringify({ port: gateway.address.port })}\n`);
+
+/** glibc's malloc_trim through koffi (a dependency of ftp-alg): undefined when unavailable. */
+let mallocTrim;
+try {
+  const { default: koffi } = await import('koffi');
+  mallocTrim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)');
+} catch {
+  mallocTrim = undefined;
+}
+
+function vmRss() {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
+}
+
+/**
+ * Memory after forced full GCs (when started with --expose-gc): VmRSS, the
+ * V8 heap, and VmRSS once more after malloc_trim(0), which hands the
+ * allocator's free pages back to the kernel. Freed socket buffers of a burst
+ * of logins otherwise stay in glibc's heap and swing the plain RSS by
+ * ±10 MiB between two figures; the trimmed RSS is what is really held.
+ */
+async function memory() {
+  if (typeof globalThis.gc === 'function') {
+    for (let i = 0; i < 3; i++) {
+      globalThis.gc();
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  }
+  const m = process.memoryUsage();
+  const rss = vmRss();
+  const trimmed = mallocTrim ? (mallocTrim(0), vmRss()) : NaN;
+  return { rss, rssTrimmed: trimmed, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, gc: typeof globalThis.gc === 'function' };
+}
 
 let stopping = false;
 async function stop() {
@@ -35,6 +86,11 @@ async function stop() {
   process.stdout.write(`${JSON.stringify({ counts, dataCloses, sessionsAtStop })}\n`);
   process.exit(0);
 }
-process.stdin.on('end', stop);
-process.stdin.resume();
+const commands = createInterface({ input: process.stdin });
+commands.on('line', (text) => {
+  if (text.trim() === 'mem') {
+    void memory().then((mem) => process.stdout.write(`${JSON.stringify({ mem, sessions: gateway.sessions.size })}\n`));
+  }
+});
+commands.on('close', stop);
 process.on('SIGTERM', stop);

@@ -1,24 +1,106 @@
 #!/usr/bin/env node
 /**
- * The built-in FTP server in a process of its own, serving a folder, or with
- * --memory NAME the file ROOT/NAME loaded into its in-memory tree:
- *   node bench/lib/server-child.mjs ROOT [--memory NAME]
+ * The built-in FTP server in a process of its own:
+ *   node bench/lib/server-child.mjs ROOT [--memory NAME]      a folder, or ROOT/NAME loaded into the in-memory tree
+ *   node bench/lib/server-child.mjs --generate NAME:BYTES [--generate …] [--discard-uploads] [--nodelay] [--host H] [--port P]
+ * --generate puts a file of BYTES bytes (a repeated random 1 MiB block) into
+ * the in-memory tree without touching the disk. --discard-uploads makes STOR
+ * count the bytes and drop them: the in-memory tree would otherwise keep the
+ * chunks and join them at the end, which for 1 GiB costs seconds (first
+ * touch of fresh memory is slow on this VM) and would dominate an upload.
+ * --nodelay sets TCP_NODELAY on every socket the server accepts. Without it
+ * the server's "226" after a listing waits for the client's delayed ACK of
+ * the "150" (Nagle): about 40 ms per transfer on loopback, which would bury
+ * what the session-cost bench wants to see (the gateway sets TCP_NODELAY on
+ * its own sockets).
+ * FTP_ALG_DIST=/path/to/dist loads another build.
+ *
  * Prints one JSON line {"port": N} on stdout when listening; closes and exits
- * when stdin ends (the parent went away or closed it) or on SIGTERM.
+ * when stdin ends (the parent went away or closed it) or on SIGTERM, after
+ * printing {"uploads": [{path, bytes}, …]} when uploads were discarded.
  */
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { startDemoServer } from '../../dist/demo/server.js';
+import { Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import net from 'node:net';
 
-const [root, flag, name] = process.argv.slice(2);
-if (!root || (flag !== undefined && (flag !== '--memory' || !name))) {
-  process.stderr.write('usage: server-child.mjs ROOT [--memory NAME]\n');
+const dist = process.env.FTP_ALG_DIST ? pathToFileURL(`${process.env.FTP_ALG_DIST.replace(/\/$/, '')}/`).href : new URL('../../dist/', import.meta.url).href;
+const { startDemoServer } = await import(`${dist}demo/server.js`);
+const { MemoryStore } = await import(`${dist}demo/store.js`);
+
+const usage = () => {
+  process.stderr.write('usage: server-child.mjs ROOT [--memory NAME] | --generate NAME:BYTES [--discard-uploads] [--nodelay] [--host H] [--port P]\n');
   process.exit(2);
+};
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      memory: { type: 'string' },
+      generate: { type: 'string', multiple: true },
+      'discard-uploads': { type: 'boolean', default: false },
+      nodelay: { type: 'boolean', default: false },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '0' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+} catch {
+  usage();
 }
+const { values: flags, positionals } = parsed;
+const root = positionals[0];
+if ((!root && !flags.generate) || (flags.memory && !root)) usage();
+
+if (flags.nodelay) {
+  // Bench only: the server module calls net.createServer(options, onConnection) at start.
+  const original = net.createServer;
+  net.createServer = (options, onConnection) => {
+    const [opts, cb] = typeof options === 'function' ? [{}, options] : [options ?? {}, onConnection];
+    return original.call(net, opts, (socket) => {
+      socket.setNoDelay(true);
+      cb?.(socket);
+    });
+  };
+}
+
+const uploads = [];
+if (flags['discard-uploads']) {
+  // Bench only: the demo store keeps uploads; here they are counted and dropped.
+  MemoryStore.prototype.openWrite = async function openWrite(file) {
+    let bytes = 0;
+    return new Writable({
+      write(chunk, _enc, cb) {
+        bytes += chunk.length;
+        cb();
+      },
+      final(cb) {
+        uploads.push({ path: file, bytes });
+        cb();
+      },
+    });
+  };
+}
+
+const files = {};
+if (flags.memory) files[flags.memory] = await readFile(path.join(root, flags.memory));
+for (const spec of flags.generate ?? []) {
+  const m = /^(.+):(\d+)$/.exec(spec);
+  if (!m) usage();
+  const block = randomBytes(1024 * 1024);
+  const buf = Buffer.allocUnsafe(Number(m[2]));
+  buf.fill(block);
+  files[m[1]] = buf;
+}
+const useFolder = root && !flags.memory && !flags.generate;
 const server = await startDemoServer({
-  host: '127.0.0.1',
-  port: 0,
-  ...(flag === '--memory' ? { files: { [name]: await readFile(path.join(root, name)) } } : { root }),
+  host: flags.host,
+  port: Number(flags.port),
+  ...(useFolder ? { root } : { files }),
 });
 process.stdout.write(`${JSON.stringify({ port: server.address.port })}\n`);
 
@@ -29,6 +111,7 @@ async function stop() {
   // Bounded: a stuck session must not keep the bench waiting.
   setTimeout(() => process.exit(0), 3000).unref();
   await server.close();
+  if (flags['discard-uploads']) process.stdout.write(`${JSON.stringify({ uploads })}\n`);
   process.exit(0);
 }
 process.stdin.on('end', stop);

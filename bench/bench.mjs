@@ -1,0 +1,291 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: every benchmark of issue 7 in one run on one machine,
+ * side by side, ending in one table where each figure stands next to its
+ * target and, where it applies, its ratio to the direct path measured in
+ * the same run.
+ *
+ *   throughput  1 GiB down + up with curl on loopback: direct, ftp-alg reverse,
+ *               SuSE ftp-proxy, ftp-alg reverse --data-path kernel (if the build has it)
+ *   netns       the same through a NAT box of namespaces: NAT only, kernel FTP
+ *               helper, ftp-alg forward/reverse (and --data-path kernel if available)
+ *   sessions    login + PASV + LIST + QUIT, direct vs gateway: median, p99, sessions/s
+ *   latency     NOOP round trips on one session, direct vs gateway
+ *   idle        2,000 idle logged-in sessions through one gateway: memory per session, errors
+ *   transfers   200 concurrent downloads through one gateway: CPU s per GiB
+ *   engine      LineFramer + ControlTranslator on a synthetic control stream, no sockets
+ *
+ *   npm run build && npm run bench [-- --quick] [-- --only sessions,latency] [-- --json]
+ *
+ * Run `sh bench/install.sh` (root) once for ftp-proxy and nftables. Parts
+ * that cannot run here (no root, no ftp-proxy) print n/a with the reason.
+ * Everything stays on 127.0.0.0/8 or in namespaces this run creates
+ * (100.64.0.0/10 inside, 198.18.0.0/15 outside). Every loop is bounded in
+ * count and time; all children are killed by PID and the namespaces deleted
+ * by name, also on a signal or the --max-seconds hard stop.
+ *
+ * Exit: 0 when every measurement ran (whether or not its target was met),
+ * 1 when something failed (a transfer, a session, a check), 2 on bad flags.
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { KiB, MiB, ROOT, loadavgText, procCpuSeconds, sleep } from './lib/common.mjs';
+import { descendants, killAll } from './lib/procs.mjs';
+import { destroyAllSync, removeStaleNamespaces } from './lib/netns.mjs';
+import { detectKernelDataPath } from './lib/helpers.mjs';
+import { ftpProxyAvailable, ftpProxyVersion } from './lib/ftp-proxy.mjs';
+import { buildTable, printTable } from './lib/report.mjs';
+
+const PARTS = ['throughput', 'netns', 'sessions', 'latency', 'idle', 'transfers', 'engine'];
+const ALIASES = { scale: ['idle', 'transfers'], all: PARTS, loopback: ['throughput'], namespaces: ['netns'] };
+
+const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-proxy etc.: sh bench/install.sh)
+
+  --only LIST          parts to run, comma-separated: ${PARTS.join(', ')}
+                       (also: scale = idle,transfers); default all
+  --quick              small sizes and counts for a fast look (explicit flags still win)
+  --json               print one JSON document on stdout at the end (progress and table go to stderr);
+                       with npm use \`npm run -s bench -- --json\`
+  --json-out FILE      also write the JSON document to FILE
+  --size BYTES         throughput file size (1073741824; quick 134217728)
+  --runs N             throughput runs per row, median reported (3; quick 1)
+  --mode M             curl data mode on loopback: PASV, EPSV, PORT, EPRT (PASV)
+  --sessions N         sessions per path for the session cost (1000; quick 200)
+  --concurrency C      sessions at once for sessions/s (16)
+  --rounds N           NOOP rounds per path (5; quick 2), each of --noops round trips (200)
+  --idle N             idle sessions through one gateway (2000; quick 1000)
+  --idle-seconds S     how long each half of them idles before its memory figure (10; below ~8 s
+                       V8's young generation has not shrunk back yet and the RSS per session reads high)
+  --concurrent N       concurrent transfers through one gateway (200; quick 50)
+  --transfer-size B    bytes per concurrent transfer (16777216; quick 4194304)
+  --engine-mb MB       control stream per engine pass (32; quick 8), --engine-reps N passes (5; quick 3)
+  --dist DIR           the ftp-alg build to measure (default ./dist)
+  --max-seconds S      hard stop for the whole run (3600)
+`;
+
+function bad(msg) {
+  process.stderr.write(`bench: ${msg}\n`);
+  process.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      only: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      'json-out': { type: 'string' },
+      size: { type: 'string' },
+      runs: { type: 'string' },
+      mode: { type: 'string', default: 'PASV' },
+      sessions: { type: 'string' },
+      concurrency: { type: 'string' },
+      rounds: { type: 'string' },
+      noops: { type: 'string' },
+      idle: { type: 'string' },
+      'idle-seconds': { type: 'string' },
+      concurrent: { type: 'string' },
+      'transfer-size': { type: 'string' },
+      'engine-mb': { type: 'string' },
+      'engine-reps': { type: 'string' },
+      dist: { type: 'string' },
+      'max-seconds': { type: 'string', default: '3600' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+} catch (err) {
+  bad(`${err.message}\n\n${HELP}`);
+}
+const raw = parsed.values;
+if (raw.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+const Q = raw.quick;
+const num = (name, fallback, quickFallback, { integer = true } = {}) => {
+  const text = raw[name];
+  if (text === undefined) return Q ? quickFallback : fallback;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) bad(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got "${text}"`);
+  return n;
+};
+const flags = {
+  quick: Q,
+  size: num('size', 1024 * MiB, 128 * MiB),
+  runs: num('runs', 3, 1),
+  mode: raw.mode.toUpperCase(),
+  sessions: num('sessions', 1000, 200),
+  concurrency: num('concurrency', 16, 16),
+  rounds: num('rounds', 5, 2),
+  noops: num('noops', 200, 200),
+  idle: num('idle', 2000, 1000),
+  idleSeconds: num('idle-seconds', 10, 10, { integer: false }),
+  concurrent: num('concurrent', 200, 50),
+  transferSize: num('transfer-size', 16 * MiB, 4 * MiB),
+  engineMb: num('engine-mb', 32, 8, { integer: false }),
+  engineReps: num('engine-reps', 5, 3),
+  maxSeconds: num('max-seconds', 3600, 3600),
+  partSeconds: 900,
+};
+if (!['PASV', 'EPSV', 'PORT', 'EPRT'].includes(flags.mode)) bad(`--mode must be PASV, EPSV, PORT or EPRT, got "${raw.mode}"`);
+let only = PARTS;
+if (raw.only) {
+  only = [];
+  for (const p of raw.only.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)) {
+    if (ALIASES[p]) only.push(...ALIASES[p]);
+    else if (PARTS.includes(p)) only.push(p);
+    else bad(`--only: unknown part "${p}" (parts: ${PARTS.join(', ')}; scale)`);
+  }
+}
+const distDir = path.resolve(raw.dist ?? path.join(ROOT, 'dist'));
+const cli = path.join(distDir, 'cli.js');
+if (!existsSync(path.join(distDir, 'gateway', 'reverse.js'))) bad(`${distDir} has no build of ftp-alg: run \`npm run build\` first`);
+
+// ---- output: with --json the human part goes to stderr ------------------------------------
+
+const human = raw.json ? process.stderr : process.stdout;
+const log = (text = '') => human.write(`${text}\n`);
+
+// ---- cleanup: children by PID, namespaces by name, the temp folder -------------------------
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'ftp-alg-bench-'));
+function cleanupSync() {
+  killAll();
+  destroyAllSync();
+  rmSync(dir, { recursive: true, force: true });
+}
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  process.once(sig, () => {
+    log(`\n${sig}: stopping; children killed by PID, namespaces deleted`);
+    cleanupSync();
+    process.exit(code);
+  });
+}
+const hardStop = setTimeout(() => {
+  log(`\nHARD STOP: --max-seconds ${flags.maxSeconds} reached`);
+  cleanupSync();
+  process.exit(1);
+}, flags.maxSeconds * 1000);
+hardStop.unref();
+
+// ---- context shared by the parts -------------------------------------------------------------
+
+const failures = [];
+const ctx = {
+  flags,
+  log,
+  dir,
+  distDir,
+  cli,
+  failures,
+  nftTable: `ftpalg_bench_${process.pid.toString(36)}`,
+  load: () => loadavgText(),
+  cpuOf: (pid) => procCpuSeconds(pid),
+  async waitNoChildren(pid, ms) {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline && descendants(pid).length > 0) await sleep(20);
+  },
+  async attempt(label, fn) {
+    try {
+      return await fn();
+    } catch (err) {
+      failures.push(`${label}: ${err.message}`);
+      log(`    ${label}: FAILED ${err.message}`);
+      return undefined;
+    }
+  },
+};
+
+function versionOf(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000 }).trim().split('\n')[0];
+  } catch {
+    return 'not available';
+  }
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    model: cpus[0]?.model,
+    memGiB: Number((os.totalmem() / 2 ** 30).toFixed(1)),
+    kernel: os.release(),
+    node: process.version,
+    curl: versionOf('curl', ['--version']).split(' ').slice(0, 2).join(' '),
+    nft: versionOf('nft', ['--version']),
+    ftpProxy: ftpProxyAvailable() ? ftpProxyVersion() : 'not installed (sh bench/install.sh)',
+    root: process.getuid?.() === 0,
+    ulimitN: versionOf('sh', ['-c', 'ulimit -n']),
+  };
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+const results = {};
+const started = new Date();
+const loadStart = loadavgText();
+const m = machine();
+const kernel = await detectKernelDataPath({ cli, distDir });
+ctx.kernel = kernel;
+log(`ftp-alg bench ${started.toISOString()}: parts ${only.join(', ')}${Q ? ' (quick)' : ''}`);
+log(`machine: ${m.cpus} × ${m.model}, ${m.memGiB} GiB, kernel ${m.kernel}, node ${m.node}, ${m.curl}, ${m.nft}, ftp-proxy ${m.ftpProxy}`);
+log(`load average at start: ${loadStart}; build measured: ${distDir}`);
+log(`kernel data path in this build: reverse ${kernel.reverse ? 'yes' : 'no'}, forward ${kernel.forward ? 'yes' : 'no'}${kernel.how.length ? ` (${kernel.how.join('; ')})` : ''}`);
+if (m.root) {
+  const stale = await removeStaleNamespaces();
+  if (stale.length) log(`removed namespaces left by an earlier run: ${stale.join(' ')}`);
+}
+
+const { runThroughput } = await import('./parts/throughput.mjs');
+const { runNetns } = await import('./parts/netns.mjs');
+const { runSessions } = await import('./parts/sessions.mjs');
+const { runIdle, runTransfers } = await import('./parts/scale.mjs');
+const { runEngine } = await import('./parts/engine.mjs');
+
+const partTimes = {};
+async function part(name, fn) {
+  if (!only.includes(name)) return;
+  log('');
+  const t0 = Date.now();
+  results[name] = await ctx.attempt(name, fn);
+  partTimes[name] = (Date.now() - t0) / 1000;
+}
+
+try {
+  await part('engine', () => runEngine(ctx));
+  await part('throughput', () => runThroughput(ctx));
+  await part('netns', () => runNetns(ctx));
+  if (only.includes('sessions') && only.includes('latency')) {
+    // One server and gateway for both.
+    await part('sessions', () => runSessions(ctx, { cost: true, latency: true }));
+    if (results.sessions?.rtt) results.latency = { rtt: results.sessions.rtt, errors: results.sessions.errors };
+  } else {
+    await part('sessions', () => runSessions(ctx, { cost: true, latency: false }));
+    await part('latency', () => runSessions(ctx, { cost: false, latency: true }));
+  }
+  await part('idle', () => runIdle(ctx));
+  await part('transfers', () => runTransfers(ctx));
+} finally {
+  killAll();
+  destroyAllSync();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const loadEnd = loadavgText();
+const table = buildTable(results, { flags, kernel, only });
+log('');
+log(`ftp-alg bench: results (load average ${loadStart} at start, ${loadEnd} at the end; ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min)`);
+printTable(table, log);
+log('');
+log(failures.length === 0 ? 'OK: every measurement ran' : `FAILURES:\n  ${failures.join('\n  ')}`);
+
+const doc = { started: started.toISOString(), machine: m, loadStart, loadEnd, flags, parts: only, partSeconds: partTimes, kernelDataPath: kernel, results, table, failures, units: { 'MB': '10^6 bytes', KiB: KiB } };
+if (raw.json) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+if (raw['json-out']) writeFileSync(raw['json-out'], `${JSON.stringify(doc, null, 2)}\n`);
+process.exit(failures.length === 0 ? 0 : 1);

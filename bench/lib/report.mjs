@@ -1,0 +1,250 @@
+/**
+ * The final table of `npm run bench`: one row per figure, with its target,
+ * its ratio to the direct path of the same run where that applies, and a
+ * verdict (met / MISSED by how much / reference / info / n/a).
+ */
+import { KiB, median } from './common.mjs';
+
+const RELAY_RATIO = 0.9;
+const ADDED_RTT_MS = 0.2;
+const IDLE_BYTES = 16 * KiB;
+
+const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : '—');
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '—');
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '—');
+const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : '—');
+
+function sizeText(bytes) {
+  if (!bytes) return '?';
+  return bytes % 2 ** 30 === 0 ? `${bytes / 2 ** 30} GiB` : `${f0(bytes / 2 ** 20)} MiB`;
+}
+
+function stats(xs) {
+  if (!xs?.length) return undefined;
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
+}
+
+function rateText(s) {
+  if (!s) return 'FAILED';
+  return s.n > 1 ? `${f0(s.median)} MB/s (${f0(s.min)}–${f0(s.max)})` : `${f0(s.median)} MB/s`;
+}
+
+/** Rows for one throughput table (loopback or namespaces). */
+function throughputRows(section, part, spec) {
+  const rows = [];
+  if (!part) return rows;
+  for (const [dir, word] of [
+    ['get', 'download'],
+    ['put', 'upload'],
+  ]) {
+    const base = stats(part.rows[spec.base]?.[dir]);
+    for (const { key, target, kind, baseKey, hideIfUnavailable } of spec.rows) {
+      const row = part.rows[key];
+      if (!row || (hideIfUnavailable && !row.available)) continue;
+      const label = `${word}: ${row.label}`;
+      if (!row.available) {
+        rows.push({ section, metric: label, value: `n/a (${row.reason})`, target: target ?? '—', ratio: '', verdict: 'n/a' });
+        continue;
+      }
+      const s = stats(row[dir]);
+      const ref = baseKey ? stats(part.rows[baseKey]?.[dir]) : base;
+      const ratio = s && ref ? s.median / ref.median : NaN;
+      let verdict = kind ?? 'reference';
+      if (kind === 'relay' || kind === 'kernel') {
+        const misses = [];
+        if (!(ratio >= RELAY_RATIO)) misses.push(`${f3(ratio)}× ${spec.baseName ?? 'direct'}, ${f1((RELAY_RATIO - ratio) * 100)} points under ${RELAY_RATIO}×`);
+        if (spec.notBelow) {
+          const other = stats(part.rows[spec.notBelow]?.[dir]);
+          if (other && s && s.median < other.median) misses.push(`${f0(other.median - s.median)} MB/s below ${part.rows[spec.notBelow].label}`);
+        }
+        verdict = !s ? 'FAILED' : misses.length ? `MISSED: ${misses.join('; ')}` : 'met';
+      }
+      rows.push({
+        section,
+        metric: label,
+        value: rateText(s),
+        target: target ?? '—',
+        ratio: Number.isFinite(ratio) ? `${f2(ratio)}×` : '',
+        verdict,
+        data: { ...s, ratio },
+      });
+    }
+  }
+  for (const { key, what } of spec.cpuRows ?? []) {
+    const row = part.rows[key];
+    const s = stats(row?.cpuPerGiB);
+    if (!row?.available || !s) continue;
+    rows.push({ section, metric: `CPU per GiB moved: ${what ?? row.label}`, value: `${f2(s.median)} s/GiB`, target: '—', ratio: '', verdict: 'info', data: s });
+  }
+  return rows;
+}
+
+export function buildTable(results, { only }) {
+  const rows = [];
+  const t = results.throughput;
+  if (only.includes('throughput')) {
+    if (!t) rows.push({ section: 'throughput', metric: 'loopback throughput', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    rows.push(
+      ...throughputRows(`${sizeText(t?.size)} on loopback (curl, ${t?.mode ?? 'PASV'}, median of ${t?.runs ?? '?'} runs)`, t, {
+        base: 'direct',
+        notBelow: 'ftpProxy',
+        rows: [
+          { key: 'direct', kind: 'reference' },
+          { key: 'relay', kind: 'relay', target: '≥ 0.9× direct, ≥ ftp-proxy' },
+          { key: 'ftpProxy', kind: 'reference' },
+          { key: 'kernelDirect', kind: 'reference', hideIfUnavailable: true },
+          { key: 'kernel', kind: 'kernel', target: '≥ 0.9× direct (its own namespace)', baseKey: 'kernelDirect' },
+        ],
+        cpuRows: [{ key: 'relay' }, { key: 'ftpProxy', what: 'SuSE ftp-proxy (daemon + session children)' }, { key: 'kernel' }],
+      }),
+    );
+  }
+  const n = results.netns;
+  if (only.includes('netns')) {
+    if (!n) rows.push({ section: 'namespaces', metric: 'NAT box throughput', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    rows.push(
+      ...throughputRows(`${sizeText(n?.size)} through a NAT box in namespaces (median of ${n?.runs ?? '?'} runs; ratio to NAT only)`, n, {
+        base: 'nat',
+        baseName: 'NAT only',
+        rows: [
+          { key: 'nat', kind: 'reference' },
+          { key: 'helper', kind: 'reference' },
+          { key: 'helperPassive', kind: 'reference' },
+          { key: 'fwdActive', kind: 'relay', target: '≥ 0.9× NAT only' },
+          { key: 'fwdPassive', kind: 'info' },
+          { key: 'reverse', kind: 'relay', target: '≥ 0.9× NAT only' },
+          { key: 'fwdKernel', kind: 'kernel', target: '≥ 0.9× NAT only' },
+          { key: 'revKernel', kind: 'kernel', target: '≥ 0.9× NAT only' },
+        ],
+        cpuRows: [{ key: 'fwdActive' }, { key: 'reverse' }, { key: 'fwdKernel' }, { key: 'revKernel' }],
+      }),
+    );
+  }
+  const s = results.sessions;
+  if (only.includes('sessions')) {
+    const sec = `session cost: connect, login, PASV + LIST, QUIT (${s?.sessions ?? '?'} per path)`;
+    if (!s?.time) rows.push({ section: sec, metric: 'sessions', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    else {
+      const d = s.time.direct;
+      const g = s.time.gateway;
+      rows.push({ section: sec, metric: 'session time, direct', value: `median ${f2(d.median)} ms, p99 ${f2(d.p99)} ms`, target: '—', ratio: '', verdict: 'reference', data: d });
+      rows.push({ section: sec, metric: 'session time, through ftp-alg', value: `median ${f2(g.median)} ms, p99 ${f2(g.p99)} ms`, target: '—', ratio: `${f2(g.median / d.median)}×`, verdict: 'info', data: g });
+      rows.push({ section: sec, metric: 'added per session (median)', value: `${f2(g.median - d.median)} ms`, target: '—', ratio: '', verdict: 'info' });
+      const rd = s.rate.direct;
+      const rg = s.rate.gateway;
+      rows.push({ section: sec, metric: `sessions/s, ${s.concurrency} at a time, direct`, value: `${f0(rd.perS)} /s`, target: '—', ratio: '', verdict: 'reference', data: rd });
+      rows.push({ section: sec, metric: `sessions/s, ${s.concurrency} at a time, through ftp-alg`, value: `${f0(rg.perS)} /s`, target: '—', ratio: `${f2(rg.perS / rd.perS)}×`, verdict: 'info', data: rg });
+      const errs = s.errors.direct + s.errors.gateway;
+      rows.push({ section: sec, metric: 'failed sessions', value: String(errs), target: '0', ratio: '', verdict: errs === 0 ? 'met' : `MISSED: ${errs} failed` });
+    }
+  }
+  const l = results.latency ?? (results.sessions?.rtt ? { rtt: results.sessions.rtt } : undefined);
+  if (only.includes('latency')) {
+    const sec = 'control round trip: NOOP → 200 on one session';
+    if (!l?.rtt) rows.push({ section: sec, metric: 'round trips', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    else {
+      const r = l.rtt;
+      rows.push({ section: sec, metric: `direct (${r.direct.n} round trips)`, value: `median ${f3(r.direct.median)} ms, p99 ${f3(r.direct.p99)} ms`, target: '—', ratio: '', verdict: 'reference', data: r.direct });
+      rows.push({ section: sec, metric: `through ftp-alg (${r.gateway.n} round trips)`, value: `median ${f3(r.gateway.median)} ms, p99 ${f3(r.gateway.p99)} ms`, target: '—', ratio: `${f2(r.gateway.median / r.direct.median)}×`, verdict: 'info', data: r.gateway });
+      const added = r.addedMedianMs;
+      rows.push({
+        section: sec,
+        metric: 'added per round trip (difference of medians)',
+        value: `${f3(added)} ms`,
+        target: `≤ ${ADDED_RTT_MS} ms`,
+        ratio: '',
+        verdict: added <= ADDED_RTT_MS ? 'met' : `MISSED by ${f3(added - ADDED_RTT_MS)} ms`,
+        data: { added, perRound: r.addedPerRoundMs },
+      });
+    }
+  }
+  const i = results.idle;
+  if (only.includes('idle')) {
+    const sec = `scale: ${i?.sessions ?? '?'} idle logged-in sessions through one ftp-alg process`;
+    if (!i?.perSession) rows.push({ section: sec, metric: 'idle sessions', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    else {
+      const ok = i.errorCount === 0 && i.answeredNoop === i.sessions;
+      rows.push({
+        section: sec,
+        metric: 'sessions up, answering NOOP after idle; errors',
+        value: `${i.answeredNoop} of ${i.sessions}; ${i.errorCount} errors`,
+        target: `${i.sessions}, 0 errors`,
+        ratio: '',
+        verdict: ok ? 'met' : `MISSED: ${i.sessions - i.answeredNoop} not answering, ${i.errorCount} errors`,
+      });
+      const per = i.perSession.rss;
+      rows.push({
+        section: sec,
+        metric: 'gateway RSS per idle session (after GC)',
+        value: `${f1(per / KiB)} KiB (RSS ${f1(i.before.mem.rss / 2 ** 20)} → ${f1(i.after.mem.rss / 2 ** 20)} MiB)`,
+        target: '≤ 16 KiB',
+        ratio: '',
+        verdict: per <= IDLE_BYTES ? 'met' : `MISSED by ${f1((per - IDLE_BYTES) / KiB)} KiB`,
+      });
+      if (i.marginalPerSession) {
+        rows.push({
+          section: sec,
+          metric: `… over the last ${i.sessions - (i.mid?.clients ?? 0)} sessions alone (RSS; heap)`,
+          value: `${f1(i.marginalPerSession.rss / KiB)} KiB; ${f1(i.marginalPerSession.heapUsed / KiB)} KiB`,
+          target: '(no one-time growth)',
+          ratio: '',
+          verdict: 'info',
+        });
+      }
+      rows.push({
+        section: sec,
+        metric: 'gateway V8 heap per idle session (after GC)',
+        value: `${f1(i.perSession.heapUsed / KiB)} KiB (heap ${f1(i.before.mem.heapUsed / 2 ** 20)} → ${f1(i.after.mem.heapUsed / 2 ** 20)} MiB)`,
+        target: '(part of the RSS)',
+        ratio: '',
+        verdict: 'info',
+      });
+    }
+  }
+  const x = results.transfers;
+  if (only.includes('transfers')) {
+    const sec = `scale: ${x?.concurrent ?? '?'} concurrent downloads through one ftp-alg process`;
+    if (!x?.bytes) rows.push({ section: sec, metric: 'concurrent transfers', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    else {
+      rows.push({
+        section: sec,
+        metric: 'gateway CPU (user + sys) per GiB relayed',
+        value: `${f2(x.cpuPerGiB)} s/GiB (${f2(x.cpuSeconds)} s for ${f2(x.bytes / 2 ** 30)} GiB)`,
+        target: '—',
+        ratio: '',
+        verdict: 'info',
+      });
+      rows.push({ section: sec, metric: 'aggregate rate; gateway peak RSS', value: `${f0(x.mbPerS)} MB/s; ${f0(x.gatewayHwm / 2 ** 20)} MiB`, target: '—', ratio: '', verdict: 'info' });
+      rows.push({ section: sec, metric: 'complete transfers; errors', value: `${x.complete} of ${x.concurrent}; ${x.errors}`, target: `${x.concurrent}; 0`, ratio: '', verdict: x.errors === 0 && x.complete === x.concurrent ? 'met' : `MISSED: ${x.errors} errors` });
+    }
+  }
+  const e = results.engine;
+  if (only.includes('engine')) {
+    const sec = 'control-stream engine: LineFramer + ControlTranslator, no sockets';
+    if (!e) rows.push({ section: sec, metric: 'engine', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    else {
+      for (const [name, c] of Object.entries(e.chunkings)) {
+        rows.push({ section: sec, metric: `synthetic session mix, ${name}`, value: `${f1(c.mbPerS)} MB/s, ${f2(c.linesPerS / 1e6)} M lines/s`, target: '—', ratio: '', verdict: 'info', data: c });
+      }
+    }
+  }
+  return rows;
+}
+
+export function printTable(rows, log) {
+  const cols = ['metric', 'value', 'target', 'ratio', 'verdict'];
+  const heads = { metric: 'figure', value: 'measured', target: 'target', ratio: 'vs direct', verdict: 'verdict' };
+  const width = Object.fromEntries(cols.map((c) => [c, Math.max(heads[c].length, ...rows.map((r) => String(r[c] ?? '').length))]));
+  // The verdict column is last: no padding needed, and it may be long.
+  const fmt = (r) => cols.map((c, k) => (k === cols.length - 1 ? String(r[c] ?? '') : String(r[c] ?? '').padEnd(width[c]))).join('  ');
+  let section;
+  for (const r of rows) {
+    if (r.section !== section) {
+      section = r.section;
+      log('');
+      log(section);
+      log(`  ${fmt(heads)}`);
+    }
+    log(`  ${fmt(r)}`);
+  }
+}

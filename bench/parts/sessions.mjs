@@ -1,0 +1,190 @@
+/**
+ * Part 2: what a session costs through the gateway.
+ *
+ *   session time   connect, log in, PASV + LIST, QUIT (until 221), one after
+ *                  another, direct and through ftp-alg reverse, interleaved in
+ *                  blocks so that load drift hits both; median and p99
+ *   sessions/s     the same session, C at a time, N in all
+ *   latency        NOOP → 200 round trips on one logged-in session, direct
+ *                  and through the gateway, alternating rounds; medians and
+ *                  the added time per round trip
+ *
+ * The client is the project's FtpClient (dist/client) in this process (for
+ * the round trips a bare socket, so the client adds as little as possible);
+ * the server and the gateway each run in a process of their own.
+ */
+import { pathToFileURL } from 'node:url';
+import path from 'node:path';
+import { median, percentile, withTimeout } from '../lib/common.mjs';
+import { startGateway, startServer } from '../lib/helpers.mjs';
+import { stopHelper } from '../lib/procs.mjs';
+
+const HOST = '127.0.0.1';
+const OP_TIMEOUT_MS = 15_000;
+
+async function loadClient(distDir) {
+  return import(pathToFileURL(path.join(distDir, 'client', 'ftp-client.js')).href);
+}
+
+async function oneSession(FtpClient, port) {
+  const t0 = process.hrtime.bigint();
+  const c = await FtpClient.connect(HOST, port, OP_TIMEOUT_MS);
+  try {
+    await c.login();
+    await c.transfer('PASV', 'LIST /pub');
+    await c.quit();
+  } finally {
+    c.close();
+  }
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+export async function runSessions(ctx, { cost = true, latency = true } = {}) {
+  const { flags, distDir } = ctx;
+  const { FtpClient } = await loadClient(distDir);
+  const files = Array.from({ length: 20 }, (_, i) => `/pub/file-${String(i).padStart(2, '0')}.txt:${1000 + i * 37}`);
+  const server = await startServer({ distDir, generate: files });
+  // Raised caps: the concurrent phase opens C sessions from one address.
+  const gw = await startGateway({ distDir, serverPort: server.port, flags: { 'max-sessions': 10_000, 'max-sessions-per-client': 10_000 } });
+  const targets = { direct: server.port, gateway: gw.port };
+  const out = { errors: { direct: 0, gateway: 0 }, errorExamples: [] };
+  const fail = (name, err) => {
+    out.errors[name]++;
+    if (out.errorExamples.length < 5) out.errorExamples.push(`${name}: ${err.message}`);
+  };
+  const deadline = Date.now() + flags.partSeconds * 1000;
+  try {
+    if (cost) Object.assign(out, await sessionCost(ctx, FtpClient, targets, deadline, fail));
+    if (latency) out.rtt = await roundTrips(ctx, FtpClient, targets, deadline, fail);
+  } finally {
+    await stopHelper(gw);
+    await stopHelper(server);
+  }
+  if (out.errors.direct + out.errors.gateway > 0) ctx.failures.push(`sessions: ${out.errors.direct} direct and ${out.errors.gateway} gateway failures, e.g. ${out.errorExamples.join('; ')}`);
+  return out;
+}
+
+async function sessionCost(ctx, FtpClient, targets, deadline, fail) {
+  const { flags, log } = ctx;
+  const N = flags.sessions;
+  const C = flags.concurrency;
+  log(`session cost: ${N} sessions each (connect, login, PASV + LIST, QUIT), direct and through ftp-alg reverse (load ${ctx.load()})`);
+  // Warm-up: JIT, lazy modules, first-touch of memory in all three processes.
+  for (let i = 0; i < 20; i++) for (const port of Object.values(targets)) await oneSession(FtpClient, port).catch(() => undefined);
+
+  // One at a time, direct and gateway in alternating blocks.
+  const times = { direct: [], gateway: [] };
+  const block = Math.max(1, Math.min(100, Math.ceil(N / 10)));
+  for (let done = 0; done < N && Date.now() < deadline; done += block) {
+    for (const [name, port] of Object.entries(targets)) {
+      for (let i = 0; i < Math.min(block, N - done) && Date.now() < deadline; i++) {
+        try {
+          times[name].push(await withTimeout(oneSession(FtpClient, port), OP_TIMEOUT_MS * 2, 'session'));
+        } catch (err) {
+          fail(name, err);
+        }
+      }
+    }
+  }
+  const time = {};
+  for (const [name, xs] of Object.entries(times)) {
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    time[name] = { n: xs.length, median: median(xs), p99: percentile(xs, 99), mean, sequentialPerS: 1000 / mean };
+    log(`  ${name.padEnd(8)} ${xs.length} sessions one at a time: median ${time[name].median.toFixed(2)} ms, p99 ${time[name].p99.toFixed(2)} ms`);
+  }
+
+  // Sessions per second with C at a time.
+  const rate = {};
+  for (const [name, port] of Object.entries(targets)) {
+    let next = 0;
+    let ok = 0;
+    const t0 = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: C }, async () => {
+        while (next < N && Date.now() < deadline) {
+          next++;
+          try {
+            await withTimeout(oneSession(FtpClient, port), OP_TIMEOUT_MS * 2, 'session');
+            ok++;
+          } catch (err) {
+            fail(name, err);
+          }
+        }
+      }),
+    );
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    rate[name] = { sessions: ok, seconds: s, perS: ok / s };
+    log(`  ${name.padEnd(8)} ${ok} sessions, ${C} at a time: ${(ok / s).toFixed(0)} sessions/s`);
+  }
+  return { sessions: N, concurrency: C, time, rate };
+}
+
+async function roundTrips(ctx, FtpClient, targets, deadline, fail) {
+  const { flags, log } = ctx;
+  log(`control round trips: ${flags.rounds} × ${flags.noops} NOOPs on one session each, alternating direct / gateway (load ${ctx.load()})`);
+  const samples = { direct: [], gateway: [] };
+  const perRound = [];
+  for (let round = 0; round < flags.rounds && Date.now() < deadline; round++) {
+    const r = {};
+    for (const [name, port] of Object.entries(targets)) {
+      try {
+        const xs = await withTimeout(noopRounds(FtpClient, port, flags.noops), OP_TIMEOUT_MS * 4, 'NOOP round');
+        samples[name].push(...xs);
+        r[name] = median(xs);
+      } catch (err) {
+        fail(name, err);
+      }
+    }
+    if (r.direct !== undefined && r.gateway !== undefined) perRound.push(r.gateway - r.direct);
+  }
+  const rtt = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, { n: xs.length, median: median(xs), p99: percentile(xs, 99) }]));
+  rtt.addedMedianMs = rtt.gateway.median - rtt.direct.median;
+  rtt.addedPerRoundMs = perRound;
+  log(`  NOOP round trip: direct median ${rtt.direct.median.toFixed(3)} ms, gateway ${rtt.gateway.median.toFixed(3)} ms, added ${rtt.addedMedianMs.toFixed(3)} ms (per round: ${perRound.map((x) => x.toFixed(3)).join(', ')})`);
+  return rtt;
+}
+
+/**
+ * Logs in with FtpClient, then hands the socket to a bare reader: each NOOP
+ * is written and timed until the "200 " line arrives. Returns ms per trip.
+ */
+async function noopRounds(FtpClient, port, count) {
+  const c = await FtpClient.connect(HOST, port, OP_TIMEOUT_MS);
+  try {
+    await c.login();
+    const sock = c.socket;
+    sock.removeAllListeners('data');
+    const samples = [];
+    let buf = '';
+    let waiting;
+    let closed = false;
+    sock.on('data', (chunk) => {
+      buf += chunk.toString('latin1');
+      if (waiting && /(^|\n)200 [^\n]*\n/.test(buf)) {
+        buf = '';
+        const w = waiting;
+        waiting = undefined;
+        w.resolve();
+      }
+    });
+    sock.on('close', () => {
+      closed = true;
+      waiting?.reject(new Error('control connection closed'));
+    });
+    // a few unmeasured trips first
+    for (let i = 0; i < count + 10; i++) {
+      if (closed) throw new Error('control connection closed');
+      const t0 = process.hrtime.bigint();
+      await new Promise((resolve, reject) => {
+        waiting = { resolve, reject };
+        sock.write('NOOP\r\n');
+      });
+      if (i >= 10) samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    sock.end('QUIT\r\n');
+    return samples;
+  } finally {
+    c.close();
+  }
+}
+
