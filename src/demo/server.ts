@@ -81,6 +81,9 @@ export async function startDemoServer(opts: DemoServerOptions = {}): Promise<Dem
   const sessions = new Set<DemoSession>();
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.on('error', () => {});
+    // Replies are small writes: with Nagle, a 226 written while the 150 is
+    // unacknowledged waits for the client's delayed ACK (about 40 ms).
+    socket.setNoDelay(true);
     const local = socket.localAddress === undefined ? undefined : parseIp(socket.localAddress);
     const peer = socket.remoteAddress === undefined ? undefined : parseIp(socket.remoteAddress);
     if (!local || !peer) {
