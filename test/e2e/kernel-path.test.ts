@@ -13,6 +13,7 @@ import { parseIp, type Endpoint } from '../../src/protocol/address.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { HAVE, needs, randomFile, run, sha256, startPyftpdlib } from '../helpers/tools.js';
 import { reverseMatrix } from './reverse-matrix.js';
+import { pausedRetr } from '../helpers/slow-reader.js';
 
 const ip = (s: string) => parseIp(s)!;
 const ep = (s: string, port: number): Endpoint => ({ ...ip(s), port });
@@ -149,24 +150,10 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
     try {
       const c = await FtpClient.connect('127.0.0.1', quiet.port);
       await c.login();
-      const epsv = await c.send('EPSV');
-      expect(epsv.code, epsv.text).toBe(229);
-      const port = Number(/\|\|\|(\d+)\|/.exec(epsv.text)![1]);
-      const data = net.connect({ host: '127.0.0.1', port });
-      await new Promise<void>((r) => data.once('connect', () => r()));
-      data.pause(); // a slow reader: no control traffic while the kernel moves the data
-      expect((await c.send('RETR /f.bin', true)).code).toBe(150);
-      // Time passing is the stimulus here: idle periods with a transfer open
-      // (1 s each: shorter ones fire during the login on a loaded machine).
-      await new Promise((r) => setTimeout(r, 2_500));
-      expect(quiet.log.of('session-close')).toHaveLength(0);
-      const chunks: Buffer[] = [];
-      data.on('data', (d: Buffer) => chunks.push(d));
-      const ended = new Promise((r) => data.once('end', r));
-      data.resume();
-      await ended;
-      expect((await c.read()).code).toBe(226);
-      expect(sha256(Buffer.concat(chunks))).toBe(sha256(FILE));
+      // 1 s idle periods: shorter ones fire during the login on a loaded machine.
+      const { data, final } = await pausedRetr(c, '/f.bin', 2_500, () => expect(quiet.log.of('session-close')).toHaveLength(0));
+      expect(final).toBe(226);
+      expect(sha256(data)).toBe(sha256(FILE));
       await c.quit();
     } finally {
       await quiet.close();

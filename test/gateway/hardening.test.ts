@@ -9,6 +9,7 @@ import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { FtpClient } from '../../src/client/ftp-client.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { randomFile, sha256 } from '../helpers/tools.js';
+import { pausedRetr } from '../helpers/slow-reader.js';
 
 const BIG = randomFile(16 << 20);
 let server: DemoServer;
@@ -121,19 +122,10 @@ describe('timeouts', () => {
   test('a running transfer keeps the control connection from idling out', () =>
     withGateway({ 'idle-timeout': 0.2 }, async (gw) => {
       const c = await login(gw);
-      const data = await connect(portOf229((await c.send('EPSV')).text));
-      data.pause(); // a slow reader: the transfer stays open, the control channel stays quiet
-      expect((await c.send('RETR /big.bin', true)).code).toBe(150);
-      // Time passing is the stimulus here: several idle periods with a transfer open.
-      await new Promise((r) => setTimeout(r, 1_000));
-      expect(gw.log.of('session-close')).toHaveLength(0);
-      const chunks: Buffer[] = [];
-      data.on('data', (d: Buffer) => chunks.push(d));
-      const ended = new Promise((r) => data.once('end', r));
-      data.resume();
-      await ended;
-      expect((await c.read()).code).toBe(226);
-      expect(sha256(Buffer.concat(chunks))).toBe(sha256(BIG));
+      // Several idle periods with a slow reader's transfer open.
+      const { data, final } = await pausedRetr(c, '/big.bin', 1_000, () => expect(gw.log.of('session-close')).toHaveLength(0));
+      expect(final).toBe(226);
+      expect(sha256(data)).toBe(sha256(BIG));
       c.close();
     }));
 
