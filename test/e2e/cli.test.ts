@@ -49,9 +49,14 @@ describe('usage and configuration errors: exit 2, one line naming the flag', () 
 });
 
 test('--data-path kernel without the right to program nftables: exit 1, one line saying why', async () => {
-  // As root, drop to nobody: the same failure a newcomer without root gets.
+  // As root, drop CAP_NET_ADMIN from the bounding set (util-linux setpriv):
+  // the same failure a newcomer without root gets. Not another user: the
+  // checkout may not be readable by one.
   const args = [CLI, 'reverse', '--listen', '127.0.0.1:0', '--server', '127.0.0.1:21', '--public-address', '127.0.0.1', '--data-path', 'kernel'];
-  const r = process.getuid?.() === 0 ? await run('runuser', ['-u', 'nobody', '--', process.execPath, ...args], { timeoutMs: 30_000 }) : await run(process.execPath, args, { timeoutMs: 30_000 });
+  const r =
+    process.getuid?.() === 0
+      ? await run('setpriv', ['--bounding-set', '-net_admin', '--', process.execPath, ...args], { timeoutMs: 30_000 })
+      : await run(process.execPath, args, { timeoutMs: 30_000 });
   expect(r.code).toBe(1);
   const lines = r.stderr.trim().split('\n');
   expect(lines).toHaveLength(1);
