@@ -90,10 +90,13 @@ export function renderMapping(table: string, m: NatMapping, action: 'add' | 'del
 
 export class KernelNatError extends Error {}
 
+/** nft answers in milliseconds; one that hangs must not hold every later PASV behind it. */
+const NFT_TIMEOUT_MS = 10_000;
+
 /** Runs `nft -f -` with `script`; rejects with nft's first error line. */
 function runNft(script: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'], timeout: NFT_TIMEOUT_MS, killSignal: 'SIGKILL' });
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => {
@@ -102,8 +105,9 @@ function runNft(script: string): Promise<void> {
     child.on('error', (err: NodeJS.ErrnoException) => {
       reject(new KernelNatError(err.code === 'ENOENT' ? 'nft not found (install the nftables package)' : `cannot run nft: ${err.message}`));
     });
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       if (code === 0) resolve();
+      else if (signal) reject(new KernelNatError(`nft did not finish within ${NFT_TIMEOUT_MS} ms (killed)`));
       else reject(new KernelNatError(stderr.split('\n').find((l) => l.trim() !== '')?.trim() ?? `nft exited with ${code}`));
     });
     child.stdin.on('error', () => undefined); // nft gone early: its exit code tells

@@ -160,6 +160,24 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
     }
   });
 
+  test('nft failing at run time (our table deleted behind our back): 425 KERNEL_NAT_FAILED, and the session goes on', async () => {
+    const other = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_gone' });
+    try {
+      expect((await nft('delete', 'table', 'inet', 'ftp_alg_test_gone')).code).toBe(0);
+      const c = await FtpClient.connect('127.0.0.1', other.port);
+      await c.login();
+      const r = await c.send('EPSV');
+      expect(r.code).toBe(425);
+      expect(r.text).toMatch(/kernel mapping failed/);
+      const refusal = await other.log.waitFor('refuse', (e) => e.code === 'KERNEL_NAT_FAILED');
+      expect(refusal.message).toMatch(/^kernel mapping failed: .*No such file or directory/);
+      expect((await c.send('NOOP')).code).toBe(200);
+      await c.quit();
+    } finally {
+      await other.close(); // the table is already gone: no error
+    }
+  });
+
   test('closing the gateway deletes its table', async () => {
     const other = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_close' });
     expect((await nft('list', 'table', 'inet', 'ftp_alg_test_close')).code).toBe(0);
