@@ -12,6 +12,9 @@ import { createLogger, logSink, LOG_LEVELS, type LogFormat } from './log.js';
 import { startReverseGateway } from './gateway/reverse.js';
 import { nftRuleset, startForwardGateway } from './gateway/forward.js';
 import type { Gateway } from './gateway/server.js';
+import { parseRunConfig } from './config-file.js';
+import { startListeners } from './gateway/run.js';
+import { readFileSync } from 'node:fs';
 import type { EventSink } from './gateway/events.js';
 
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
@@ -128,6 +131,24 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
     .command(
+      'run',
+      'several listeners from a YAML file, each reverse or forward (keys: the flags of its mode)',
+      (y) => y.option('config', { type: 'string', describe: 'FILE.yaml with listeners: [{mode: reverse|forward, listen: ..., ...}]', demandOption: true }),
+      async (flags) => {
+        const file = String(flags.config);
+        let text: string;
+        try {
+          text = readFileSync(file, 'utf8');
+        } catch (err) {
+          throw new ConfigError('--config', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        const cfg = parseRunConfig(file, text);
+        const sink = await sinkFor(flags as CommonFlags);
+        const gateways = await startListeners(cfg, sink);
+        runUntilSignal(gateways, sink, cfg.drainMs);
+      },
+    )
+    .command(
       'probe <url>',
       'from the client side: log in and try PASV, EPSV, PORT and EPRT; say what fails and why',
       (y) =>
@@ -200,7 +221,7 @@ export async function main(argv: string[]): Promise<void> {
         if (code !== undefined) process.exit(code);
       },
     )
-    .demandCommand(1, 'name a command: reverse, forward, probe, diagnose, explain or demo')
+    .demandCommand(1, 'name a command: reverse, forward, run, probe, diagnose, explain or demo')
     .strict()
     .recommendCommands()
     .fail((msg, err) => {

@@ -11,9 +11,10 @@ import { DEFAULT_ALLOWED_CLIENTS } from './alg/policy.js';
 export class ConfigError extends Error {
   constructor(
     readonly key: string,
-    message: string,
+    /** The message without the key. */
+    readonly detail: string,
   ) {
-    super(`${key}: ${message}`);
+    super(`${key}: ${detail}`);
   }
 }
 

@@ -9,7 +9,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { FtpClient } from '../../src/client/ftp-client.js';
-import { randomFile, run, sha256 } from '../helpers/tools.js';
+import { randomFile, run, sha256, tempDir } from '../helpers/tools.js';
+import { writeFileSync } from 'node:fs';
 
 const CLI = join(process.cwd(), 'dist/cli.js');
 const ftpAlg = (args: string[]) => run(process.execPath, [CLI, ...args], { timeoutMs: 30_000 });
@@ -61,6 +62,31 @@ test('--data-path kernel without the right to program nftables: exit 1, one line
   const lines = r.stderr.trim().split('\n');
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(/^ftp-alg: --data-path kernel: (cannot program nftables: .*needs root or CAP_NET_ADMIN|cannot program nftables: nft not found)/);
+});
+
+test('run --config: a bad file exits 2 and a listener that cannot start exits 1, one line each', async () => {
+  const dir = tempDir();
+  try {
+    const bad = join(dir.path, 'bad.yaml');
+    writeFileSync(bad, 'listeners:\n  - mode: reverse\n    listen: 127.0.0.1:0\n');
+    const r1 = await ftpAlg(['run', '--config', bad]);
+    expect(r1.code).toBe(2);
+    expect(r1.stderr.trim().split('\n')).toEqual([`ftp-alg: ${bad}: listeners[0].server: is required`]);
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const busy = join(dir.path, 'busy.yaml');
+      writeFileSync(busy, `listeners:\n  - mode: forward\n    listen: 127.0.0.1:0\n  - mode: forward\n    listen: 127.0.0.1:${(taken.address() as net.AddressInfo).port}\n`);
+      const r2 = await ftpAlg(['run', '--config', busy, '--log-level', 'error']);
+      expect(r2.code).toBe(1);
+      expect(r2.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r2.stderr).toMatch(/^ftp-alg: cannot listen: .*EADDRINUSE/);
+    } finally {
+      taken.close();
+    }
+  } finally {
+    dir.remove();
+  }
 });
 
 test('demo --self-check-only transfers through the gateway and exits 0', async () => {
