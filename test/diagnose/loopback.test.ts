@@ -118,11 +118,20 @@ function ftpServer(data: net.Server): net.Server {
   });
 }
 
+/** The capture file already holds the 221 and three opened data connections. */
+function captured(file: string): boolean {
+  try {
+    const s = diagnoseCaptures([{ file, data: readFileSync(file) }]).sessions[0];
+    return !!s && s.transcript.some((l) => l.text.startsWith('221')) && s.dataConnections.filter((c) => c.status === 'opened').length === 3;
+  } catch {
+    return false; // a record still being written
+  }
+}
+
 async function startTcpdump(file: string, ports: number[]): Promise<ChildProcess> {
   const filter = ports.map((p) => `tcp port ${p}`).join(' or ');
-  // -Z root: keep writing into our root-only temp dir; --immediate-mode -U: every packet reaches the file at once;
-  // -B: a larger kernel buffer, so that a starved tcpdump on a loaded machine does not drop packets.
-  const child = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '--immediate-mode', '-B', '8192', '-Z', 'root', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // -Z root: keep writing into our root-only temp dir; --immediate-mode -U: every packet reaches the file at once.
+  const child = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '--immediate-mode', '-Z', 'root', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let err = '';
     child.stderr!.setEncoding('utf8');
@@ -188,6 +197,11 @@ test.skipIf(!CAN)(`tcpdump on loopback: a real exchange is read back${SKIP}`, as
     await once(ctl, 'close');
     expect(bodies).toEqual([BODY, BODY, BODY]);
 
+    // tcpdump reads packets from the kernel asynchronously; a SIGINT sent
+    // as soon as the exchange ends can stop it before it has read the last
+    // ones (seen: the 221 or a data connection missing). Wait until the file
+    // holds the whole exchange, bounded; the assertions below report any gap.
+    for (let i = 0; i < 100 && !captured(file); i++) await new Promise((r) => setTimeout(r, 50));
     // Stop the capture (tcpdump writes out what it holds on SIGINT), then read it.
     const exited = once(tcpdump, 'exit');
     tcpdump.kill('SIGINT');
