@@ -63,7 +63,16 @@ function runUntilSignal(gateways: Gateway[], sink: EventSink, drainMs: number, o
     // below is out, nobody new gets in.
     const closed = Promise.all(gateways.map((g) => g.close(drainMs)));
     sink({ event: 'shutdown', reason: signal, sessions });
-    void closed.then(() => onStop?.()).then(() => process.exit(EXIT.ok));
+    void closed
+      .then(() => onStop?.())
+      .then(
+        () => process.exit(EXIT.ok),
+        (err: Error) => {
+          // E.g. the kernel data path's table could not be deleted.
+          process.stderr.write(`ftp-alg: while shutting down: ${err.message}\n`);
+          process.exit(EXIT.runtime);
+        },
+      );
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));

@@ -25,6 +25,11 @@ export class ReplyOrder {
     return this.queue.filter((e) => e.kind === 'server').length;
   }
 
+  /** A transfer command (RETR, STOR, LIST, …) still waits for its final reply. */
+  awaitsTransfer(): boolean {
+    return this.queue.some((e) => e.kind === 'server' && e.sent !== undefined && TRANSFER_VERBS.has(e.sent.verb));
+  }
+
   sent(cmd: SentCommand): void {
     this.queue.push({ kind: 'server', sent: cmd });
   }

@@ -10,8 +10,12 @@
  * An element only has to live until the connection is set up: conntrack
  * keeps the translation for the connection's lifetime. Elements carry a
  * kernel timeout as well, so a gateway that dies leaves nothing that matches.
+ * Both elements of a mapping are keyed by the same tuple (expected source,
+ * our address, our port): unique while the port is ours, so two sessions
+ * never share an element and one's cleanup cannot undo another's.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Endpoint, IpAddress } from '../protocol/address.js';
 
@@ -32,13 +36,19 @@ export function isTableName(name: string): boolean {
   return TABLE_NAME.test(name);
 }
 
+/** Marks a table as ours; a table without it is never replaced or deleted. */
+const OWNER = 'ftp-alg pid';
+
 /**
  * Our table. Priorities run just before the usual NAT chains (dstnat -100,
  * srcnat 100): the first NAT chain to bind a connection wins, and a
  * masquerade rule elsewhere must not hide the source a peer checks.
- * The output chain covers clients on this host (loopback).
+ * The output chain covers clients on this host (loopback); the SNAT runs in
+ * input too, for a connection DNATed to this host (a server on the gateway),
+ * which never reaches postrouting. The SNAT key is the connection's original
+ * destination, so only connections our DNAT made match it.
  */
-export function renderTable(table: string): string {
+export function renderTable(table: string, pid: number): string {
   const maps = (f: 4 | 6) => {
     const addr = f === 4 ? 'ipv4_addr' : 'ipv6_addr';
     return [
@@ -47,8 +57,13 @@ export function renderTable(table: string): string {
     ];
   };
   const dnat = ['    dnat ip to ip saddr . ip daddr . tcp dport map @dnat4', '    dnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @dnat6'];
+  const snat = [
+    '    meta l4proto tcp ct status dnat snat ip to ip saddr . ct original ip daddr . ct original proto-dst map @snat4',
+    '    meta l4proto tcp ct status dnat snat ip6 to ip6 saddr . ct original ip6 daddr . ct original proto-dst map @snat6',
+  ];
   return [
     `table inet ${table} {`,
+    `  comment "${OWNER} ${pid}"`,
     ...maps(4),
     ...maps(6),
     '  chain prerouting {',
@@ -61,8 +76,11 @@ export function renderTable(table: string): string {
     '  }',
     '  chain postrouting {',
     '    type nat hook postrouting priority 99; policy accept;',
-    '    snat ip to ip saddr . ip daddr . tcp dport map @snat4',
-    '    snat ip6 to ip6 saddr . ip6 daddr . tcp dport map @snat6',
+    ...snat,
+    '  }',
+    '  chain input {',
+    '    type nat hook input priority 99; policy accept;',
+    ...snat,
     '  }',
     '}',
     '',
@@ -81,23 +99,30 @@ export function renderMapping(table: string, m: NatMapping, action: 'add' | 'del
     `${action} element inet ${table} dnat${f} { ${dnatKey}${timeout}${action === 'add' ? ` : ${m.target.address} . ${m.target.port}` : ''} }`,
   ];
   if (m.snatTo) {
-    // Matched after the DNAT: the packet already carries the real destination.
-    const snatKey = `${m.source.address} . ${m.target.address} . ${m.target.port}`;
-    lines.push(`${action} element inet ${table} snat${f} { ${snatKey}${timeout}${action === 'add' ? ` : ${m.snatTo.address}` : ''} }`);
+    lines.push(`${action} element inet ${table} snat${f} { ${dnatKey}${timeout}${action === 'add' ? ` : ${m.snatTo.address}` : ''} }`);
   }
   return lines.join('\n') + '\n';
 }
 
 export class KernelNatError extends Error {}
 
+function nftProblem(why: string): KernelNatError {
+  return new KernelNatError(/Operation not permitted/.test(why) ? `cannot program nftables: ${why} (needs root or CAP_NET_ADMIN)` : `cannot program nftables: ${why}`);
+}
+
 /** nft answers in milliseconds; one that hangs must not hold every later PASV behind it. */
 const NFT_TIMEOUT_MS = 10_000;
 
-/** Runs `nft -f -` with `script`; rejects with nft's first error line. */
-function runNft(script: string): Promise<void> {
+/** Runs nft with `args` (and `script` on stdin); resolves with its stdout, rejects with its first error line. */
+function nft(args: string[], script = ''): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'], timeout: NFT_TIMEOUT_MS, killSignal: 'SIGKILL' });
+    const child = spawn('nft', args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: NFT_TIMEOUT_MS, killSignal: 'SIGKILL' });
+    let stdout = '';
     let stderr = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      if (stdout.length < 1 << 20) stdout += d;
+    });
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => {
       if (stderr.length < 4096) stderr += d;
@@ -106,13 +131,31 @@ function runNft(script: string): Promise<void> {
       reject(new KernelNatError(err.code === 'ENOENT' ? 'nft not found (install the nftables package)' : `cannot run nft: ${err.message}`));
     });
     child.on('close', (code, signal) => {
-      if (code === 0) resolve();
+      if (code === 0) resolve(stdout);
       else if (signal) reject(new KernelNatError(`nft did not finish within ${NFT_TIMEOUT_MS} ms (killed)`));
       else reject(new KernelNatError(stderr.split('\n').find((l) => l.trim() !== '')?.trim() ?? `nft exited with ${code}`));
     });
     child.stdin.on('error', () => undefined); // nft gone early: its exit code tells
     child.stdin.end(script);
   });
+}
+
+async function runNft(script: string): Promise<void> {
+  await nft(['-f', '-'], script);
+}
+
+/** A process that could still be an ftp-alg (a reused PID running something else is not). */
+function isLiveNode(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return /node|ftp-alg/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1'));
+  } catch {
+    return true;
+  }
 }
 
 /** True when nft failed only because the element had already expired. */
@@ -138,11 +181,24 @@ export class KernelNat {
    */
   static async create(table: string): Promise<KernelNat> {
     if (!isTableName(table)) throw new KernelNatError(`"${table}" is not an nftables table name (letters, digits, _; up to 32)`);
+    let existing: string | undefined;
     try {
-      await runNft(`add table inet ${table}\ndelete table inet ${table}\n${renderTable(table)}`);
+      existing = await nft(['list', 'table', 'inet', table]);
     } catch (err) {
       const why = (err as Error).message;
-      throw new KernelNatError(/Operation not permitted/.test(why) ? `cannot program nftables: ${why} (needs root or CAP_NET_ADMIN)` : `cannot program nftables: ${why}`);
+      if (!/No such file or directory/.test(why)) throw nftProblem(why);
+    }
+    if (existing !== undefined) {
+      // Replace only a table a dead ftp-alg left behind, never someone else's.
+      const owner = new RegExp(`comment "${OWNER} (\\d+)"`).exec(existing);
+      if (!owner) throw new KernelNatError(`table inet ${table} exists and is not ftp-alg's: choose another --nft-table`);
+      const pid = Number(owner[1]);
+      if (pid !== process.pid && isLiveNode(pid)) throw new KernelNatError(`table inet ${table} is in use by ftp-alg (pid ${pid}): give each gateway its own --nft-table`);
+    }
+    try {
+      await runNft(`${existing !== undefined ? `delete table inet ${table}\n` : ''}${renderTable(table, process.pid)}`);
+    } catch (err) {
+      throw nftProblem((err as Error).message);
     }
     return new KernelNat(table);
   }
@@ -151,7 +207,7 @@ export class KernelNat {
   static async forwardingProblem(): Promise<string | undefined> {
     try {
       const v4 = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
-      if (v4 !== '1') return 'net.ipv4.ip_forward is 0: the kernel data path only serves clients and servers on this host';
+      if (v4 !== '1') return 'net.ipv4.ip_forward is 0: the kernel data path cannot pass data between two other hosts (only to and from this one)';
     } catch {
       return undefined;
     }

@@ -33,10 +33,17 @@ export interface NatChannelOptions {
 
 export class NatChannel {
   readonly kind = 'kernel';
-  /** 'relaying' once a transfer command went out: the control channel is quiet by design then. */
-  state: 'listening' | 'relaying' | 'closed' = 'listening';
+  /**
+   * 'listening' while the mapping waits for its connection. A connection
+   * already set up keeps its translation (conntrack) whatever happens here.
+   */
+  state: 'listening' | 'closed' = 'listening';
   readonly closed: Promise<string>;
   private resolveClosed!: (reason: string) => void;
+  /** As the relay's listener: the mapping and the port are given up after the accept window. */
+  private readonly acceptTimer: NodeJS.Timeout;
+  /** When the kernel drops the elements itself: no delete needed after that. */
+  private readonly expiresAt: number;
 
   private constructor(
     private readonly opts: NatChannelOptions,
@@ -45,6 +52,8 @@ export class NatChannel {
     private readonly mapping: NatMapping,
   ) {
     this.closed = new Promise((r) => (this.resolveClosed = r));
+    this.expiresAt = Date.now() + Math.ceil(opts.acceptTimeoutMs / 1000) * 1000;
+    this.acceptTimer = setTimeout(() => this.close('accept window over'), opts.acceptTimeoutMs);
     listener.on('connection', (s) => {
       const from = `${s.remoteAddress}:${s.remotePort}`;
       s.destroy();
@@ -90,11 +99,6 @@ export class NatChannel {
     return new NatChannel(opts, listener, port, mapping);
   }
 
-  /** A transfer command went out on this channel. */
-  begin(): void {
-    if (this.state === 'listening') this.state = 'relaying';
-  }
-
   /** The kernel delivers the bytes itself: nothing of ours to wait for. */
   settled(): Promise<void> {
     return Promise.resolve();
@@ -103,11 +107,16 @@ export class NatChannel {
   close(reason: string): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    clearTimeout(this.acceptTimer);
     this.listener.close();
     this.opts.pool.release(this.port);
     const { session, mode, sink } = this.opts;
     // Connections already set up keep their translation: conntrack holds it.
-    this.opts.nat.remove(this.mapping).catch((err: Error) => sink({ event: 'warning', session, message: `kernel mapping for ${formatEndpoint(this.mapping.via)} not removed: ${err.message}` }));
+    // Elements about to expire are left to the kernel: deleting one that is
+    // gone fails its whole nft batch, which then reruns item by item.
+    if (Date.now() < this.expiresAt - 1_000) {
+      this.opts.nat.remove(this.mapping).catch((err: Error) => sink({ event: 'warning', session, message: `kernel mapping for ${formatEndpoint(this.mapping.via)} not removed: ${err.message}` }));
+    }
     sink({ event: 'data-nat', session, mode, action: 'unmap', from: this.opts.source.address, via: formatEndpoint(this.mapping.via), to: formatEndpoint(this.opts.target), reason });
     this.resolveClosed(reason);
   }

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { LineFramer, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
 import { parseCommand, redactCommand, transferDirection, TRANSFER_VERBS } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
-import { formatEndpoint, ipOf, sameAddress, type IpAddress } from '../protocol/address.js';
+import { classifyAddress, formatEndpoint, ipOf, sameAddress, type IpAddress } from '../protocol/address.js';
 import {
   ControlTranslator,
   completionAwaitsData,
@@ -254,7 +254,9 @@ export class ControlSession {
 
   private onIdle(): void {
     if (this.closeReason) return;
-    const transferring = [...this.channels].some((c) => c.state === 'relaying' || c.state === 'connecting');
+    // A transfer command still waiting for its final reply counts too: on
+    // the kernel data path no byte of it passes here.
+    const transferring = this.order.awaitsTransfer() || [...this.channels].some((c) => c.state === 'relaying' || c.state === 'connecting');
     if (transferring) {
       // RFC 959 servers time out idle control connections too, but never in
       // the middle of a transfer: the control channel is quiet by design then.
@@ -334,7 +336,6 @@ export class ControlSession {
     const decision: ClientDecision = this.translator!.onClientCommand(cmd);
     switch (decision.type) {
       case 'forward':
-        if (this.data instanceof NatChannel && TRANSFER_VERBS.has(cmd.verb)) this.data.begin();
         this.pass(server, item, 'client->server');
         this.order.sent(decision.sent);
         return;
@@ -364,7 +365,7 @@ export class ControlSession {
     const listenHost = this.config.activeListenAddress ?? server.localAddress!;
     // The client expects data from the address it sends its commands to.
     const clientPeer = this.config.clientSeesServerAddress ? serverIp : ipOf(this.client.localAddress!);
-    const kernel = this.kernelPath([serverIp, ipOf(listenHost), decision.target, clientPeer]);
+    const kernel = this.kernelPath(serverIp, decision.target, ipOf(listenHost), clientPeer);
     const channel = kernel
       ? await this.openData('active', listenHost, () =>
           NatChannel.open({
@@ -571,7 +572,7 @@ export class ControlSession {
     const listenHost = client.localAddress!;
     if (decision.refusal) this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
     const serverSide = ipOf(this.server!.localAddress!);
-    const kernel = this.kernelPath([clientIp, ipOf(listenHost), decision.dial, serverSide]);
+    const kernel = this.kernelPath(clientIp, decision.dial, ipOf(listenHost), serverSide);
     const channel = kernel
       ? await this.openData('passive', listenHost, () =>
           NatChannel.open({
@@ -621,11 +622,15 @@ export class ControlSession {
 
   /**
    * The kernel path when configured and possible: netfilter cannot turn an
-   * IPv6 connection into an IPv4 one, so mixed families are relayed.
+   * IPv6 connection into an IPv4 one, and a connection between loopback and
+   * another interface is dropped as martian, so those are relayed.
    */
-  private kernelPath(addresses: Array<{ family: 4 | 6 }>): KernelNat | undefined {
+  private kernelPath(source: IpAddress, target: IpAddress, ...others: IpAddress[]): KernelNat | undefined {
     const nat = this.config.kernelNat;
-    return nat && addresses.every((a) => a.family === addresses[0]!.family) ? nat : undefined;
+    if (!nat) return undefined;
+    const all = [source, target, ...others];
+    const loopback = (ip: IpAddress) => classifyAddress(ip) === 'loopback';
+    return all.every((a) => a.family === source.family) && loopback(source) === loopback(target) ? nat : undefined;
   }
 
   private natOptions(mode: 'active' | 'passive', listenHost: string, pool: PortPool, nat: KernelNat) {
@@ -650,6 +655,11 @@ export class ControlSession {
         channel.close(`session closed: ${this.closeReason}`);
         return undefined;
       }
+      // Another PORT/PASV may have opened a channel while this one was
+      // being set up (the client's PORT and the server's 227 are handled
+      // side by side): the last one wins here too.
+      const previous = this.data;
+      if (previous && previous !== channel && previous.state === 'listening') previous.close('replaced by a new data channel');
       this.data = channel;
       this.channels.add(channel);
       void channel.closed.then(() => this.channels.delete(channel));

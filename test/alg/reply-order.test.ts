@@ -150,3 +150,20 @@ describe('ReplyOrder', () => {
     expect(order.owed).toBe(owed);
   });
 });
+
+describe('awaitsTransfer: a transfer command still owes its final reply', () => {
+  test('true from RETR until its final reply, whatever was pipelined before it', () => {
+    const order = new ReplyOrder();
+    order.finalReplied(); // the greeting
+    expect(order.awaitsTransfer()).toBe(false);
+    order.sent({ verb: 'EPSV' });
+    order.sent({ verb: 'RETR' });
+    expect(order.awaitsTransfer()).toBe(true);
+    order.finalReplied(229); // answers EPSV
+    expect(order.awaitsTransfer()).toBe(true);
+    order.finalReplied(226); // answers RETR
+    expect(order.awaitsTransfer()).toBe(false);
+    order.sent({ verb: 'NOOP' });
+    expect(order.awaitsTransfer()).toBe(false);
+  });
+});

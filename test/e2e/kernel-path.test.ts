@@ -19,14 +19,14 @@ const ip = (s: string) => parseIp(s)!;
 const ep = (s: string, port: number): Endpoint => ({ ...ip(s), port });
 
 describe('nftables text of the kernel data path', () => {
-  test('an IPv4 mapping with SNAT: the SNAT key is the translated destination', () => {
+  test('an IPv4 mapping with SNAT: both elements are keyed by the source and our address and port', () => {
     const m = { source: ip('100.64.1.2'), via: ep('198.18.0.1', 40001), target: ep('198.18.0.2', 2121), snatTo: ip('198.18.0.1') };
     expect(renderMapping('t', m, 'add', 30_000)).toBe(
       'add element inet t dnat4 { 100.64.1.2 . 198.18.0.1 . 40001 timeout 30s : 198.18.0.2 . 2121 }\n' +
-        'add element inet t snat4 { 100.64.1.2 . 198.18.0.2 . 2121 timeout 30s : 198.18.0.1 }\n',
+        'add element inet t snat4 { 100.64.1.2 . 198.18.0.1 . 40001 timeout 30s : 198.18.0.1 }\n',
     );
     expect(renderMapping('t', m, 'delete', 0)).toBe(
-      'delete element inet t dnat4 { 100.64.1.2 . 198.18.0.1 . 40001 }\ndelete element inet t snat4 { 100.64.1.2 . 198.18.0.2 . 2121 }\n',
+      'delete element inet t dnat4 { 100.64.1.2 . 198.18.0.1 . 40001 }\ndelete element inet t snat4 { 100.64.1.2 . 198.18.0.1 . 40001 }\n',
     );
   });
 
@@ -40,7 +40,7 @@ describe('nftables text of the kernel data path', () => {
   });
 
   test.skipIf(!HAVE.root)(`the table loads in nft's check mode${needs('root', 'nft -c needs root')}`, async () => {
-    const r = await run('nft', ['-c', '-f', '-'], { input: renderTable('ftp_alg_check') });
+    const r = await run('nft', ['-c', '-f', '-'], { input: renderTable('ftp_alg_check', 1) });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
   });
@@ -175,6 +175,97 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
       await c.quit();
     } finally {
       await other.close(); // the table is already gone: no error
+    }
+  });
+
+  test('EPSV and RETR sent together: the transfer still counts as running for the idle timer', async () => {
+    const quiet = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_pipelined', 'idle-timeout': 1 });
+    try {
+      const c = await FtpClient.connect('127.0.0.1', quiet.port);
+      await c.login();
+      // The RETR reaches the gateway before the channel exists.
+      c.socket.write('EPSV\r\nRETR /f.bin\r\n');
+      // Keep preliminary replies: the server may send its 150 before the data connection is up.
+      const epsv = await c.read(true);
+      const preliminary = c.read(true);
+      const data = net.connect({ host: '127.0.0.1', port: Number(/\|\|\|(\d+)\|/.exec(epsv.text)![1]) });
+      await new Promise<void>((r) => data.once('connect', () => r()));
+      data.pause();
+      expect((await preliminary).code).toBe(150);
+      // Time passing is the stimulus: idle periods with the transfer open.
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(quiet.log.of('session-close')).toHaveLength(0);
+      const chunks: Buffer[] = [];
+      data.on('data', (d: Buffer) => chunks.push(d));
+      const ended = new Promise((r) => data.once('end', r));
+      data.resume();
+      await ended;
+      expect((await c.read()).code).toBe(226);
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(FILE));
+      await c.quit();
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  test('an unused mapping gives up its port after --data-timeout, as the relay does', async () => {
+    const tight = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_window', 'passive-ports': '41700-41700', 'data-timeout': 1 });
+    try {
+      const a = await FtpClient.connect('127.0.0.1', tight.port);
+      await a.login();
+      expect((await a.send('EPSV')).text).toMatch(/\|\|\|41700\|/);
+      const unmapped = await tight.log.waitFor('data-nat', (e) => e.action === 'unmap');
+      expect(unmapped.reason).toBe('accept window over');
+      const b = await FtpClient.connect('127.0.0.1', tight.port);
+      await b.login();
+      expect((await b.send('EPSV')).text).toMatch(/\|\|\|41700\|/);
+      await Promise.all([a.quit(), b.quit()]);
+    } finally {
+      await tight.close();
+    }
+  });
+
+  test('pipelined PASV and PORT: each new channel replaces the last, none is left open', async () => {
+    const c = await FtpClient.connect('127.0.0.1', gw.port);
+    await c.login();
+    const mine = net.createServer();
+    await new Promise<void>((r) => mine.listen(0, '127.0.0.1', r));
+    const port = (mine.address() as net.AddressInfo).port;
+    const before = gw.log.of('data-nat').length;
+    const portArg = `127,0,0,1,${port >> 8},${port & 255}`;
+    c.socket.write(Array.from({ length: 4 }, () => `PASV\r\nPORT ${portArg}\r\n`).join(''));
+    for (let i = 0; i < 8; i++) expect((await c.read()).code).toBeLessThan(300);
+    const events = gw.log.of('data-nat').slice(before);
+    expect(events.filter((e) => e.action === 'map')).toHaveLength(8);
+    // All but the last were replaced; the last goes with the session.
+    expect(events.filter((e) => e.action === 'unmap' && e.reason === 'replaced by a new data channel')).toHaveLength(7);
+    await c.quit();
+    mine.close();
+  });
+
+  test('a table of the same name that is not ours, or is held by a live ftp-alg, is left alone', async () => {
+    expect((await run('nft', ['-f', '-'], { input: 'table inet ftp_alg_test_foreign { }\n' })).code).toBe(0);
+    expect((await run('nft', ['-f', '-'], { input: `table inet ftp_alg_test_held { comment "ftp-alg pid ${process.ppid}"; }\n` })).code).toBe(0);
+    try {
+      await expect(startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_foreign' })).rejects.toThrow(/table inet ftp_alg_test_foreign exists and is not ftp-alg's/);
+      await expect(startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_held' })).rejects.toThrow(new RegExp(`in use by ftp-alg \\(pid ${process.ppid}\\)`));
+      expect((await nft('list', 'table', 'inet', 'ftp_alg_test_foreign')).code).toBe(0);
+      expect((await nft('list', 'table', 'inet', 'ftp_alg_test_held')).code).toBe(0);
+    } finally {
+      await nft('delete', 'table', 'inet', 'ftp_alg_test_foreign');
+      await nft('delete', 'table', 'inet', 'ftp_alg_test_held');
+    }
+  });
+
+  test('a table a dead ftp-alg left behind is replaced', async () => {
+    const gone = await run('sh', ['-c', 'echo $$']);
+    const deadPid = Number(gone.stdout.toString().trim());
+    expect((await run('nft', ['-f', '-'], { input: `table inet ftp_alg_test_stale { comment "ftp-alg pid ${deadPid}"; }\n` })).code).toBe(0);
+    const g = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_stale' });
+    try {
+      expect((await nft('list', 'table', 'inet', 'ftp_alg_test_stale')).stdout.toString()).toContain(`ftp-alg pid ${process.pid}`);
+    } finally {
+      await g.close();
     }
   });
 
