@@ -351,7 +351,11 @@ function descendants(root: number): number[] {
  * peer ("500 Illegal PORT command."), passive data must come from the control
  * peer. `config` adds or overrides settings (e.g. { pasv_address: '…' }).
  */
-export async function startVsftpd(topo: NatTopology, opts: { files: Record<string, Buffer>; config?: Record<string, string> }): Promise<Vsftpd> {
+export async function startVsftpd(
+  topo: NatTopology,
+  opts: { files: Record<string, Buffer>; config?: Record<string, string>; /** Default: the server namespace at ADDR.server. */ at?: { ns: string; address: string } },
+): Promise<Vsftpd> {
+  const at = opts.at ?? { ns: topo.ns.server, address: ADDR.server };
   const dir = topo.tempDir('ftp-alg-vsftpd-');
   const empty = join(dir, 'empty');
   const root = join(dir, 'anon');
@@ -364,9 +368,9 @@ export async function startVsftpd(topo: NatTopology, opts: { files: Record<strin
   const logPath = join(dir, 'vsftpd.log');
   writeFileSync(logPath, '');
   const confPath = join(dir, 'vsftpd.conf');
-  writeFileSync(confPath, vsftpdConfigText({ address: ADDR.server, port: 21, root, emptyDir: empty, logPath }, opts.config), { mode: 0o600 });
+  writeFileSync(confPath, vsftpdConfigText({ address: at.address, port: 21, root, emptyDir: empty, logPath }, opts.config), { mode: 0o600 });
 
-  const child = topo.spawn(topo.ns.server, '/usr/sbin/vsftpd', [confPath]);
+  const child = topo.spawn(at.ns, '/usr/sbin/vsftpd', [confPath]);
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
@@ -399,7 +403,7 @@ export async function startVsftpd(topo: NatTopology, opts: { files: Record<strin
   );
   exited.catch(() => undefined); // only observed through the race below
   try {
-    await Promise.race([topo.waitListening(topo.ns.server, 21), exited]);
+    await Promise.race([topo.waitListening(at.ns, 21), exited]);
   } catch (e) {
     await stop().catch(() => undefined);
     throw e;
