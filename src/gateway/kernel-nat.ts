@@ -172,6 +172,8 @@ export class KernelNat {
   private pending: Array<{ script: string; resolve: () => void; reject: (err: unknown) => void }> = [];
   private running = false;
   private closed = false;
+  /** When the kernel drops each mapping's elements by itself (by its delete script). */
+  private readonly expiry = new Map<string, number>();
 
   private constructor(readonly table: string) {}
 
@@ -205,22 +207,28 @@ export class KernelNat {
 
   /** Why data between two other hosts will not pass, if it will not (forwarding off). */
   static async forwardingProblem(): Promise<string | undefined> {
-    try {
-      const v4 = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
-      if (v4 !== '1') return 'net.ipv4.ip_forward is 0: the kernel data path cannot pass data between two other hosts (only to and from this one)';
-    } catch {
-      return undefined;
-    }
-    return undefined;
+    const v4 = await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8').catch(() => '1');
+    return v4.trim() === '1' ? undefined : 'net.ipv4.ip_forward is 0: the kernel data path cannot pass data between two other hosts (only to and from this one)';
   }
 
   async add(m: NatMapping, timeoutMs: number): Promise<void> {
+    // Taken before nft commits, so the deadline is never later than the kernel's.
+    const deadline = Date.now() + Math.max(1, Math.ceil(timeoutMs / 1000)) * 1000;
     await this.enqueue(renderMapping(this.table, m, 'add', timeoutMs));
+    this.expiry.set(renderMapping(this.table, m, 'delete', 0), deadline);
   }
 
-  /** Removes a mapping; elements that already expired are no error. */
+  /**
+   * Removes a mapping; elements that already expired are no error. Those
+   * about to expire are left to the kernel: deleting one that is gone fails
+   * its whole nft batch, which then reruns item by item.
+   */
   async remove(m: NatMapping): Promise<void> {
-    const lines = renderMapping(this.table, m, 'delete', 0).trimEnd().split('\n');
+    const script = renderMapping(this.table, m, 'delete', 0);
+    const deadline = this.expiry.get(script);
+    this.expiry.delete(script);
+    if (deadline !== undefined && Date.now() >= deadline - 1_000) return;
+    const lines = script.trimEnd().split('\n');
     await Promise.all(
       lines.map((line) =>
         this.enqueue(line + '\n').catch((err: unknown) => {

@@ -32,7 +32,6 @@ export interface NatChannelOptions {
 }
 
 export class NatChannel {
-  readonly kind = 'kernel';
   /**
    * 'listening' while the mapping waits for its connection. A connection
    * already set up keeps its translation (conntrack) whatever happens here.
@@ -42,8 +41,6 @@ export class NatChannel {
   private resolveClosed!: (reason: string) => void;
   /** As the relay's listener: the mapping and the port are given up after the accept window. */
   private readonly acceptTimer: NodeJS.Timeout;
-  /** When the kernel drops the elements itself: no delete needed after that. */
-  private readonly expiresAt: number;
 
   private constructor(
     private readonly opts: NatChannelOptions,
@@ -52,7 +49,6 @@ export class NatChannel {
     private readonly mapping: NatMapping,
   ) {
     this.closed = new Promise((r) => (this.resolveClosed = r));
-    this.expiresAt = Date.now() + Math.ceil(opts.acceptTimeoutMs / 1000) * 1000;
     this.acceptTimer = setTimeout(() => this.close('accept window over'), opts.acceptTimeoutMs);
     listener.on('connection', (s) => {
       const from = `${s.remoteAddress}:${s.remotePort}`;
@@ -112,11 +108,7 @@ export class NatChannel {
     this.opts.pool.release(this.port);
     const { session, mode, sink } = this.opts;
     // Connections already set up keep their translation: conntrack holds it.
-    // Elements about to expire are left to the kernel: deleting one that is
-    // gone fails its whole nft batch, which then reruns item by item.
-    if (Date.now() < this.expiresAt - 1_000) {
-      this.opts.nat.remove(this.mapping).catch((err: Error) => sink({ event: 'warning', session, message: `kernel mapping for ${formatEndpoint(this.mapping.via)} not removed: ${err.message}` }));
-    }
+    this.opts.nat.remove(this.mapping).catch((err: Error) => sink({ event: 'warning', session, message: `kernel mapping for ${formatEndpoint(this.mapping.via)} not removed: ${err.message}` }));
     sink({ event: 'data-nat', session, mode, action: 'unmap', from: this.opts.source.address, via: formatEndpoint(this.mapping.via), to: formatEndpoint(this.opts.target), reason });
     this.resolveClosed(reason);
   }
