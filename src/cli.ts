@@ -16,6 +16,7 @@ import { parseRunConfig } from './config-file.js';
 import { startListeners } from './gateway/run.js';
 import { readFileSync } from 'node:fs';
 import type { EventSink } from './gateway/events.js';
+import { FORWARD_FLAGS, LIMIT_FLAGS, REVERSE_FLAGS } from './flags.js';
 
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
 
@@ -24,21 +25,12 @@ interface CommonFlags {
   'log-format'?: LogFormat;
 }
 
-/** Limits and timeouts both gateway modes take (README: Security and limits). */
-function withLimits<T>(y: Argv<T>) {
+/** A gateway mode's flags (flags.ts) and the CLI's own --drain. */
+function gatewayFlags<T>(y: Argv<T>, modeFlags: typeof REVERSE_FLAGS | typeof FORWARD_FLAGS) {
   return y
-    .option('data-timeout', { type: 'number', describe: 'seconds a data listener waits for its one connection', default: 30 })
-    .option('data-idle-timeout', { type: 'number', describe: 'seconds a data connection may stall before it is closed', default: 300 })
-    .option('connect-timeout', { type: 'number', describe: 'seconds to connect to the server', default: 10 })
-    .option('login-timeout', { type: 'number', describe: 'seconds from connect to a successful login', default: 60 })
-    .option('idle-timeout', { type: 'number', describe: 'seconds an idle control connection stays (never during a transfer)', default: 600 })
-    .option('max-sessions', { type: 'number', describe: 'sessions at once, all clients', default: 1000 })
-    .option('max-sessions-per-client', { type: 'number', describe: 'sessions at once from one client address', default: 50 })
-    .option('max-line', { type: 'number', describe: 'longest control line in bytes', default: 4096 })
-    .option('tls', { choices: ['refuse', 'passthrough'], default: 'refuse', describe: 'AUTH TLS: refuse (534) or pass through blindly' })
-    .option('drain', { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM/SIGINT' })
-    .option('data-path', { choices: ['relay', 'kernel'], default: 'relay', describe: 'relay: data passes through ftp-alg; kernel: nftables translates each data connection (root, Linux)' })
-    .option('nft-table', { type: 'string', default: 'ftp_alg_data', describe: 'nftables table (inet) the kernel data path owns; deleted on exit' });
+    .options(LIMIT_FLAGS)
+    .options(modeFlags)
+    .option('drain', { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM/SIGINT' });
 }
 
 function withLogging<T>(y: Argv<T>) {
@@ -97,14 +89,7 @@ export async function main(argv: string[]): Promise<void> {
       'reverse',
       'gateway in front of an FTP server behind a NAT',
       (y) =>
-        withLimits(y)
-          .option('listen', { type: 'string', describe: 'ADDR:PORT to accept clients on', demandOption: true })
-          .option('server', { type: 'string', describe: 'HOST:PORT of the FTP server', demandOption: true })
-          .option('public-address', { type: 'string', describe: 'IPv4 address clients reach the gateway at (announced in 227)', demandOption: true })
-          .option('inside-address', { type: 'string', describe: 'our address facing the server, for active-mode listeners' })
-          .option('passive-ports', { type: 'string', describe: 'LO-HI range for passive data listeners' })
-          .option('active-ports', { type: 'string', describe: 'LO-HI range for active data listeners' })
-          .option('server-networks', { type: 'string', describe: 'CIDR,... the server may announce in 227/229 besides its own address' }),
+        gatewayFlags(y, REVERSE_FLAGS),
       async (flags) => {
         const cfg = reverseFromFlags(flags as ReverseFlags);
         const sink = await sinkFor(flags as CommonFlags);
@@ -116,16 +101,7 @@ export async function main(argv: string[]): Promise<void> {
       'forward',
       'gateway for LAN clients going out through a NAT (explicit USER name@host, or transparent)',
       (y) =>
-        withLimits(y)
-          .option('listen', { type: 'string', describe: 'ADDR:PORT to accept LAN clients on', demandOption: true })
-          .option('transparent', { type: 'boolean', default: false, describe: 'clients are redirected by nftables; the server is their original destination' })
-          .option('public-address', { type: 'string', describe: 'our outside address, for active-mode listeners (default: our end of the server connection)' })
-          .option('passive', { choices: ['pass', 'relay'], describe: 'pass: leave 227/229 alone (default when transparent); relay: listen and announce ourselves (default when explicit)' })
-          .option('passive-ports', { type: 'string', describe: 'LO-HI range for relayed passive data listeners' })
-          .option('active-ports', { type: 'string', describe: 'LO-HI range for active data listeners' })
-          .option('allow-clients', { type: 'string', describe: 'CIDR,... that may use the gateway (default: loopback, 100.64/10, RFC 1918, fc00::/7)' })
-          .option('allow-destinations', { type: 'string', describe: "CIDR,... of servers allowed although inside the clients' networks" })
-          .option('active-source-port', { type: 'number', describe: 'source port for active data connections to clients (20 needs privileges)' })
+        gatewayFlags(y, FORWARD_FLAGS)
           .option('print-nft', { type: 'boolean', default: false, describe: 'print the nftables ruleset for transparent mode and exit' })
           .option('lan-interface', { type: 'string', default: 'lan0', describe: 'LAN interface name for --print-nft' }),
       async (flags) => {

@@ -14,31 +14,19 @@
  *       listen: "[::]:2121"         # YAML wants brackets quoted
  */
 import { parse } from 'yaml';
+import { FORWARD_FLAGS, LIMIT_FLAGS, REVERSE_FLAGS } from './flags.js';
 import { ConfigError, forwardFromFlags, parseSeconds, reverseFromFlags, type ForwardConfig, type ReverseConfig } from './config.js';
 
 type Kind = 'string' | 'number' | 'boolean';
 
-const COMMON: Record<string, Kind> = {
-  listen: 'string',
-  'public-address': 'string',
-  'passive-ports': 'string',
-  'active-ports': 'string',
-  'data-timeout': 'number',
-  'data-idle-timeout': 'number',
-  'connect-timeout': 'number',
-  'login-timeout': 'number',
-  'idle-timeout': 'number',
-  'max-line': 'number',
-  'max-sessions': 'number',
-  'max-sessions-per-client': 'number',
-  tls: 'string',
-  'data-path': 'string',
-  'nft-table': 'string',
-};
+/** A listener's keys and their types: the flags of its mode (flags.ts). */
+function keysOf(...tables: Array<Record<string, { type: Kind }>>): Record<string, Kind> {
+  return Object.fromEntries(tables.flatMap((t) => Object.entries(t).map(([key, spec]) => [key, spec.type])));
+}
 
 const KEYS: Record<'reverse' | 'forward', Record<string, Kind>> = {
-  reverse: { ...COMMON, server: 'string', 'inside-address': 'string', 'server-networks': 'string' },
-  forward: { ...COMMON, transparent: 'boolean', passive: 'string', 'allow-clients': 'string', 'allow-destinations': 'string', 'active-source-port': 'number' },
+  reverse: keysOf(REVERSE_FLAGS, LIMIT_FLAGS),
+  forward: keysOf(FORWARD_FLAGS, LIMIT_FLAGS),
 };
 
 export interface RunConfig {

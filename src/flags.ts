@@ -1,0 +1,43 @@
+/**
+ * The gateway flags of each mode, in one place: the CLI registers them and
+ * `run --config` takes the same names as a listener's keys, with the same
+ * types, so the two cannot drift apart. Validation is config.ts's.
+ */
+import type { Options } from 'yargs';
+
+/** Limits and timeouts both modes take (README: Security and limits), and the data path. */
+export const LIMIT_FLAGS = {
+  'data-timeout': { type: 'number', describe: 'seconds a data listener waits for its one connection', default: 30 },
+  'data-idle-timeout': { type: 'number', describe: 'seconds a data connection may stall before it is closed', default: 300 },
+  'connect-timeout': { type: 'number', describe: 'seconds to connect to the server', default: 10 },
+  'login-timeout': { type: 'number', describe: 'seconds from connect to a successful login', default: 60 },
+  'idle-timeout': { type: 'number', describe: 'seconds an idle control connection stays (never during a transfer)', default: 600 },
+  'max-sessions': { type: 'number', describe: 'sessions at once, all clients', default: 1000 },
+  'max-sessions-per-client': { type: 'number', describe: 'sessions at once from one client address', default: 50 },
+  'max-line': { type: 'number', describe: 'longest control line in bytes', default: 4096 },
+  tls: { type: 'string', choices: ['refuse', 'passthrough'], default: 'refuse', describe: 'AUTH TLS: refuse (534) or pass through blindly' },
+  'data-path': { type: 'string', choices: ['relay', 'kernel'], default: 'relay', describe: 'relay: data passes through ftp-alg; kernel: nftables translates each data connection (root, Linux)' },
+  'nft-table': { type: 'string', default: 'ftp_alg_data', describe: 'nftables table (inet) the kernel data path owns; deleted on exit' },
+} as const satisfies Record<string, Options>;
+
+export const REVERSE_FLAGS = {
+  listen: { type: 'string', describe: 'ADDR:PORT to accept clients on', demandOption: true },
+  server: { type: 'string', describe: 'HOST:PORT of the FTP server', demandOption: true },
+  'public-address': { type: 'string', describe: 'IPv4 address clients reach the gateway at (announced in 227)', demandOption: true },
+  'inside-address': { type: 'string', describe: 'our address facing the server, for active-mode listeners' },
+  'passive-ports': { type: 'string', describe: 'LO-HI range for passive data listeners' },
+  'active-ports': { type: 'string', describe: 'LO-HI range for active data listeners' },
+  'server-networks': { type: 'string', describe: 'CIDR,... the server may announce in 227/229 besides its own address' },
+} as const satisfies Record<string, Options>;
+
+export const FORWARD_FLAGS = {
+  listen: { type: 'string', describe: 'ADDR:PORT to accept LAN clients on', demandOption: true },
+  transparent: { type: 'boolean', default: false, describe: 'clients are redirected by nftables; the server is their original destination' },
+  'public-address': { type: 'string', describe: 'our outside address, for active-mode listeners (default: our end of the server connection)' },
+  passive: { type: 'string', choices: ['pass', 'relay'], describe: 'pass: leave 227/229 alone (default when transparent); relay: listen and announce ourselves (default when explicit)' },
+  'passive-ports': { type: 'string', describe: 'LO-HI range for relayed passive data listeners' },
+  'active-ports': { type: 'string', describe: 'LO-HI range for active data listeners' },
+  'allow-clients': { type: 'string', describe: 'CIDR,... that may use the gateway (default: loopback, 100.64/10, RFC 1918, fc00::/7)' },
+  'allow-destinations': { type: 'string', describe: "CIDR,... of servers allowed although inside the clients' networks" },
+  'active-source-port': { type: 'number', describe: 'source port for active data connections to clients (20 needs privileges)' },
+} as const satisfies Record<string, Options>;
