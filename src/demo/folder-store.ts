@@ -21,6 +21,23 @@ function errnoOf(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
 }
 
+/** Opens without following a last-component link, and only a regular file. */
+async function openPlainFile(real: string, flags: number): Promise<fsp.FileHandle> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(real, flags | constants.O_NOFOLLOW, 0o644);
+  } catch (err) {
+    throw refusal(err);
+  }
+  try {
+    if (!(await handle.stat()).isFile()) throw new StoreError('NOT_A_FILE');
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  return handle;
+}
+
 /** File system errors a client can cause map to refusals; the rest stay local errors. */
 function refusal(err: unknown): unknown {
   switch (errnoOf(err)) {
@@ -115,37 +132,13 @@ export class FolderStore implements FileStore {
   }
 
   async openRead(virtual: string, offset: number): Promise<Readable> {
-    const real = await this.existing(virtual);
-    let handle: fsp.FileHandle;
-    try {
-      handle = await fsp.open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
-    } catch (err) {
-      throw refusal(err);
-    }
-    try {
-      if (!(await handle.stat()).isFile()) throw new StoreError('NOT_A_FILE');
-    } catch (err) {
-      await handle.close();
-      throw err;
-    }
+    const handle = await openPlainFile(await this.existing(virtual), constants.O_RDONLY);
     return handle.createReadStream({ start: offset, highWaterMark: CHUNK_BYTES });
   }
 
   async openWrite(virtual: string, append: boolean): Promise<Writable> {
-    const real = await this.leaf(virtual);
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC);
-    let handle: fsp.FileHandle;
-    try {
-      handle = await fsp.open(real, flags, 0o644);
-    } catch (err) {
-      throw refusal(err);
-    }
-    try {
-      if (!(await handle.stat()).isFile()) throw new StoreError('NOT_A_FILE');
-    } catch (err) {
-      await handle.close();
-      throw err;
-    }
+    const flags = constants.O_WRONLY | constants.O_CREAT | (append ? constants.O_APPEND : constants.O_TRUNC);
+    const handle = await openPlainFile(await this.leaf(virtual), flags);
     return handle.createWriteStream();
   }
 
