@@ -3,7 +3,7 @@
  * PORT / EPRT / LPRT arguments (client → server) and 227 / 228 / 229 replies
  * (server → client). Pure functions; `undefined` means "does not parse".
  */
-import { parseIp, isValidPort, type Endpoint, type Family } from './address.js';
+import { parseIp, isValidPort, type Endpoint, type Family, type IpAddress } from './address.js';
 
 const BYTE = /^\d{1,3}$/;
 
@@ -24,7 +24,8 @@ function v6FromBytes(b: number[]): string | undefined {
   return parseIp(groups.join(':'))?.address;
 }
 
-function bytesOf(e: Endpoint): number[] {
+/** The address's bytes in network order: 4 for IPv4, 16 for IPv6 (from RFC 5952 text). */
+export function addressBytes(e: IpAddress): number[] {
   if (e.family === 4) return e.address.split('.').map(Number);
   // Expand RFC 5952 text to 16 bytes.
   const [head, tail] = e.address.includes('::') ? e.address.split('::') : [e.address, undefined];
@@ -52,7 +53,7 @@ export function parsePortArg(arg: string): Endpoint | undefined {
 
 export function formatPortArg(e: Endpoint): string {
   if (e.family !== 4) throw new Error('PORT carries IPv4 only');
-  return [...bytesOf(e), e.port >> 8, e.port & 0xff].join(',');
+  return [...addressBytes(e), e.port >> 8, e.port & 0xff].join(',');
 }
 
 // ---- EPRT |af|addr|port| (RFC 2428) ----------------------------------------
@@ -115,7 +116,7 @@ export function parseLprtArg(arg: string): Endpoint | undefined {
 }
 
 export function formatLprtArg(e: Endpoint): string {
-  const b = bytesOf(e);
+  const b = addressBytes(e);
   return [e.family === 4 ? 4 : 6, b.length, ...b, 2, e.port >> 8, e.port & 0xff].join(',');
 }
 

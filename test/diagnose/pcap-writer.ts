@@ -12,6 +12,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { addressBytes } from '../../src/protocol/endpoint.js';
 
 export interface Peer {
   address: string;
@@ -51,22 +52,10 @@ export const LINKTYPE: Record<Link, number> = {
 
 // ---- IP and TCP -------------------------------------------------------------
 
-function v4Bytes(a: string): number[] {
-  return a.split('.').map(Number);
-}
-
-function v6Bytes(a: string): number[] {
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.flatMap((g) => {
-    const v = parseInt(g || '0', 16);
-    return [v >> 8, v & 0xff];
-  });
-}
-
 const isV6 = (a: string) => a.includes(':');
+
+/** IPv4 dotted quad or IPv6 RFC 5952 text to bytes. */
+const bytes = (address: string) => addressBytes({ family: isV6(address) ? 6 : 4, address });
 
 function checksum(buf: Buffer, initial = 0): number {
   let sum = initial;
@@ -104,8 +93,8 @@ export function tcpHeader(p: Packet, pseudo: Buffer): Buffer {
 export function ipPacket(p: Packet): Buffer {
   const payloadLength = 20 + (p.payload?.length ?? 0);
   if (!isV6(p.src.address)) {
-    const src = Buffer.from(v4Bytes(p.src.address));
-    const dst = Buffer.from(v4Bytes(p.dst.address));
+    const src = Buffer.from(bytes(p.src.address));
+    const dst = Buffer.from(bytes(p.dst.address));
     const pseudo = Buffer.concat([src, dst, Buffer.from([0, 6, payloadLength >> 8, payloadLength & 0xff])]);
     const tcp = tcpHeader(p, pseudo);
     const opts = p.ipv4Options ?? Buffer.alloc(0);
@@ -126,8 +115,8 @@ export function ipPacket(p: Packet): Buffer {
     header.writeUInt16BE(checksum(header), 10);
     return Buffer.concat([header, tcp]);
   }
-  const src = Buffer.from(v6Bytes(p.src.address));
-  const dst = Buffer.from(v6Bytes(p.dst.address));
+  const src = Buffer.from(bytes(p.src.address));
+  const dst = Buffer.from(bytes(p.dst.address));
   const len = Buffer.alloc(4);
   len.writeUInt32BE(payloadLength);
   const pseudo = Buffer.concat([src, dst, len, Buffer.from([0, 0, 0, 6])]);
