@@ -119,7 +119,7 @@ function describeExit(e: ClientExit): string {
 async function runCase(env: Env, c: CaseSpec): Promise<CaseResult> {
   const { spec, variant } = env;
   const expectation = c.expect[variant.name]!;
-  const expected = expectation.outcome === 'pass' ? 'pass' : `fail:${expectation.reason}`;
+  const { expected } = caseIdentity(spec, variant, c);
   const caseDir = join(env.dir, 'cases', slug(c.name));
   mkdirSync(caseDir, { recursive: true });
   const file = env.files[c.file]!;
@@ -191,13 +191,7 @@ async function runCase(env: Env, c: CaseSpec): Promise<CaseResult> {
   }
   const mbps = file.size >= 64 << 20 ? (file.size * c.parallel) / 1e6 / (clientMs / 1000) : undefined;
   return {
-    scenario: spec.name,
-    variant: variant.name,
-    alg: variant.alg,
-    case: c.name,
-    server: c.server,
-    row: c.name.slice(c.server.length + 1),
-    expected,
+    ...caseIdentity(spec, variant, c),
     got,
     detail,
     ok: got === expected,
@@ -451,7 +445,8 @@ async function startCaptures(lab: Lab, spec: ScenarioSpec, dir: string): Promise
   }
 }
 
-function errorResult(spec: ScenarioSpec, variant: VariantSpec, c: CaseSpec, detail: string): CaseResult {
+/** What names a case in the results, and the outcome it expects in this variant. */
+function caseIdentity(spec: ScenarioSpec, variant: VariantSpec, c: CaseSpec) {
   const e = c.expect[variant.name]!;
   return {
     scenario: spec.name,
@@ -461,6 +456,12 @@ function errorResult(spec: ScenarioSpec, variant: VariantSpec, c: CaseSpec, deta
     server: c.server,
     row: c.name.slice(c.server.length + 1),
     expected: e.outcome === 'pass' ? 'pass' : `fail:${e.reason}`,
+  };
+}
+
+function errorResult(spec: ScenarioSpec, variant: VariantSpec, c: CaseSpec, detail: string): CaseResult {
+  return {
+    ...caseIdentity(spec, variant, c),
     got: 'error',
     detail,
     ok: false,
