@@ -21,6 +21,7 @@ const LEVEL_OF: Record<GatewayEvent['event'], Level> = {
   'data-nat': 'info',
   control: 'debug',
   warning: 'warn',
+  'internal-error': 'error',
   shutdown: 'info',
 };
 

@@ -14,6 +14,7 @@ type Entry = { kind: 'server'; sent: SentCommand | undefined } | { kind: 'local'
 export class ReplyOrder {
   // The greeting is owed before any command is answered.
   private queue: Entry[] = [{ kind: 'server', sent: undefined }];
+  private locals = 0;
 
   /** The command the next server reply answers (undefined: greeting or nothing owed). */
   get awaiting(): SentCommand | undefined {
@@ -22,7 +23,12 @@ export class ReplyOrder {
   }
 
   get owed(): number {
-    return this.queue.filter((e) => e.kind === 'server').length;
+    return this.queue.length - this.locals;
+  }
+
+  /** Replies of the gateway's own waiting for their turn. */
+  get waitingLocals(): number {
+    return this.locals;
   }
 
   /** A transfer command (RETR, STOR, LIST, …) still waits for its final reply. */
@@ -38,6 +44,7 @@ export class ReplyOrder {
   local(reply: string): string[] {
     if (this.queue.length === 0) return [reply];
     this.queue.push({ kind: 'local', reply });
+    this.locals++;
     return [];
   }
 
@@ -68,7 +75,10 @@ export class ReplyOrder {
     const i = this.answeredIndex(code);
     if (i >= 0) this.queue.splice(i, 1);
     const due: string[] = [];
-    while (this.queue[0]?.kind === 'local') due.push((this.queue.shift() as { reply: string }).reply);
+    while (this.queue[0]?.kind === 'local') {
+      due.push((this.queue.shift() as { reply: string }).reply);
+      this.locals--;
+    }
     return due;
   }
 }

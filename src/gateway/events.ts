@@ -3,8 +3,9 @@
  * metrics subscribe to it. Field names are the log contract (DESIGN.md).
  */
 import type { ReasonCode } from '../alg/policy.js';
+import type { Direction } from '../alg/control-stream.js';
 
-export type Direction = 'client->server' | 'server->client';
+export type { Direction };
 
 export type GatewayEvent =
   | { event: 'listening'; address: string; port: number; mode: string }
@@ -51,6 +52,8 @@ export type GatewayEvent =
     }
   | { event: 'control'; session: string; direction: Direction; line: string }
   | { event: 'warning'; session?: string; message: string }
+  /** A bug met inside a session: that session ends, the process goes on. */
+  | { event: 'internal-error'; session: string; message: string; stack: string }
   | { event: 'shutdown'; reason: string; sessions: number };
 
 export type DataMode = 'active' | 'passive';

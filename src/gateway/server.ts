@@ -11,6 +11,7 @@ import { encodeLine } from '../protocol/framer.js';
 import { ipOf, networkOf } from '../protocol/address.js';
 import type { EventSink } from './events.js';
 import { KernelNat } from './kernel-nat.js';
+import { KernelDataPath, RelayDataPath } from './data-path.js';
 
 export interface GatewayOptions {
   mode: 'reverse' | 'forward';
@@ -52,13 +53,16 @@ export async function startWithKernelNat(nat: KernelNat | undefined, opts: Gatew
 }
 
 /** The parts of a session's configuration both modes take from the flags alike. */
-export function sessionLimits(cfg: CommonGatewayConfig) {
-  return {
-    passivePool: new PortPool(cfg.passivePorts),
-    activePool: new PortPool(cfg.activePorts),
+export function sessionLimits(cfg: CommonGatewayConfig, kernelNat: KernelNat | undefined, sink: EventSink) {
+  const pathOptions = {
+    pools: { passive: new PortPool(cfg.passivePorts), active: new PortPool(cfg.activePorts) },
     acceptTimeoutMs: cfg.acceptTimeoutMs,
     dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
     completionLingerMs: cfg.completionLingerMs,
+    sink,
+  };
+  return {
+    dataPath: kernelNat ? new KernelDataPath(kernelNat, pathOptions) : new RelayDataPath(pathOptions),
     maxLineBytes: cfg.maxLineBytes,
     loginTimeoutMs: cfg.loginTimeoutMs,
     idleTimeoutMs: cfg.idleTimeoutMs,

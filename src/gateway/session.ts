@@ -1,33 +1,17 @@
 /**
- * One control session: the client socket, the server socket, a framer per
- * direction, the translator that decides, and the data channels it asks for.
- * It wires parts together; parsing lives in src/protocol, decisions in
- * src/alg, data relaying in data.ts.
+ * One control session's I/O: the client and server sockets, the timers, and
+ * the data channels. It decides nothing: bytes go into the ControlStream
+ * (src/alg/control-stream.ts) and the actions that come out are carried
+ * out here. Any exception inside is this session's end, never the process's.
  */
 import type { Socket } from 'node:net';
-import { LineFramer, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
-import { parseCommand, redactCommand, transferDirection, TRANSFER_VERBS } from '../protocol/command.js';
-import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
-import { classifyAddress, formatEndpoint, ipOf, sameAddress, type IpAddress } from '../protocol/address.js';
-import {
-  ControlTranslator,
-  completionAwaitsData,
-  PASSIVE_REPLY_CODES,
-  renderActiveCommand,
-  renderPassiveReply,
-  type SentCommand,
-  type ClientDecision,
-  type ReplyDecision,
-  type TranslatorConfig,
-} from '../alg/translator.js';
-import { ReplyOrder } from '../alg/reply-order.js';
-import { RewriteLedger } from '../alg/ledger.js';
+import { encodeLine } from '../protocol/framer.js';
+import { formatEndpoint, ipOf, type IpAddress } from '../protocol/address.js';
+import { ControlStream, type Action, type DataRequest, type Side } from '../alg/control-stream.js';
+import type { TranslatorConfig } from '../alg/translator.js';
 import { REASON, type Refusal } from '../alg/policy.js';
-import { DataChannel, type DataChannelOptions } from './data.js';
-import { NatChannel } from './nat-channel.js';
-import { KernelNatError, type KernelNat } from './kernel-nat.js';
-import { PortsExhaustedError, type PortPool } from './ports.js';
-import type { Direction, EventSink } from './events.js';
+import { DataOpenError, type Channel, type DataPath } from './data-path.js';
+import type { Direction, EventSink, GatewayEvent } from './events.js';
 
 export interface SessionConfig {
   translator: TranslatorConfig;
@@ -37,19 +21,12 @@ export interface SessionConfig {
   activeListenAddress?: string | undefined;
   /** Source port for active-mode connections to the client (20 for clients that insist on it). */
   activeSourcePort?: number | undefined;
-  passivePool: PortPool;
-  activePool: PortPool;
-  acceptTimeoutMs: number;
-  dataIdleTimeoutMs: number;
-  /** Longest a completion reply waits for its data while no byte moves. */
-  completionLingerMs: number;
+  dataPath: DataPath;
   maxLineBytes: number;
   /** From connect to the server's 230. */
   loginTimeoutMs: number;
-  /** A control connection with no traffic and no transfer running is closed after this. */
+  /** A control connection with no complete line and no transfer running is closed after this. */
   idleTimeoutMs: number;
-  /** Kernel data path: data connections are translated by nftables, not relayed. */
-  kernelNat?: KernelNat | undefined;
   /**
    * The client believes it talks to the server's own address (transparent
    * redirect), so data reaching it must come from there, not from us.
@@ -90,56 +67,27 @@ export class DialRefusal extends Error {
 }
 
 const CLOSE_GRACE_MS = 2_000;
-/** A real multi-line 227 has two or three short lines; more is not worth holding. */
-const MAX_HELD_BYTES = 64 * 1024;
+/** An unfinished command line gets this long at most (bounded by the idle timeout too). */
+const LINE_TIMEOUT_MS = 60_000;
+
+type Phase =
+  | { kind: 'dialling' }
+  | { kind: 'running'; server: Socket; stream: ControlStream }
+  | { kind: 'closed'; reason: string };
 
 export class ControlSession {
   readonly closed: Promise<void>;
-  private resolveClosed!: () => void;
-  private server: Socket | undefined;
-  private translator: ControlTranslator | undefined;
-  private readonly order = new ReplyOrder();
-  private readonly clientFramer: LineFramer;
-  private readonly serverFramer: LineFramer;
-  private readonly replies = new ReplyAssembler();
-  private readonly ledgers = { 'client->server': new RewriteLedger(), 'server->client': new RewriteLedger() };
-  private readonly clientQueue: Framed[] = [];
-  private readonly serverQueue: Framed[] = [];
-  private pumping = { client: false, server: false };
-  private ended = { client: false, server: false };
-  /** Which side sent its FIN first: says who ended the session. */
-  private firstEnd: 'client' | 'server' | undefined;
-  /** After QUIT the server closing first is the normal end, not its doing. */
-  private quitSent = false;
-  /**
-   * What arrived of a multi-line passive reply, held until the reply is
-   * complete (the endpoint may be on any line): its lines and any pieces of
-   * lines over the cap, in order.
-   */
-  private held: Framed[] = [];
-  private heldBytes = 0;
-  private streamingReply = false;
-  /** The first bytes of a server line over the cap, while its pieces pass. */
-  private overflowHead: Buffer | undefined;
-  /** Code of the final reply being handled: says which queued command it answers. */
-  private lastFinalCode: number | undefined;
-  /** The data channel the next transfer uses. */
-  private data: DataChannel | NatChannel | undefined;
-  /** Every channel not yet closed, the current one and any still draining. */
-  private readonly channels = new Set<DataChannel | NatChannel>();
-  private overflowing = false;
-  /** After AUTH passthrough: bytes go through untouched, nothing is parsed. */
-  private blind = { client: false, server: false };
-  private closeReason: string | undefined;
+  private resolveClosed: () => void = () => undefined;
+  private phase: Phase = { kind: 'dialling' };
+  private readonly channels = new Map<number, Channel>();
+  private readonly timers: { login?: NodeJS.Timeout; idle?: NodeJS.Timeout; line?: NodeJS.Timeout } = {};
   private readonly openedAt = Date.now();
   private bytesUp = 0;
   private bytesDown = 0;
-  private loginTimer: NodeJS.Timeout | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
-  private loggedIn = false;
+  private readonly ended = { client: false, server: false };
+  /** Which side sent its FIN first: says who ended the session. */
+  private firstEnd: Side | undefined;
   private readonly pauses = new Map<Socket, Set<string>>();
-  /** Set while an AUTH passed through awaits the server's answer. */
-  private authAnswered: (() => void) | undefined;
 
   constructor(
     readonly id: string,
@@ -149,90 +97,82 @@ export class ControlSession {
     private readonly dialServer: ServerDialer,
   ) {
     this.closed = new Promise((r) => (this.resolveClosed = r));
-    this.clientFramer = new LineFramer(config.maxLineBytes);
-    this.serverFramer = new LineFramer(config.maxLineBytes);
   }
 
   get clientLabel(): string {
-    return `${formatEndpoint({ ...ipOf(this.client.remoteAddress ?? '0.0.0.0'), port: this.client.remotePort ?? 0 })}`;
+    return formatEndpoint({ ...ipOf(this.client.remoteAddress ?? '0.0.0.0'), port: this.client.remotePort ?? 0 });
   }
 
   async start(): Promise<void> {
     const client = this.client;
     client.pause();
     client.on('error', (err) => this.close(`client error: ${err.message}`));
-    client.on('close', () => this.onSocketClosed());
+    client.on('close', () => this.guarded(() => this.onSocketClosed()));
+    // session-open comes first, always: what the dialer reports waits for it.
+    const early: GatewayEvent[] = [];
     let dialled: DialResult;
     try {
-      dialled = await this.dialServer(client, { session: this.id, sink: this.sink });
+      dialled = await this.dialServer(client, { session: this.id, sink: (e) => early.push(e) });
     } catch (err) {
+      this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: '-' });
+      for (const e of early) this.sink(e);
       const refusal: Refusal =
         err instanceof DialRefusal ? err.refusal : { code: REASON.SERVER_UNREACHABLE, message: (err as Error).message };
-      const reply = err instanceof DialRefusal ? err.reply : `421 Service not available: ${oneLine(refusal.message)}`;
+      // The server's address and errno are for the log, not for the Internet.
+      const reply = err instanceof DialRefusal ? err.reply : '421 Service not available: the FTP server cannot be reached';
       this.sink({ event: 'refuse', session: this.id, kind: 'connect', code: refusal.code, message: refusal.message });
       this.close(`${refusal.code === REASON.SERVER_UNREACHABLE ? 'server unreachable' : refusal.code}: ${refusal.message}`, reply);
       return;
     }
     const server = dialled.server;
-    if (this.closeReason) {
+    const serverLabel = server.remoteAddress ? formatEndpoint({ ...ipOf(server.remoteAddress), port: server.remotePort ?? 0 }) : '-';
+    this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: serverLabel });
+    for (const e of early) this.sink(e);
+    if (this.phase.kind === 'closed') {
       server.destroy();
       return;
     }
-    this.server = server;
     if (!client.remoteAddress || !server.remoteAddress || server.destroyed) {
       // Reset while we were connecting (or while the dialer talked to the server).
+      server.destroy();
       this.close(server.destroyed || !server.remoteAddress ? 'server vanished before the session started' : 'client vanished before the session started');
       return;
     }
-    const clientIp = ipOf(client.remoteAddress);
-    const serverIp = ipOf(server.remoteAddress);
-    this.translator = new ControlTranslator({ client: clientIp, server: serverIp }, this.config.translator);
-    this.sink({
-      event: 'session-open',
-      session: this.id,
-      client: this.clientLabel,
-      server: formatEndpoint({ ...serverIp, port: server.remotePort ?? 0 }),
-    });
-    this.loginTimer = setTimeout(() => {
-      this.refuse({ code: REASON.LOGIN_TIMEOUT, message: `no successful login within ${this.config.loginTimeoutMs} ms` }, 'session', '');
-      this.close('login timeout', `421 Login timeout (${Math.round(this.config.loginTimeoutMs / 1000)} s): closing control connection`);
-    }, this.config.loginTimeoutMs);
-    this.idleTimer = setTimeout(() => this.onIdle(), this.config.idleTimeoutMs);
+    const stream = new ControlStream(
+      this.id,
+      { client: ipOf(client.remoteAddress), server: ipOf(server.remoteAddress) },
+      { translator: this.config.translator, maxLineBytes: this.config.maxLineBytes },
+      dialled.ledgerSeed,
+    );
+    this.phase = { kind: 'running', server, stream };
+    this.timers.login = setTimeout(() => this.guarded(() => this.perform(stream.loginTimedOut(this.config.loginTimeoutMs))), this.config.loginTimeoutMs);
+    this.timers.idle = setTimeout(() => this.guarded(() => this.onIdle(stream)), this.config.idleTimeoutMs);
     server.on('error', (err) => this.close(`server error: ${err.message}`));
-    server.on('close', () => this.onSocketClosed());
-    server.on('data', (chunk: Buffer) => this.onServerData(chunk));
-    server.on('end', () => {
-      this.ended.server = true;
-      this.firstEnd ??= 'server';
-      void this.pumpServer();
-    });
-    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    client.on('end', () => {
-      this.ended.client = true;
-      this.firstEnd ??= 'client';
-      void this.pumpClient();
-    });
-    for (const dir of ['client->server', 'server->client'] as const) {
-      for (const [before, after] of dialled.ledgerSeed?.[dir] ?? []) this.ledgers[dir].rewrote(before, after);
-    }
-    if (dialled.serverLeftover?.length) this.onServerData(dialled.serverLeftover);
-    if (dialled.clientLeftover?.length) this.onClientData(dialled.clientLeftover);
+    server.on('close', () => this.guarded(() => this.onSocketClosed()));
+    server.on('data', (chunk: Buffer) => this.guarded(() => this.onBytes('server', chunk)));
+    server.on('end', () => this.guarded(() => this.onEnd('server')));
+    client.on('data', (chunk: Buffer) => this.guarded(() => this.onBytes('client', chunk)));
+    client.on('end', () => this.guarded(() => this.onEnd('client')));
+    if (dialled.serverLeftover?.length) this.onBytes('server', dialled.serverLeftover);
+    if (dialled.clientLeftover?.length) this.onBytes('client', dialled.clientLeftover);
     // A dialer that read the server's greeting left the socket paused.
-    server.resume();
-    client.resume();
+    this.resumeFor(server, 'start');
+    this.resumeFor(client, 'start');
   }
 
   /** Closes everything the session holds; the first reason given is the one reported. */
   close(reason: string, lastWords?: string): void {
-    if (this.closeReason) return;
-    this.closeReason = reason;
-    clearTimeout(this.loginTimer);
-    clearTimeout(this.idleTimer);
-    this.authAnswered?.();
-    for (const channel of this.channels) channel.close(`session closed: ${reason}`);
-    this.server?.destroy();
+    if (this.phase.kind === 'closed') return;
+    const running = this.phase.kind === 'running' ? this.phase : undefined;
+    this.phase = { kind: 'closed', reason };
+    clearTimeout(this.timers.login);
+    clearTimeout(this.timers.idle);
+    clearTimeout(this.timers.line);
+    for (const channel of this.channels.values()) channel.close(`session closed: ${reason}`);
+    this.channels.clear();
+    running?.server.destroy();
     // No plain-text words into a stream the client reads as TLS.
-    const words = lastWords !== undefined && !this.blind.server ? encodeLine(oneLine(lastWords)) : undefined;
+    const words = lastWords !== undefined && !running?.stream.blind ? encodeLine(oneLine(lastWords)) : undefined;
     if (words && !this.client.destroyed && !this.client.writableEnded) {
       // Let the last reply reach the client: end() flushes, destroy() would
       // drop it. A client that never reads it is cut off after a grace period.
@@ -252,499 +192,189 @@ export class ControlSession {
     this.resolveClosed();
   }
 
-  private onIdle(): void {
-    if (this.closeReason) return;
-    // A transfer command still waiting for its final reply counts too: on
-    // the kernel data path no byte of it passes here.
-    const transferring = this.order.awaitsTransfer() || [...this.channels].some((c) => c.state === 'relaying' || c.state === 'connecting');
-    if (transferring) {
-      // RFC 959 servers time out idle control connections too, but never in
-      // the middle of a transfer: the control channel is quiet by design then.
-      this.idleTimer?.refresh();
+  /**
+   * The session's one error boundary: whatever throws while handling its
+   * sockets, timers or channels ends this session with a 421, and nothing else.
+   */
+  private guarded(work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      try {
+        this.sink({ event: 'internal-error', session: this.id, message: e.message, stack: e.stack ?? '' });
+      } finally {
+        this.close('internal-error', '421 Internal gateway error; closing control connection');
+      }
+    }
+  }
+
+  private onBytes(side: Side, chunk: Buffer): void {
+    if (this.phase.kind !== 'running') return;
+    if (side === 'client') this.bytesUp += chunk.length;
+    else this.bytesDown += chunk.length;
+    const stream = this.phase.stream;
+    this.perform(side === 'client' ? stream.fromClient(chunk) : stream.fromServer(chunk));
+    if (side === 'client') this.watchLine(stream);
+  }
+
+  private onEnd(side: Side): void {
+    this.ended[side] = true;
+    this.firstEnd ??= side;
+    if (this.phase.kind === 'running') this.perform(this.phase.stream.peerEnded(side));
+  }
+
+  /** Bytes of an unfinished line are not activity; an unfinished line has a deadline. */
+  private watchLine(stream: ControlStream): void {
+    if (!stream.partialLine('client')) {
+      clearTimeout(this.timers.line);
+      this.timers.line = undefined;
       return;
     }
-    this.close('idle timeout', `421 Idle timeout (${Math.round(this.config.idleTimeoutMs / 1000)} s): closing control connection`);
+    if (this.timers.line) return;
+    const ms = Math.min(LINE_TIMEOUT_MS, this.config.idleTimeoutMs);
+    this.timers.line = setTimeout(() => this.guarded(() => this.perform(stream.lineTimedOut(ms))), ms);
+  }
+
+  private onIdle(stream: ControlStream): void {
+    const moving = [...this.channels.values()].some((c) => c.moving);
+    const result = stream.idleTimedOut(this.config.idleTimeoutMs, moving);
+    if (result === 'still-busy') this.timers.idle?.refresh();
+    else this.perform(result);
   }
 
   private onSocketClosed(): void {
-    if (this.closeReason) return;
+    if (this.phase.kind === 'closed') return;
+    const server = this.phase.kind === 'running' ? this.phase.server : undefined;
     const c = this.client.destroyed;
-    const s = this.server?.destroyed ?? true;
-    if (c && s) this.close(this.quitSent ? 'client quit' : this.firstEnd === 'server' ? 'server closed the control connection' : 'client closed the control connection');
+    const s = server?.destroyed ?? true;
+    const quit = this.phase.kind === 'running' && this.phase.stream.quitSent;
+    if (c && s) this.close(quit ? 'client quit' : this.firstEnd === 'server' ? 'server closed the control connection' : 'client closed the control connection');
     else if (c && !this.ended.client) this.close('client vanished');
-    else if (s && !this.ended.server && this.server) this.close('server vanished');
+    else if (s && !this.ended.server && server) this.close('server vanished');
   }
 
-  // ---- client → server ------------------------------------------------------
+  // ---- carrying out the stream's actions -----------------------------------
 
-  private onClientData(chunk: Buffer): void {
-    this.bytesUp += chunk.length;
-    this.idleTimer?.refresh();
-    if (this.blind.client) {
-      this.write(this.server!, chunk, 'client->server');
-      return;
-    }
-    this.clientQueue.push(...this.clientFramer.push(chunk));
-    void this.pumpClient();
-  }
-
-  private async pumpClient(): Promise<void> {
-    if (this.pumping.client || this.closeReason) return;
-    this.pumping.client = true;
-    try {
-      while (this.clientQueue.length > 0 && !this.closeReason) {
-        const item = this.clientQueue.shift()!;
-        if (this.blind.client) {
-          this.write(this.server!, item.raw, 'client->server');
-          continue;
+  private perform(actions: Action[]): void {
+    for (const action of actions) {
+      if (this.phase.kind !== 'running') return;
+      const { server, stream } = this.phase;
+      switch (action.type) {
+        case 'write':
+          this.write(action.to, action.to === 'client' ? this.client : server, action.bytes, stream);
+          break;
+        case 'end': {
+          const socket = action.to === 'client' ? this.client : server;
+          if (!socket.writableEnded) socket.end();
+          break;
         }
-        const pending = this.onClientItem(item);
-        if (pending) {
-          this.pauseFor(this.client, 'pump');
-          await pending;
-          this.resumeFor(this.client, 'pump');
+        case 'event':
+          this.sink(action.event);
+          break;
+        case 'open-data':
+          this.openData(action.request, server, stream);
+          break;
+        case 'release-data': {
+          const channel = this.channels.get(action.id);
+          if (channel?.unused) channel.close(action.reason);
+          break;
         }
+        case 'finish-data':
+          this.finishData(action.id, action.code, action.awaitData, action.toward, stream);
+          break;
+        case 'pause':
+          this.pauseFor(action.side === 'client' ? this.client : server, 'stream');
+          break;
+        case 'resume':
+          this.resumeFor(action.side === 'client' ? this.client : server, 'stream');
+          break;
+        case 'login-settled':
+          clearTimeout(this.timers.login);
+          break;
+        case 'activity':
+          this.timers.idle?.refresh();
+          break;
+        case 'close':
+          this.close(action.reason, action.lastWords);
+          break;
       }
-      if (this.ended.client && !this.closeReason && this.server && !this.server.writableEnded) {
-        const tail = this.clientFramer.end();
-        if (tail) this.write(this.server, tail, 'client->server');
-        this.server.end();
-      }
-    } catch (err) {
-      this.close(`internal error: ${(err as Error).message}`, '421 Internal gateway error; closing control connection');
-    } finally {
-      this.pumping.client = false;
     }
   }
 
-  private onClientItem(item: Framed): Promise<void> | void {
-    const server = this.server!;
-    if (item.kind === 'overflow') {
-      // A command over the cap is dropped, never forwarded in pieces: the
-      // server would see a truncated command, the rest as another one.
-      this.ledgers['client->server'].rewrote(item.raw.length, 0);
-      if (!this.overflowing) {
-        this.refuse({ code: REASON.LINE_TOO_LONG, message: `command longer than ${this.config.maxLineBytes} bytes dropped` }, 'command', item.raw.subarray(0, 40).toString('latin1'));
-        this.answer(`500 Command line too long (over ${this.config.maxLineBytes} bytes)`);
-      }
-      this.overflowing = !item.done;
+  private openData(request: DataRequest, server: Socket, stream: ControlStream): void {
+    const active = request.mode === 'active';
+    const serverIp = stream.addrs.server;
+    const listenHost = active ? (this.config.activeListenAddress ?? server.localAddress) : this.client.localAddress;
+    const ours = active ? this.client.localAddress : server.localAddress;
+    if (!listenHost || !ours) {
+      this.perform(stream.dataFailed(request.id, 'listen-failed', 'a socket of this session has no local address'));
       return;
     }
-    this.trace('client->server', redactCommand(item.text));
-    const cmd = parseCommand(item.text);
-    if (cmd.verb === 'QUIT') this.quitSent = true;
-    const decision: ClientDecision = this.translator!.onClientCommand(cmd);
-    switch (decision.type) {
-      case 'forward':
-        this.pass(server, item, 'client->server');
-        this.order.sent(decision.sent);
-        return;
-      case 'tls-passthrough':
-        this.pass(server, item, 'client->server');
-        this.order.sent(decision.sent);
-        // Read nothing more from the client until the server has answered:
-        // after a 234 its next bytes are TLS, after a refusal plain FTP again.
-        return new Promise<void>((resolve) => (this.authAnswered = resolve));
-      case 'forward-as':
-        this.rewriteOut(server, item, decision.text, 'client->server', cmd.verb, decision.reason);
-        this.order.sent(decision.sent);
-        return;
-      case 'answer':
-        this.ledgers['client->server'].rewrote(item.raw.length, 0);
-        if (decision.refusal) this.refuse(decision.refusal, cmd.verb, item.text);
-        this.answer(decision.reply);
-        return;
-      case 'active':
-        return this.openActive(item, decision);
-    }
-  }
-
-  private async openActive(item: FramedLine, decision: Extract<ClientDecision, { type: 'active' }>): Promise<void> {
-    const server = this.server!;
-    const serverIp = ipOf(server.remoteAddress!);
-    const listenHost = this.config.activeListenAddress ?? server.localAddress!;
-    // The client expects data from the address it sends its commands to.
-    const clientPeer = this.config.clientSeesServerAddress ? serverIp : ipOf(this.client.localAddress!);
-    const kernel = this.kernelPath(serverIp, decision.target, ipOf(listenHost), clientPeer);
-    const channel = kernel
-      ? await this.openData('active', listenHost, () =>
-          NatChannel.open({
-            ...this.natOptions('active', listenHost, this.config.activePool, kernel),
-            source: serverIp,
-            target: decision.target,
-            snatTo: clientPeer,
+    const sourceAs = active ? (this.config.clientSeesServerAddress ? serverIp : ipOf(ours)) : ipOf(ours);
+    this.config.dataPath
+      .open({
+        session: this.id,
+        mode: request.mode,
+        listenHost,
+        expectFrom: request.expectFrom,
+        alsoFrom: request.alsoFrom,
+        target: request.target,
+        dialFrom: ours,
+        dialFromPort: active ? this.config.activeSourcePort : undefined,
+        sourceAs,
+      })
+      .then(
+        (channel) =>
+          this.guarded(() => {
+            if (this.phase.kind !== 'running') {
+              channel.close(`session closed: ${this.phase.kind === 'closed' ? this.phase.reason : 'not running'}`);
+              return;
+            }
+            this.channels.set(request.id, channel);
+            void channel.closed.then(() => this.channels.get(request.id) === channel && this.channels.delete(request.id));
+            const announceIp = active ? ipOf(listenHost) : (this.config.passiveAnnounceAddress ?? ipOf(listenHost));
+            this.perform(stream.dataOpened(request.id, { ...announceIp, port: channel.port }));
           }),
-        )
-      : await this.openData('active', listenHost, () =>
-          DataChannel.open({
-            ...this.relayOptions(),
-            mode: 'active',
-            listenHost,
-            pool: this.config.activePool,
-            acceptFrom: (peer) => sameAddress(peer, serverIp) || this.config.translator.serverNetworks.some((n) => n.contains(peer)),
-            acceptLabel: serverIp.address,
-            dialTarget: decision.target,
-            dialFrom: this.client.localAddress,
-            dialFromPort: this.config.activeSourcePort,
+        (err: unknown) =>
+          this.guarded(() => {
+            if (err instanceof DataOpenError) this.perform(stream.dataFailed(request.id, err.failure, err.message));
+            else throw err;
           }),
-        );
-    if (!channel) {
-      this.ledgers['client->server'].rewrote(item.raw.length, 0);
-      return;
-    }
-    const listen = { ...ipOf(listenHost), port: channel.port };
-    const text = renderActiveCommand(decision.verb, decision.delimiter, listen, this.translator!.addrs.client.family);
-    this.rewriteOut(server, item, text, 'client->server', decision.verb, `client ${formatEndpoint(decision.target)} is reached through the gateway at ${formatEndpoint(listen)}`);
-    this.order.sent(decision.sent);
+      );
   }
 
-  // ---- server → client ------------------------------------------------------
-
-  private onServerData(chunk: Buffer): void {
-    this.bytesDown += chunk.length;
-    this.idleTimer?.refresh();
-    if (this.blind.server) {
-      this.write(this.client, chunk, 'server->client');
-      return;
-    }
-    this.serverQueue.push(...this.serverFramer.push(chunk));
-    void this.pumpServer();
+  private finishData(id: number, code: number, awaitData: boolean, toward: Side, stream: ControlStream): void {
+    const channel = this.channels.get(id);
+    const finished = channel ? channel.finish(code, awaitData, toward) : Promise.resolve();
+    finished.then(
+      () => this.guarded(() => this.perform(stream.dataFinished(id))),
+      (err: unknown) => this.guarded(() => { throw err; }),
+    );
   }
 
-  private async pumpServer(): Promise<void> {
-    if (this.pumping.server || this.closeReason) return;
-    this.pumping.server = true;
-    try {
-      while (this.serverQueue.length > 0 && !this.closeReason) {
-        const item = this.serverQueue.shift()!;
-        if (this.blind.server) {
-          this.write(this.client, item.raw, 'server->client');
-          continue;
-        }
-        const pending = this.onServerItem(item);
-        if (pending) {
-          this.pauseFor(this.server!, 'pump');
-          await pending;
-          this.resumeFor(this.server!, 'pump');
-        }
-      }
-      if (this.ended.server && !this.closeReason && !this.client.writableEnded) {
-        const tail = this.serverFramer.end();
-        if (tail) this.write(this.client, tail, 'server->client');
-        this.client.end();
-      }
-    } catch (err) {
-      this.close(`internal error: ${(err as Error).message}`, '421 Internal gateway error; closing control connection');
-    } finally {
-      this.pumping.server = false;
-    }
-  }
-
-  private onServerItem(item: Framed): Promise<void> | void {
-    if (item.kind === 'overflow') {
-      // Replies are not ours to drop: an overlong one passes through as is,
-      // in its place inside a reply being held. It still counts as a line,
-      // or replies and commands would fall out of step.
-      this.overflowHead ??= item.raw.subarray(0, 4);
-      if (this.held.length > 0) this.hold(item);
-      else this.pass(this.client, item, 'server->client');
-      if (!item.done) return;
-      const event = this.replies.pushOverlong(this.overflowHead);
-      this.overflowHead = undefined;
-      if (event?.kind !== 'reply') return;
-      const items = this.held;
-      this.streamingReply = false;
-      this.held = [];
-      this.heldBytes = 0;
-      // Its last line is already out: pass the rest on, rewrite nothing.
-      return this.onServerReply(event.reply, true, items);
-    }
-    this.trace('server->client', item.text);
-    const event = this.replies.push(item);
-    if (!event) {
-      // Inside a multi-line reply. Passive replies are held whole; the rest
-      // stream through.
-      const first = this.held.find((h): h is FramedLine => h.kind === 'line') ?? item;
-      const code = replyCode(first.text);
-      if (this.streamingReply || (this.held.length === 0 && code !== undefined && !PASSIVE_REPLY_CODES.has(code))) {
-        this.streamingReply = true;
-        this.pass(this.client, item, 'server->client');
-      } else {
-        this.hold(item);
-      }
-      return;
-    }
-    if (event.kind === 'stray') {
-      this.pass(this.client, item, 'server->client');
-      return;
-    }
-    const items = this.streamingReply ? [item] : [...this.held, item];
-    const streamed = this.streamingReply;
-    this.streamingReply = false;
-    this.held = [];
-    this.heldBytes = 0;
-    return this.onServerReply(event.reply, streamed, items);
-  }
-
-  private hold(item: Framed): void {
-    if (this.heldBytes + item.raw.length > MAX_HELD_BYTES) {
-      this.sink({ event: 'warning', session: this.id, message: `a passive reply over ${MAX_HELD_BYTES} bytes: relayed unchanged, not rewritten` });
-      for (const h of this.held) this.pass(this.client, h, 'server->client');
-      this.pass(this.client, item, 'server->client');
-      this.held = [];
-      this.heldBytes = 0;
-      this.streamingReply = true;
-      return;
-    }
-    this.held.push(item);
-    this.heldBytes += item.raw.length;
-  }
-
-  /** Sends a reply's items in order; `replace` maps a line index of the reply to its new text. */
-  private emitReply(reply: Reply, items: Framed[], replace: Map<number, string>, kind: string, reason: string): void {
-    for (const item of items) {
-      const index = item.kind === 'line' ? reply.lines.indexOf(item) : -1;
-      const text = replace.get(index);
-      if (item.kind === 'line' && text !== undefined) this.rewriteOut(this.client, item, text, 'server->client', kind, reason);
-      else this.pass(this.client, item, 'server->client');
-    }
-  }
-
-  private onServerReply(reply: Reply, streamed: boolean, items: Framed[]): Promise<void> | void {
-    if (reply.code === 230 && !this.loggedIn) {
-      this.loggedIn = true;
-      clearTimeout(this.loginTimer);
-    }
-    if (!isFinalCode(reply.code)) {
-      this.emitReply(reply, items, new Map(), '', '');
-      return;
-    }
-    const sent = this.order.answers(reply.code);
-    this.lastFinalCode = reply.code;
-    const decision: ReplyDecision = streamed
-      ? { type: 'forward' }
-      : this.translator!.onServerReply(reply.code, reply.lines.map(rawBody), sent);
-    if (decision.type === 'passive') return this.openPassive(reply, items, decision);
-    if (decision.type === 'unparsed') {
-      this.sink({ event: 'warning', session: this.id, message: `${decision.reason}: passed unchanged` });
-    }
-    if (decision.type === 'rewrite') {
-      this.emitReply(reply, items, new Map([[decision.lineIndex, decision.text]]), decision.kind, decision.reason);
-      this.finishReply();
-      return;
-    }
-    const isTransferEnd = sent !== undefined && TRANSFER_VERBS.has(sent.verb) && this.data !== undefined;
-    if (isTransferEnd) return this.completeTransfer(reply, items, sent);
-    this.emitReply(reply, items, new Map(), '', '');
-    if (sent?.verb === 'AUTH' && this.authAnswered) {
-      if (reply.code === 234) this.goBlind();
-      this.authAnswered();
-      this.authAnswered = undefined;
-    }
-    this.finishReply();
-  }
-
-  /**
-   * The completion reply of a transfer reaches the client only after the data
-   * relayed so far has been flushed to it: a client that sees 226 first may
-   * close the data connection and lose the tail (or report a short file).
-   */
-  private async completeTransfer(reply: Reply, items: Framed[], sent: SentCommand): Promise<void> {
-    const channel = this.data!;
-    const waitForData =
-      channel instanceof DataChannel &&
-      completionAwaitsData(reply.code) &&
-      (channel.state === 'relaying' || channel.state === 'connecting' || (channel.state === 'listening' && reply.code < 300));
-    if (waitForData) await channel.settled(this.config.completionLingerMs, transferDirection(sent.verb) === 'to-server' ? 'server' : 'client');
-    if (channel instanceof NatChannel) channel.close(`transfer ended with ${reply.code}`);
-    else if (channel.state === 'listening') channel.close(`transfer ended with ${reply.code} before a data connection`);
-    if (this.data === channel) {
-      this.data = undefined;
-    }
-    if (this.closeReason) return;
-    this.emitReply(reply, items, new Map(), '', '');
-    this.finishReply();
-  }
-
-  private async openPassive(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>): Promise<void> {
-    const client = this.client;
-    const clientIp = this.translator!.addrs.client;
-    const listenHost = client.localAddress!;
-    if (decision.refusal) this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
-    const serverSide = ipOf(this.server!.localAddress!);
-    const kernel = this.kernelPath(clientIp, decision.dial, ipOf(listenHost), serverSide);
-    const channel = kernel
-      ? await this.openData('passive', listenHost, () =>
-          NatChannel.open({
-            ...this.natOptions('passive', listenHost, this.config.passivePool, kernel),
-            source: clientIp,
-            target: decision.dial,
-            // The server expects data from the address it gets our commands from.
-            snatTo: serverSide,
-          }),
-        )
-      : await this.openData('passive', listenHost, () =>
-          DataChannel.open({
-            ...this.relayOptions(),
-            mode: 'passive',
-            listenHost,
-            pool: this.config.passivePool,
-            acceptFrom: (peer) => sameAddress(peer, clientIp),
-            acceptLabel: clientIp.address,
-            dialTarget: decision.dial,
-            dialFrom: this.server!.localAddress,
-          }),
-        );
-    const rawBytes = items.reduce((n, i) => n + i.raw.length, 0);
-    if (!channel) {
-      this.ledgers['server->client'].rewrote(rawBytes, 0);
-      this.finishReply();
-      return;
-    }
-    const announcedIp = this.config.passiveAnnounceAddress ?? ipOf(listenHost);
-    const announced = { ...announcedIp, port: channel.port };
-    const texts = reply.lines.map(rawBody);
-    const out = renderPassiveReply(decision, texts, announced);
-    const reason = `server data endpoint ${formatEndpoint(decision.dial)} is reached through the gateway at ${formatEndpoint(announced)}`;
-    if (decision.inPlace) {
-      // Every line that carried an endpoint was rewritten; the rest pass as they came.
-      const replace = new Map(out.flatMap((text, i): Array<[number, string]> => (text !== texts[i] ? [[i, text]] : [])));
-      this.emitReply(reply, items, replace, decision.kind, reason);
-    } else {
-      // Answered in another form (227 as 229 for an IPv6 client): the reply is replaced whole.
-      const before = reply.lines.map((l) => l.text).join('\n');
-      const after = encodeLine(out.join('\r\n'), reply.lines.at(-1)!.eol);
-      this.emitRewrite('server->client', decision.kind, before, out.join('\n'), rawBytes, after, reason + ` (${decision.kind} answered as ${decision.answerAs})`);
-      this.write(client, after, 'server->client');
-    }
-    this.finishReply();
-  }
-
-  /**
-   * The kernel path when configured and possible: netfilter cannot turn an
-   * IPv6 connection into an IPv4 one, and a connection between loopback and
-   * another interface is dropped as martian, so those are relayed.
-   */
-  private kernelPath(source: IpAddress, target: IpAddress, ...others: IpAddress[]): KernelNat | undefined {
-    const nat = this.config.kernelNat;
-    if (!nat) return undefined;
-    const all = [source, target, ...others];
-    const loopback = (ip: IpAddress) => classifyAddress(ip) === 'loopback';
-    return all.every((a) => a.family === source.family) && loopback(source) === loopback(target) ? nat : undefined;
-  }
-
-  private natOptions(mode: 'active' | 'passive', listenHost: string, pool: PortPool, nat: KernelNat) {
-    return { session: this.id, mode, listenHost, pool, nat, acceptTimeoutMs: this.config.acceptTimeoutMs, sink: this.sink };
-  }
-
-  private relayOptions(): Pick<DataChannelOptions, 'session' | 'acceptTimeoutMs' | 'idleTimeoutMs' | 'sink'> {
-    return { session: this.id, acceptTimeoutMs: this.config.acceptTimeoutMs, idleTimeoutMs: this.config.dataIdleTimeoutMs, sink: this.sink };
-  }
-
-  private async openData(
-    mode: 'active' | 'passive',
-    listenHost: string,
-    open: () => Promise<DataChannel | NatChannel>,
-  ): Promise<DataChannel | NatChannel | undefined> {
-    // A new PORT/PASV replaces the previous data channel (RFC 959: the last
-    // one given wins); an unused listener must not stay open.
-    if (this.data && this.data.state === 'listening') this.data.close('replaced by a new data channel');
-    try {
-      const channel = await open();
-      if (this.closeReason) {
-        channel.close(`session closed: ${this.closeReason}`);
-        return undefined;
-      }
-      // Another PORT/PASV may have opened a channel while this one was
-      // being set up (the client's PORT and the server's 227 are handled
-      // side by side): the last one wins here too.
-      const previous = this.data;
-      if (previous && previous !== channel && previous.state === 'listening') previous.close('replaced by a new data channel');
-      this.data = channel;
-      this.channels.add(channel);
-      void channel.closed.then(() => this.channels.delete(channel));
-      return channel;
-    } catch (err) {
-      const verb = mode === 'active' ? 'PORT' : 'PASV';
-      if (err instanceof KernelNatError) {
-        this.refuse({ code: REASON.KERNEL_NAT_FAILED, message: `kernel mapping failed: ${err.message}` }, verb, '');
-        this.answer("425 Can't open data connection through the gateway (kernel mapping failed)");
-        return undefined;
-      }
-      const exhausted = err instanceof PortsExhaustedError;
-      const message = exhausted ? err.message : `cannot listen on ${listenHost}: ${(err as Error).message}`;
-      this.refuse({ code: REASON.PORTS_EXHAUSTED, message }, verb, '');
-      this.answer(`425 Can't open data connection through the gateway (${exhausted ? 'no free port' : 'listen failed'})`);
-      return undefined;
-    }
-  }
-
-  private goBlind(): void {
-    this.sink({ event: 'warning', session: this.id, message: 'AUTH accepted and passed through: the control channel is encrypted from here, no more rewriting' });
-    this.blind.client = true;
-    this.blind.server = true;
-    // The login (and its 230) now happens inside TLS, out of our sight.
-    clearTimeout(this.loginTimer);
-    const rest = [...this.serverQueue.splice(0).map((i) => i.raw), this.serverFramer.end()].filter((b): b is Buffer => !!b);
-    for (const b of rest) this.write(this.client, b, 'server->client');
-    const clientRest = [...this.clientQueue.splice(0).map((i) => i.raw), this.clientFramer.end()].filter((b): b is Buffer => !!b);
-    for (const b of clientRest) this.write(this.server!, b, 'client->server');
-  }
-
-  // ---- output helpers -------------------------------------------------------
-
-  private finishReply(): void {
-    for (const reply of this.order.finalReplied(this.lastFinalCode)) this.writeLocal(reply);
-  }
-
-  /** Answers the client ourselves, in its turn (see ReplyOrder). */
-  private answer(reply: string): void {
-    for (const r of this.order.local(reply)) this.writeLocal(r);
-  }
-
-  private writeLocal(reply: string): void {
-    const buf = encodeLine(reply);
-    this.ledgers['server->client'].rewrote(0, buf.length);
-    this.trace('server->client', `${reply} (from the gateway)`);
-    this.write(this.client, buf, 'server->client');
-  }
-
-  private pass(dest: Socket, item: Framed, dir: Direction): void {
-    this.ledgers[dir].passed(item.raw.length);
-    this.write(dest, item.raw, dir);
-  }
-
-  /**
-   * Sends `text` in place of `item`. Client commands we rewrite are wholly
-   * ours (strict encoding); server replies are the server's bytes with our
-   * endpoint spliced in.
-   */
-  private rewriteOut(dest: Socket, item: FramedLine, text: string, dir: Direction, kind: string, reason: string): void {
-    const out = dir === 'client->server' ? encodeLine(text, item.eol) : encodeRewrittenLine(text, item.eol);
-    this.emitRewrite(dir, kind, item.text, text, item.raw.length, out, reason);
-    this.write(dest, out, dir);
-  }
-
-  private emitRewrite(dir: Direction, kind: string, before: string, after: string, beforeBytes: number, out: Buffer, reason: string): void {
-    const entry = this.ledgers[dir].rewrote(beforeBytes, out.length);
-    this.sink({ event: 'rewrite', session: this.id, direction: dir, kind, before, after, reason, offset: entry.offset, delta: entry.delta });
-  }
-
-  private write(dest: Socket, buf: Buffer, dir: Direction): void {
+  private write(to: Side, dest: Socket, buf: Buffer, stream: ControlStream): void {
     if (dest.destroyed || dest.writableEnded) return;
-    if (!dest.write(buf)) {
-      // Control lines are small, but a peer that stops reading must not make
-      // us buffer without bound: stop reading from the other side meanwhile.
-      const src = dir === 'client->server' ? this.client : this.server;
-      if (!src) return;
-      this.pauseFor(src, 'back-pressure');
-      dest.once('drain', () => this.resumeFor(src, 'back-pressure'));
-    }
+    if (dest.write(buf)) return;
+    // A peer that does not read is not read from: the stream stops taking
+    // input that would write to it until its socket drains.
+    const congested = this.congested;
+    if (congested.has(to)) return;
+    congested.add(to);
+    this.perform(stream.congestion(to, true));
+    dest.once('drain', () =>
+      this.guarded(() => {
+        congested.delete(to);
+        this.perform(stream.congestion(to, false));
+      }),
+    );
   }
 
+  private readonly congested = new Set<Side>();
+
   /**
-   * Reading from a socket stops for several reasons at once (a pump waiting
-   * on I/O, back-pressure from the other side); it resumes only when none is
+   * Reading from a socket stops for several reasons at once (the stream
+   * waiting, a dialer that left it paused); it resumes only when none is
    * left, so that one cannot undo another.
    */
   private pauseFor(socket: Socket, reason: string): void {
@@ -757,15 +387,7 @@ export class ControlSession {
   private resumeFor(socket: Socket, reason: string): void {
     const reasons = this.pauses.get(socket);
     reasons?.delete(reason);
-    if (!this.closeReason && (!reasons || reasons.size === 0)) socket.resume();
-  }
-
-  private refuse(refusal: Refusal, kind: string, line: string): void {
-    this.sink({ event: 'refuse', session: this.id, kind, line: redactCommand(line), code: refusal.code, message: refusal.message });
-  }
-
-  private trace(direction: Direction, line: string): void {
-    this.sink({ event: 'control', session: this.id, direction, line });
+    if (this.phase.kind !== 'closed' && (!reasons || reasons.size === 0)) socket.resume();
   }
 }
 

@@ -188,7 +188,7 @@ describe('peers that vanish', () => {
     await healthyTransfer();
   });
 
-  test('a server that cannot be reached gets the client a 421, not a hang', async () => {
+  test('a server that cannot be reached gets the client a 421 naming nothing inside, not a hang', async () => {
     const dead = net.createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
     const port = (dead.address() as net.AddressInfo).port;
@@ -198,8 +198,14 @@ describe('peers that vanish', () => {
       const c = await FtpClient.connect('127.0.0.1', gw2.port);
       const r = await c.read();
       expect(r.code).toBe(421);
-      expect(r.text).toMatch(/cannot connect/);
-      await gw2.log.waitFor('refuse', (e) => e.code === 'SERVER_UNREACHABLE');
+      // The backend's address, port and errno are for the log, never for the client.
+      expect(r.text).not.toContain(String(port));
+      expect(r.text).not.toMatch(/127\.0\.0\.1|ECONNREFUSED/);
+      const refused = await gw2.log.waitFor('refuse', (e) => e.code === 'SERVER_UNREACHABLE');
+      expect(refused.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));
+      // session-open comes first, even for a session refused at once: the client's address is logged.
+      const events = gw2.log.events.filter((e) => 'session' in e && e.session === refused.session).map((e) => e.event);
+      expect(events[0]).toBe('session-open');
       c.close();
     } finally {
       await gw2.close();

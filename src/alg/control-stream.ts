@@ -1,0 +1,749 @@
+/**
+ * The control connection as a pure state machine (sans-I/O, in the style of
+ * h11 and quinn-proto): bytes from either peer, data-path results and timer
+ * expiries go in; a list of actions comes out — bytes to write, events,
+ * data channels to open or finish, reading to pause, the session to close.
+ * The caller performs them and feeds back what happened. Nothing here
+ * touches a socket or a clock, so every decision is testable with bytes.
+ *
+ * What it owns: a framer per direction, reply assembly and holding, reply
+ * ordering, the translator, the rewrite ledgers and the TLS-blind state.
+ * Every byte that leaves goes through `out()`, which records it in the
+ * ledger of its direction: the offset/delta contract of `rewrite` events
+ * holds by construction.
+ */
+import { LineFramer, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
+import { parseCommand, redactCommand, transferDirection, TRANSFER_VERBS } from '../protocol/command.js';
+import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
+import { formatEndpoint, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
+import {
+  ControlTranslator,
+  completionAwaitsData,
+  PASSIVE_REPLY_CODES,
+  renderActiveCommand,
+  renderPassiveReply,
+  type ClientDecision,
+  type ReplyDecision,
+  type SentCommand,
+  type SessionAddresses,
+  type TranslatorConfig,
+} from './translator.js';
+import { ReplyOrder } from './reply-order.js';
+import { RewriteLedger } from './ledger.js';
+import { REASON, type ReasonCode, type Refusal } from './policy.js';
+
+export type Side = 'client' | 'server';
+export type Direction = 'client->server' | 'server->client';
+
+/**
+ * Events the stream reports, for its session. Field names are the log
+ * contract. Each is built as one literal of a fixed shape: log readers
+ * filter long lists of them, and same-shaped objects keep that fast.
+ */
+export type StreamEvent =
+  | { event: 'rewrite'; session: string; direction: Direction; kind: string; before: string; after: string; reason: string; offset: number; delta: number }
+  | { event: 'refuse'; session: string; kind: string; line: string; code: ReasonCode; message: string }
+  | { event: 'control'; session: string; direction: Direction; line: string }
+  | { event: 'warning'; session: string; message: string };
+
+/** A data channel the stream needs: where it dials, whom it accepts. */
+export interface DataRequest {
+  id: number;
+  mode: 'active' | 'passive';
+  /** The endpoint the gateway dials once its listener has been connected to. */
+  target: Endpoint;
+  /** The one peer the listener accepts, and networks it may also come from. */
+  expectFrom: IpAddress;
+  alsoFrom: readonly Cidr[];
+}
+
+export type DataFailure = 'ports-exhausted' | 'listen-failed' | 'kernel-nat-failed';
+
+export type Action =
+  | { type: 'write'; to: Side; bytes: Buffer }
+  /** The peer's end of stream, passed on once everything before it went out. */
+  | { type: 'end'; to: Side }
+  | { type: 'event'; event: StreamEvent }
+  | { type: 'open-data'; request: DataRequest }
+  /** Close this channel if it never got its connection (a newer PORT/PASV replaced it). */
+  | { type: 'release-data'; id: number; reason: string }
+  /**
+   * The transfer's final reply arrived: let the channel finish (flush what it
+   * relayed toward `toward` when `awaitData`), then call dataFinished(id).
+   */
+  | { type: 'finish-data'; id: number; code: number; awaitData: boolean; toward: Side }
+  | { type: 'pause'; side: Side }
+  | { type: 'resume'; side: Side }
+  /** The login timer has no more use: logged in, or the login went out of sight (TLS). */
+  | { type: 'login-settled' }
+  /** A complete command or reply went through: the connection is not idle. */
+  | { type: 'activity' }
+  | { type: 'close'; reason: string; lastWords?: string };
+
+export interface ControlStreamConfig {
+  translator: TranslatorConfig;
+  maxLineBytes: number;
+}
+
+/** A real multi-line 227 has two or three short lines; more is not worth holding. */
+export const MAX_HELD_BYTES = 64 * 1024;
+/**
+ * Framed bytes waiting in one direction while it is blocked (a data channel
+ * being set up, a transfer finishing): over this, reading that peer stops.
+ */
+export const MAX_QUEUED_BYTES = 64 * 1024;
+/** Past this the peer ignored the pause; the session is closed. */
+export const HARD_QUEUED_BYTES = 1024 * 1024;
+/**
+ * Replies of the gateway's own waiting for their turn behind a server reply,
+ * and commands owed a reply: over these the client's commands wait unread.
+ * A client that pipelines without reading cannot make us queue without end.
+ */
+export const MAX_WAITING_LOCAL_REPLIES = 32;
+export const MAX_OWED_REPLIES = 256;
+
+type ClientWait =
+  | { kind: 'none' }
+  | { kind: 'active-open'; id: number; item: FramedLine; decision: Extract<ClientDecision, { type: 'active' }> }
+  /** AUTH passed through: nothing more is read until the server has answered it. */
+  | { kind: 'auth' };
+
+type ServerWait =
+  | { kind: 'none' }
+  | { kind: 'passive-open'; id: number; reply: Reply; items: Framed[]; decision: Extract<ReplyDecision, { type: 'passive' }> }
+  | { kind: 'finish'; id: number; reply: Reply; items: Framed[] };
+
+/** How the reply being read is treated while its lines arrive. */
+type ReplyMode =
+  /** Not inside a multi-line reply, or inside one being held whole. */
+  | { kind: 'hold' }
+  /** Lines pass as they come: not a passive reply, nothing to rewrite. */
+  | { kind: 'stream' }
+  /** A passive reply too big to hold: dropped, answered 425 at its end. */
+  | { kind: 'drop' };
+
+type Phase = { kind: 'parsing' } | { kind: 'blind' } | { kind: 'closed' };
+
+const SIDE_OF: Record<Direction, Side> = { 'client->server': 'server', 'server->client': 'client' };
+
+export class ControlStream {
+  private phase: Phase = { kind: 'parsing' };
+  private readonly translator: ControlTranslator;
+  private readonly order = new ReplyOrder();
+  private readonly framers: Record<Side, LineFramer>;
+  private readonly replies = new ReplyAssembler();
+  readonly ledgers: Record<Direction, RewriteLedger> = { 'client->server': new RewriteLedger(), 'server->client': new RewriteLedger() };
+  private readonly queues: Record<Side, Framed[]> = { client: [], server: [] };
+  private readonly queuedBytes: Record<Side, number> = { client: 0, server: 0 };
+  private readonly paused: Record<Side, boolean> = { client: false, server: false };
+  private readonly ended: Record<Side, boolean> = { client: false, server: false };
+  /** Writes toward this peer are piling up unread (its socket is over its high-water mark). */
+  private readonly congested: Record<Side, boolean> = { client: false, server: false };
+  private readonly endPassed: Record<Side, boolean> = { client: false, server: false };
+  private clientWait: ClientWait = { kind: 'none' };
+  private serverWait: ServerWait = { kind: 'none' };
+  private replyMode: ReplyMode = { kind: 'hold' };
+  private held: Framed[] = [];
+  private heldBytes = 0;
+  /** The first bytes of a server line over the cap, while its pieces pass. */
+  private overflowHead: Buffer | undefined;
+  /** Inside a client command over the cap: its remaining pieces are dropped too. */
+  private droppingCommand = false;
+  private loggedIn = false;
+  private nextDataId = 1;
+  /** The data channel the next transfer uses. */
+  private currentData: number | undefined;
+  private actions: Action[] = [];
+  /** After QUIT the server closing first is the normal end, not its doing. */
+  quitSent = false;
+
+  constructor(
+    /** The session's id, carried by every event. */
+    private readonly session: string,
+    addrs: SessionAddresses,
+    private readonly config: ControlStreamConfig,
+    /** [bytes in, bytes out] a pre-login dialogue already dropped, inserted or rewrote per direction. */
+    ledgerSeed?: Partial<Record<Direction, ReadonlyArray<readonly [number, number]>>>,
+  ) {
+    this.translator = new ControlTranslator(addrs, config.translator);
+    this.framers = { client: new LineFramer(config.maxLineBytes), server: new LineFramer(config.maxLineBytes) };
+    for (const dir of ['client->server', 'server->client'] as const) {
+      for (const [before, after] of ledgerSeed?.[dir] ?? []) this.ledgers[dir].rewrote(before, after);
+    }
+  }
+
+  get addrs(): SessionAddresses {
+    return this.translator.addrs;
+  }
+
+  /** A transfer command still waits for its final reply (the idle rule). */
+  get awaitsTransfer(): boolean {
+    return this.order.awaitsTransfer();
+  }
+
+  /** Bytes of an unfinished line from this peer: they do not count as activity. */
+  partialLine(side: Side): boolean {
+    return this.phase.kind === 'parsing' && this.framers[side].buffered > 0;
+  }
+
+  get closed(): boolean {
+    return this.phase.kind === 'closed';
+  }
+
+  /** AUTH went through: the control channel is encrypted, nothing of ours may be written into it. */
+  get blind(): boolean {
+    return this.phase.kind === 'blind';
+  }
+
+  // ---- inputs ---------------------------------------------------------------
+
+  fromClient(bytes: Buffer): Action[] {
+    return this.receive('client', bytes);
+  }
+
+  fromServer(bytes: Buffer): Action[] {
+    return this.receive('server', bytes);
+  }
+
+  /** The peer sent its FIN. */
+  peerEnded(side: Side): Action[] {
+    if (this.phase.kind === 'closed') return [];
+    this.ended[side] = true;
+    this.pump(side);
+    return this.flush();
+  }
+
+  /** Writes toward `side` piled up (true) or drained (false): the rule is one for all bytes, relayed or ours. */
+  congestion(side: Side, congested: boolean): Action[] {
+    if (this.phase.kind === 'closed' || this.congested[side] === congested) return [];
+    this.congested[side] = congested;
+    if (this.phase.kind === 'blind') {
+      // Bytes pass straight through: stop reading the peer that writes toward this side.
+      this.actions.push({ type: congested ? 'pause' : 'resume', side: side === 'client' ? 'server' : 'client' });
+      return this.flush();
+    }
+    if (!congested) {
+      this.pump('server');
+      this.pump('client');
+    }
+    return this.flush();
+  }
+
+  /** The listener for data request `id` is ready; `announce` is what the peer is told to connect to. */
+  dataOpened(id: number, announce: Endpoint): Action[] {
+    if (this.phase.kind === 'closed') return [{ type: 'release-data', id, reason: 'session closed' }];
+    this.adoptChannel(id);
+    const cw = this.clientWait;
+    if (cw.kind === 'active-open' && cw.id === id) {
+      this.clientWait = { kind: 'none' };
+      const { item, decision } = cw;
+      const text = renderActiveCommand(decision.verb, decision.delimiter, announce, this.addrs.client.family);
+      this.replaceLine('client->server', item, text, decision.verb, `client ${formatEndpoint(decision.target)} is reached through the gateway at ${formatEndpoint(announce)}`);
+      this.order.sent(decision.sent);
+      this.pump('client');
+    }
+    const sw = this.serverWait;
+    if (sw.kind === 'passive-open' && sw.id === id) {
+      this.serverWait = { kind: 'none' };
+      this.emitPassive(sw.reply, sw.items, sw.decision, announce);
+      this.finishReply();
+      this.pump('server');
+    }
+    return this.flush();
+  }
+
+  dataFailed(id: number, failure: DataFailure, message: string): Action[] {
+    if (this.phase.kind === 'closed') return [];
+    const cw = this.clientWait;
+    const sw = this.serverWait;
+    const verb = cw.kind === 'active-open' && cw.id === id ? 'PORT' : 'PASV';
+    if (failure === 'kernel-nat-failed') {
+      this.refuse({ code: REASON.KERNEL_NAT_FAILED, message: `kernel mapping failed: ${message}` }, verb, '');
+    } else {
+      this.refuse({ code: REASON.PORTS_EXHAUSTED, message }, verb, '');
+    }
+    const why = failure === 'kernel-nat-failed' ? 'kernel mapping failed' : failure === 'ports-exhausted' ? 'no free port' : 'listen failed';
+    const reply = `425 Can't open data connection through the gateway (${why})`;
+    if (cw.kind === 'active-open' && cw.id === id) {
+      this.clientWait = { kind: 'none' };
+      this.out('client->server', cw.item.raw.length, undefined);
+      this.answer(reply);
+      this.pump('client');
+    }
+    if (sw.kind === 'passive-open' && sw.id === id) {
+      this.serverWait = { kind: 'none' };
+      this.out('server->client', sw.items.reduce((n, i) => n + i.raw.length, 0), undefined);
+      this.answer(reply);
+      this.finishReply();
+      this.pump('server');
+    }
+    return this.flush();
+  }
+
+  /** The channel of a finished transfer has flushed (or given up): its final reply may go. */
+  dataFinished(id: number): Action[] {
+    if (this.phase.kind === 'closed') return [];
+    const sw = this.serverWait;
+    if (sw.kind !== 'finish' || sw.id !== id) return [];
+    this.serverWait = { kind: 'none' };
+    if (this.currentData === id) this.currentData = undefined;
+    this.emitReply(sw.reply, sw.items, new Map(), '', '');
+    this.finishReply();
+    this.pump('server');
+    return this.flush();
+  }
+
+  /** The login timer ran out before a 230. */
+  loginTimedOut(timeoutMs: number): Action[] {
+    if (this.phase.kind === 'closed' || this.loggedIn) return [];
+    this.refuse({ code: REASON.LOGIN_TIMEOUT, message: `no successful login within ${timeoutMs} ms` }, 'session', '');
+    this.close('login timeout', `421 Login timeout (${Math.round(timeoutMs / 1000)} s): closing control connection`);
+    return this.flush();
+  }
+
+  /**
+   * The idle timer ran out. RFC 959 servers time out idle control
+   * connections too, but never in the middle of a transfer: the control
+   * channel is quiet by design then. `dataMoving`: a channel is connecting
+   * or relaying (the caller's knowledge of its sockets).
+   */
+  idleTimedOut(timeoutMs: number, dataMoving: boolean): Action[] | 'still-busy' {
+    if (this.phase.kind === 'closed') return [];
+    if (dataMoving || this.order.awaitsTransfer()) return 'still-busy';
+    this.close('idle timeout', `421 Idle timeout (${Math.round(timeoutMs / 1000)} s): closing control connection`);
+    return this.flush();
+  }
+
+  /** The client kept an unfinished line open for too long. */
+  lineTimedOut(timeoutMs: number): Action[] {
+    if (this.phase.kind === 'closed') return [];
+    this.refuse({ code: REASON.LINE_TIMEOUT, message: `command line not completed within ${timeoutMs} ms` }, 'command', '');
+    this.close('line timeout', `421 Command line not completed within ${Math.round(timeoutMs / 1000)} s: closing control connection`);
+    return this.flush();
+  }
+
+  // ---- the two directions ---------------------------------------------------
+
+  private receive(side: Side, bytes: Buffer): Action[] {
+    if (this.phase.kind === 'closed') return [];
+    if (this.phase.kind === 'blind') {
+      this.out(side === 'client' ? 'client->server' : 'server->client', bytes.length, bytes, true);
+      return this.flush();
+    }
+    const items = this.framers[side].push(bytes);
+    if (items.some((i) => i.kind === 'line' || i.done)) this.actions.push({ type: 'activity' });
+    for (const item of items) {
+      this.queues[side].push(item);
+      this.queuedBytes[side] += item.raw.length;
+    }
+    this.pump(side);
+    return this.flush();
+  }
+
+  /** Handles queued items of one side until it must wait; keeps reading paused while too much waits. */
+  private pump(side: Side): void {
+    const queue = this.queues[side];
+    while (queue.length > 0 && this.phase.kind === 'parsing' && !this.blocked(side)) {
+      const item = queue.shift() as Framed;
+      this.queuedBytes[side] -= item.raw.length;
+      if (side === 'client') this.onClientItem(item);
+      else this.onServerItem(item);
+    }
+    if (this.phase.kind !== 'parsing') return;
+    this.passEnd(side);
+    const waiting = this.queuedBytes[side];
+    if (waiting > HARD_QUEUED_BYTES) {
+      this.close(`${side} sent over ${HARD_QUEUED_BYTES} bytes while paused`, side === 'client' ? '421 Too much pipelined input; closing control connection' : undefined);
+      return;
+    }
+    const wantPaused = waiting > MAX_QUEUED_BYTES || (this.blocked(side) && queue.length > 0);
+    if (wantPaused !== this.paused[side]) {
+      this.paused[side] = wantPaused;
+      this.actions.push({ type: wantPaused ? 'pause' : 'resume', side });
+    }
+  }
+
+  /**
+   * Whether one side's input must wait. Both sides write to the client (the
+   * server's replies, our own answers to the client's commands), so a client
+   * that does not read stops both; a server that does not read stops the client.
+   */
+  private blocked(side: Side): boolean {
+    if (this.congested.client) return true;
+    if (side === 'server') return this.serverWait.kind !== 'none';
+    return (
+      this.congested.server ||
+      this.clientWait.kind !== 'none' ||
+      this.order.waitingLocals >= MAX_WAITING_LOCAL_REPLIES ||
+      this.order.owed >= MAX_OWED_REPLIES
+    );
+  }
+
+  /** The peer's FIN goes on once everything it sent before has been handled. */
+  private passEnd(side: Side): void {
+    if (!this.ended[side] || this.endPassed[side] || this.queues[side].length > 0 || this.blocked(side)) return;
+    this.endPassed[side] = true;
+    const dir: Direction = side === 'client' ? 'client->server' : 'server->client';
+    const tail = this.framers[side].end();
+    if (tail) this.out(dir, tail.length, tail, true);
+    this.actions.push({ type: 'end', to: SIDE_OF[dir] });
+  }
+
+  // ---- client → server ------------------------------------------------------
+
+  private onClientItem(item: Framed): void {
+    if (item.kind === 'overflow') {
+      // A command over the cap is dropped, never forwarded in pieces: the
+      // server would see a truncated command, the rest as another one.
+      this.out('client->server', item.raw.length, undefined);
+      if (!this.droppingCommand) {
+        this.refuse({ code: REASON.LINE_TOO_LONG, message: `command longer than ${this.config.maxLineBytes} bytes dropped` }, 'command', item.raw.subarray(0, 40).toString('latin1'));
+        this.answer(`500 Command line too long (over ${this.config.maxLineBytes} bytes)`);
+      }
+      this.droppingCommand = !item.done;
+      return;
+    }
+    this.trace('client->server', redactCommand(item.text));
+    const cmd = parseCommand(item.text);
+    if (cmd.verb === 'QUIT') this.quitSent = true;
+    const decision = this.translator.onClientCommand(cmd);
+    switch (decision.type) {
+      case 'forward':
+        this.out('client->server', item.raw.length, item.raw, true);
+        this.order.sent(decision.sent);
+        return;
+      case 'tls-passthrough':
+        this.out('client->server', item.raw.length, item.raw, true);
+        this.order.sent(decision.sent);
+        // After a 234 the client's next bytes are TLS, after a refusal plain
+        // FTP again: nothing more is read until the server has answered.
+        this.clientWait = { kind: 'auth' };
+        return;
+      case 'forward-as':
+        this.replaceLine('client->server', item, decision.text, cmd.verb, decision.reason);
+        this.order.sent(decision.sent);
+        return;
+      case 'answer':
+        this.out('client->server', item.raw.length, undefined);
+        if (decision.refusal) this.refuse(decision.refusal, cmd.verb, item.text);
+        this.answer(decision.reply);
+        return;
+      case 'active': {
+        const id = this.nextDataId++;
+        this.clientWait = { kind: 'active-open', id, item, decision };
+        this.requestData({
+          id,
+          mode: 'active',
+          target: decision.target,
+          expectFrom: this.addrs.server,
+          alsoFrom: this.config.translator.serverNetworks,
+        });
+        return;
+      }
+    }
+  }
+
+  // ---- server → client ------------------------------------------------------
+
+  private onServerItem(item: Framed): void {
+    if (item.kind === 'overflow') return this.onServerOverflow(item);
+    this.trace('server->client', item.text);
+    const event = this.replies.push(item);
+    if (!event) return this.onReplyLine(item);
+    if (event.kind === 'stray') {
+      this.out('server->client', item.raw.length, item.raw, true);
+      return;
+    }
+    this.onReplyEnd(event.reply, item);
+  }
+
+  /**
+   * Replies are not ours to drop: an overlong one passes through as is, in
+   * its place, and still counts as a line, or replies and commands fall out
+   * of step. Only a passive reply never passes unread: it is dropped and
+   * answered 425, so that an inside address cannot leak through it.
+   */
+  private onServerOverflow(item: Extract<Framed, { kind: 'overflow' }>): void {
+    if (!this.overflowHead) {
+      this.overflowHead = item.raw.subarray(0, 4);
+      const code = this.replies.inReply ? undefined : replyCode(this.overflowHead.toString('latin1'));
+      if (code !== undefined && PASSIVE_REPLY_CODES.has(code) && this.replyMode.kind === 'hold') this.startDropping();
+    }
+    if (this.replyMode.kind === 'hold' && this.held.length > 0) this.hold(item);
+    else this.out('server->client', item.raw.length, this.replyMode.kind === 'drop' ? undefined : item.raw, this.replyMode.kind !== 'drop');
+    if (!item.done) return;
+    const event = this.replies.pushOverlong(this.overflowHead);
+    this.overflowHead = undefined;
+    if (event?.kind === 'reply') this.onReplyEnd(event.reply, undefined);
+  }
+
+  /** A line inside a reply that is not complete yet: held, streamed or dropped. */
+  private onReplyLine(item: FramedLine): void {
+    if (this.replyMode.kind === 'hold' && this.held.length === 0) {
+      const code = replyCode(item.text);
+      if (code !== undefined && !PASSIVE_REPLY_CODES.has(code)) this.replyMode = { kind: 'stream' };
+    }
+    switch (this.replyMode.kind) {
+      case 'stream':
+        this.out('server->client', item.raw.length, item.raw, true);
+        return;
+      case 'drop':
+        this.out('server->client', item.raw.length, undefined);
+        return;
+      case 'hold':
+        this.hold(item);
+    }
+  }
+
+  private hold(item: Framed): void {
+    if (this.heldBytes + item.raw.length > MAX_HELD_BYTES) {
+      this.startDropping();
+      this.out('server->client', item.raw.length, undefined);
+      return;
+    }
+    this.held.push(item);
+    this.heldBytes += item.raw.length;
+  }
+
+  private startDropping(): void {
+    this.event({ event: 'warning', session: this.session, message: `a passive reply over ${MAX_HELD_BYTES} bytes (or a line over the cap): not relayed` });
+    this.out('server->client', this.heldBytes, undefined);
+    this.held = [];
+    this.heldBytes = 0;
+    this.replyMode = { kind: 'drop' };
+  }
+
+  /** The last line of a reply arrived (`last` undefined: an overlong line, already passed on). */
+  private onReplyEnd(reply: Reply, last: FramedLine | undefined): void {
+    const mode = this.replyMode;
+    const held = this.held;
+    this.replyMode = { kind: 'hold' };
+    this.held = [];
+    this.heldBytes = 0;
+    if (mode.kind === 'drop') {
+      if (last) this.out('server->client', last.raw.length, undefined);
+      this.onUntranslatable(reply.code, 'too long to hold');
+      return;
+    }
+    const tail = last ? [last] : [];
+    // A streamed reply's earlier lines are already out: the rest passes on, nothing is rewritten.
+    const streamed = mode.kind === 'stream' || last === undefined;
+    this.onServerReply(reply, streamed, mode.kind === 'stream' ? tail : [...held, ...tail]);
+  }
+
+  private onServerReply(reply: Reply, streamed: boolean, items: Framed[]): void {
+    if (reply.code === 230 && !this.loggedIn) {
+      this.loggedIn = true;
+      this.actions.push({ type: 'login-settled' });
+    }
+    if (!isFinalCode(reply.code)) {
+      this.emitReply(reply, items, new Map(), '', '');
+      return;
+    }
+    const sent = this.order.answers(reply.code);
+    const decision: ReplyDecision = streamed ? { type: 'forward' } : this.translator.onServerReply(reply.code, reply.lines.map(rawBody), sent);
+    switch (decision.type) {
+      case 'passive':
+        return this.onPassiveReply(reply, items, decision);
+      case 'unparsed':
+        if (mayNameAnAddress(reply)) {
+          this.out('server->client', items.reduce((n, i) => n + i.raw.length, 0), undefined);
+          this.onUntranslatable(reply.code, decision.reason, reply);
+          return;
+        }
+        // Nothing in it could be an address ("227 Logout."): it passes as it came.
+        this.event({ event: 'warning', session: this.session, message: `${decision.reason}: passed unchanged` });
+        break;
+      case 'rewrite':
+        this.emitReply(reply, items, new Map([[decision.lineIndex, decision.text]]), decision.kind, decision.reason);
+        this.finishReply(reply.code);
+        return;
+      case 'forward':
+        break;
+    }
+    if (sent !== undefined && TRANSFER_VERBS.has(sent.verb) && this.currentData !== undefined) {
+      // The completion reply reaches the client only after the data relayed
+      // so far has been flushed to it: a client that sees 226 first may
+      // close the data connection and lose the tail.
+      const id = this.currentData;
+      this.serverWait = { kind: 'finish', id, reply, items };
+      this.actions.push({
+        type: 'finish-data',
+        id,
+        code: reply.code,
+        awaitData: completionAwaitsData(reply.code),
+        toward: transferDirection(sent.verb) === 'to-server' ? 'server' : 'client',
+      });
+      return;
+    }
+    this.emitReply(reply, items, new Map(), '', '');
+    if (sent?.verb === 'AUTH' && this.clientWait.kind === 'auth') {
+      this.clientWait = { kind: 'none' };
+      if (reply.code === 234) {
+        // Nothing may be parsed any more, not even what the client queued.
+        for (const r of this.order.finalReplied(reply.code)) this.writeLocal(r);
+        this.goBlind();
+        return;
+      }
+    }
+    this.finishReply(reply.code);
+  }
+
+  /**
+   * A passive reply the gateway cannot read never reaches the client as it
+   * came: it may name an inside address. The client gets 425 instead.
+   */
+  private onUntranslatable(code: number, why: string, reply?: Reply): void {
+    const line = reply ? reply.lines.map((l) => l.text).join(' | ').slice(0, 200) : '';
+    this.refuse({ code: REASON.UNTRANSLATABLE_PASSIVE_REPLY, message: `${code} reply could not be translated (${why}): not relayed` }, String(code), line);
+    this.writeLocal("425 Can't open data connection: the server's passive reply could not be translated");
+    this.finishReply(code);
+  }
+
+  private onPassiveReply(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>): void {
+    if (decision.refusal) this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
+    const id = this.nextDataId++;
+    this.serverWait = { kind: 'passive-open', id, reply, items, decision };
+    this.requestData({ id, mode: 'passive', target: decision.dial, expectFrom: this.addrs.client, alsoFrom: [] });
+  }
+
+  private emitPassive(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>, announced: Endpoint): void {
+    const texts = reply.lines.map(rawBody);
+    const rendered = renderPassiveReply(decision, texts, announced);
+    const reason = `server data endpoint ${formatEndpoint(decision.dial)} is reached through the gateway at ${formatEndpoint(announced)}`;
+    if (decision.inPlace) {
+      // Every line that carried an endpoint was rewritten; the rest pass as they came.
+      const replace = new Map(rendered.flatMap((text, i): Array<[number, string]> => (text !== texts[i] ? [[i, text]] : [])));
+      this.emitReply(reply, items, replace, decision.kind, reason);
+      return;
+    }
+    // Answered in another form (227 as 229 for an IPv6 client): the reply is replaced whole.
+    const before = reply.lines.map((l) => l.text).join('\n');
+    const bytes = encodeLine(rendered.join('\r\n'), reply.lines.at(-1)?.eol ?? '\r\n');
+    const rawBytes = items.reduce((n, i) => n + i.raw.length, 0);
+    this.rewrite('server->client', decision.kind, before, rendered.join('\n'), rawBytes, bytes, reason + ` (${decision.kind} answered as ${decision.answerAs})`);
+  }
+
+  private requestData(request: DataRequest): void {
+    // RFC 959: the last PORT/PASV given wins; an unused listener must not stay open.
+    if (this.currentData !== undefined) this.actions.push({ type: 'release-data', id: this.currentData, reason: 'replaced by a new data channel' });
+    this.actions.push({ type: 'open-data', request });
+  }
+
+  /**
+   * The client's PORT and the server's 227 are handled side by side, so
+   * another channel may have become current while this one was set up: the
+   * last one ready wins.
+   */
+  private adoptChannel(id: number): void {
+    if (this.currentData !== undefined && this.currentData !== id) {
+      this.actions.push({ type: 'release-data', id: this.currentData, reason: 'replaced by a new data channel' });
+    }
+    this.currentData = id;
+  }
+
+  /** AUTH accepted and passed through: from here on bytes pass untouched, nothing is parsed. */
+  private goBlind(): void {
+    this.phase = { kind: 'blind' };
+    this.event({ event: 'warning', session: this.session, message: 'AUTH accepted and passed through: the control channel is encrypted from here, no more rewriting' });
+    this.actions.push({ type: 'login-settled' });
+    for (const side of ['server', 'client'] as const) {
+      const dir: Direction = side === 'client' ? 'client->server' : 'server->client';
+      const rest = [...this.queues[side].splice(0).map((i) => i.raw), this.framers[side].end()].filter((b): b is Buffer => b !== undefined);
+      this.queuedBytes[side] = 0;
+      for (const b of rest) this.out(dir, b.length, b, true);
+      if (this.paused[side]) {
+        this.paused[side] = false;
+        this.actions.push({ type: 'resume', side });
+      }
+      if (this.ended[side] && !this.endPassed[side]) {
+        this.endPassed[side] = true;
+        this.actions.push({ type: 'end', to: SIDE_OF[dir] });
+      }
+    }
+  }
+
+  // ---- output ---------------------------------------------------------------
+
+  private finishReply(code?: number): void {
+    for (const reply of this.order.finalReplied(code)) this.writeLocal(reply);
+    // Local replies that were waiting went out: the client may be read again.
+    this.pump('client');
+  }
+
+  /** Answers the client ourselves, in its turn (see ReplyOrder). */
+  private answer(reply: string): void {
+    for (const r of this.order.local(reply)) this.writeLocal(r);
+  }
+
+  private writeLocal(reply: string): void {
+    this.trace('server->client', `${reply} (from the gateway)`);
+    this.out('server->client', 0, encodeLine(reply));
+  }
+
+  /** Sends a reply's items in order; `replace` maps a line index of the reply to its new text. */
+  private emitReply(reply: Reply, items: Framed[], replace: Map<number, string>, kind: string, reason: string): void {
+    for (const item of items) {
+      const index = item.kind === 'line' ? reply.lines.indexOf(item) : -1;
+      const text = replace.get(index);
+      if (item.kind === 'line' && text !== undefined) this.replaceLine('server->client', item, text, kind, reason);
+      else this.out('server->client', item.raw.length, item.raw, true);
+    }
+  }
+
+  /**
+   * Sends `text` in place of `item`. Client commands we rewrite are wholly
+   * ours (strict encoding); server replies are the server's bytes with our
+   * endpoint spliced in.
+   */
+  private replaceLine(dir: Direction, item: FramedLine, text: string, kind: string, reason: string): void {
+    const bytes = dir === 'client->server' ? encodeLine(text, item.eol) : encodeRewrittenLine(text, item.eol);
+    this.rewrite(dir, kind, item.text, text, item.raw.length, bytes, reason);
+  }
+
+  private rewrite(dir: Direction, kind: string, before: string, after: string, consumed: number, bytes: Buffer, reason: string): void {
+    const entry = this.out(dir, consumed, bytes);
+    this.event({ event: 'rewrite', session: this.session, direction: dir, kind, before, after, reason, offset: entry?.offset ?? 0, delta: entry?.delta ?? 0 });
+  }
+
+  /**
+   * The one way out: `consumed` input bytes of `dir` became `bytes` (none:
+   * dropped). Unchanged bytes are `passed`, everything else is a ledger
+   * entry, so the ledger always matches what was written.
+   */
+  private out(dir: Direction, consumed: number, bytes: Buffer | undefined, unchanged = false) {
+    if (unchanged && bytes) this.ledgers[dir].passed(consumed);
+    const entry = unchanged && bytes ? undefined : this.ledgers[dir].rewrote(consumed, bytes?.length ?? 0);
+    if (bytes && bytes.length > 0) this.actions.push({ type: 'write', to: SIDE_OF[dir], bytes });
+    return entry;
+  }
+
+  private refuse(refusal: Refusal, kind: string, line: string): void {
+    this.event({ event: 'refuse', session: this.session, kind, line: redactCommand(line), code: refusal.code, message: refusal.message });
+  }
+
+  private trace(direction: Direction, line: string): void {
+    this.event({ event: 'control', session: this.session, direction, line });
+  }
+
+  private event(event: StreamEvent): void {
+    this.actions.push({ type: 'event', event });
+  }
+
+  private close(reason: string, lastWords?: string): void {
+    if (this.phase.kind === 'closed') return;
+    this.phase = { kind: 'closed' };
+    this.actions.push(lastWords === undefined ? { type: 'close', reason } : { type: 'close', reason, lastWords });
+  }
+
+  private flush(): Action[] {
+    const out = this.actions;
+    this.actions = [];
+    return out;
+  }
+}
+
+/** Digits after the code: the reply could carry an address, however mangled. */
+function mayNameAnAddress(reply: Reply): boolean {
+  return reply.lines.some((l, i) => /\d/.test(i === 0 ? l.text.slice(3) : l.text));
+}
