@@ -24,7 +24,6 @@ import {
   renderPassiveReply,
   type ClientDecision,
   type ReplyDecision,
-  type SentCommand,
   type SessionAddresses,
   type TranslatorConfig,
 } from './translator.js';
