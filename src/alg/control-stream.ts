@@ -152,6 +152,7 @@ export class ControlStream {
   private nextDataId = 1;
   /** The data channel the next transfer uses. */
   private currentData: number | undefined;
+  private releasedData: number | undefined;
   private actions: Action[] = [];
   /** After QUIT the server closing first is the normal end, not its doing. */
   quitSent = false;
@@ -625,7 +626,7 @@ export class ControlStream {
 
   private requestData(request: DataRequest): void {
     // RFC 959: the last PORT/PASV given wins; an unused listener must not stay open.
-    if (this.currentData !== undefined) this.actions.push({ type: 'release-data', id: this.currentData, reason: 'replaced by a new data channel' });
+    this.releaseCurrent();
     this.actions.push({ type: 'open-data', request });
   }
 
@@ -635,10 +636,19 @@ export class ControlStream {
    * last one ready wins.
    */
   private adoptChannel(id: number): void {
-    if (this.currentData !== undefined && this.currentData !== id) {
-      this.actions.push({ type: 'release-data', id: this.currentData, reason: 'replaced by a new data channel' });
-    }
+    if (this.currentData !== id) this.releaseCurrent();
     this.currentData = id;
+  }
+
+  /**
+   * The current channel stays current (a transfer's final reply may still
+   * need it) but is released once: the session closes it if it never got
+   * its connection.
+   */
+  private releaseCurrent(): void {
+    if (this.currentData === undefined || this.releasedData === this.currentData) return;
+    this.releasedData = this.currentData;
+    this.actions.push({ type: 'release-data', id: this.currentData, reason: 'replaced by a new data channel' });
   }
 
   /** AUTH accepted and passed through: from here on bytes pass untouched, nothing is parsed. */
