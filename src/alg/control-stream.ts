@@ -100,6 +100,8 @@ export const HARD_QUEUED_BYTES = 1024 * 1024;
  */
 export const MAX_WAITING_LOCAL_REPLIES = 32;
 export const MAX_OWED_REPLIES = 256;
+/** Refusals of one session that are logged one by one. */
+export const MAX_REFUSALS_LOGGED = 100;
 
 type ClientWait =
   | { kind: 'none' }
@@ -150,6 +152,7 @@ export class ControlStream {
   private droppingCommand = false;
   private loggedIn = false;
   private nextDataId = 1;
+  private refusals = 0;
   /** The data channel the next transfer uses. */
   private currentData: number | undefined;
   private releasedData: number | undefined;
@@ -727,7 +730,18 @@ export class ControlStream {
     return entry;
   }
 
+  /**
+   * A client can make the gateway refuse thousands of commands a second;
+   * each refusal logged would turn that into a log flood (and a blocked
+   * process, when the log is written synchronously). Past the cap, one
+   * warning says so and further refusals of this session go unlogged.
+   */
   private refuse(refusal: Refusal, kind: string, line: string): void {
+    this.refusals++;
+    if (this.refusals > MAX_REFUSALS_LOGGED) return;
+    if (this.refusals === MAX_REFUSALS_LOGGED) {
+      this.event({ event: 'warning', session: this.session, message: `${MAX_REFUSALS_LOGGED} refusals in this session: further ones are not logged` });
+    }
     this.event({ event: 'refuse', session: this.session, kind, line: redactCommand(line), code: refusal.code, message: refusal.message });
   }
 
