@@ -8,11 +8,11 @@ import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
 import type { Socket } from 'node:net';
 import type { ForwardConfig } from '../config.js';
-import { LineFramer, encodeLine } from '../protocol/framer.js';
+import { LineFramer, encodeLine, type Framed } from '../protocol/framer.js';
 import { parseCommand } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
 import { formatEndpoint, ipOf, parseIp, type Cidr, type IpAddress } from '../protocol/address.js';
-import { preLoginStep } from '../alg/proxy-login.js';
+import { preLoginStep, printableReply } from '../alg/proxy-login.js';
 import { checkClientAllowed, checkDestination, REASON } from '../alg/policy.js';
 import type { EventSink } from './events.js';
 import { connectServer, kernelNatFor, sessionLimits, startWithKernelNat, type Gateway } from './server.js';
@@ -190,7 +190,7 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
     let dropped = 0;
     let said = 0;
     const say = (text: string) => {
-      const line = encodeLine(text);
+      const line = encodeLine(printableReply(text));
       said += line.length;
       if (!client.destroyed) client.write(line);
     };
@@ -214,8 +214,17 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
       timeoutMs,
     );
     const onEnd = () => done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: 'client left before logging in' }, undefined));
+    // A socket handler is no place for an exception: it would end the
+    // process. Whatever goes wrong fails this one login, and the session
+    // closes with its 421.
     const onData = (chunk: Buffer) => {
-      const items = framer.push(chunk);
+      try {
+        onLines(framer.push(chunk));
+      } catch (err) {
+        done(err as Error);
+      }
+    };
+    const onLines = (items: Framed[]) => {
       for (let i = 0; i < items.length; i++) {
         const item = items[i]!;
         dropped += item.raw.length;
