@@ -38,6 +38,10 @@ export const FORWARD_FLAGS = {
   'passive-ports': { type: 'string', describe: 'LO-HI range for relayed passive data listeners' },
   'active-ports': { type: 'string', describe: 'LO-HI range for active data listeners' },
   'allow-clients': { type: 'string', describe: 'CIDR,... that may use the gateway (default: loopback, 100.64/10, RFC 1918, fc00::/7)' },
-  'allow-destinations': { type: 'string', describe: "CIDR,... of servers allowed although inside the clients' networks" },
+  'allow-destinations': {
+    type: 'string',
+    describe: "CIDR,... of servers allowed although refused by default (the clients' networks, loopback, link-local, multicast, the gateway's own addresses)",
+  },
+  'allow-destination-ports': { type: 'string', describe: 'PORT or LO-HI,... servers may be reached on', default: '21' },
   'active-source-port': { type: 'number', describe: 'source port for active data connections to clients (20 needs privileges)' },
 } as const satisfies Record<string, Options>;

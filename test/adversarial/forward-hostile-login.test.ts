@@ -49,7 +49,7 @@ let gw: GatewayProcess;
 
 beforeAll(async () => {
   server = await startDemoServer({ files: { '/hello.txt': Buffer.from('hello\n') } });
-  gw = await startGatewayProcess(['--allow-destinations', '127.0.0.0/8']);
+  gw = await startGatewayProcess(['--allow-destinations', '127.0.0.0/8', '--allow-destination-ports', String(server.address.port)]);
 });
 afterAll(async () => {
   gw?.child.kill('SIGKILL');
