@@ -525,6 +525,14 @@ export class ControlSession {
       ? { type: 'forward' }
       : this.translator!.onServerReply(reply.code, reply.lines.map(rawBody), sent);
     if (decision.type === 'passive') return this.openPassive(reply, items, decision);
+    if (decision.type === 'answer-instead') {
+      // In the server reply's own turn: it answers the same command.
+      this.ledgers['server->client'].rewrote(items.reduce((n, i) => n + i.raw.length, 0), 0);
+      this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
+      this.writeLocal(decision.reply);
+      this.finishReply();
+      return;
+    }
     if (decision.type === 'unparsed') {
       this.sink({ event: 'warning', session: this.id, message: `${decision.reason}: passed unchanged` });
     }
