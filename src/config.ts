@@ -36,6 +36,8 @@ export interface CommonGatewayConfig {
   maxLineBytes: number;
   maxSessions: number;
   maxSessionsPerClient: number;
+  /** Open data listeners one client address may hold, all its sessions together. */
+  maxDataListenersPerClient: number;
   tls: 'refuse' | 'passthrough';
   /** relay: data bytes pass through us; kernel: nftables translates data connections. */
   dataPath: 'relay' | 'kernel';
@@ -59,6 +61,7 @@ export const DEFAULTS = {
   idleTimeoutMs: 600_000,
   maxSessions: 1000,
   maxSessionsPerClient: 50,
+  maxDataListenersPerClient: 4,
   maxLineBytes: DEFAULT_MAX_LINE_BYTES,
   tls: 'refuse' as const,
   dataPath: 'relay' as const,
@@ -142,6 +145,7 @@ export interface ReverseFlags {
   'max-line'?: number;
   'max-sessions'?: number;
   'max-sessions-per-client'?: number;
+  'max-data-listeners-per-client'?: number;
   tls?: string;
   'data-path'?: string;
   'nft-table'?: string;
@@ -184,6 +188,7 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
     idleTimeoutMs: seconds('--idle-timeout', f['idle-timeout'], DEFAULTS.idleTimeoutMs),
     maxSessions: count('--max-sessions', f['max-sessions'], DEFAULTS.maxSessions, 1_000_000),
     maxSessionsPerClient: count('--max-sessions-per-client', f['max-sessions-per-client'], DEFAULTS.maxSessionsPerClient, 1_000_000),
+    maxDataListenersPerClient: count('--max-data-listeners-per-client', f['max-data-listeners-per-client'], DEFAULTS.maxDataListenersPerClient, 65_535),
     maxLineBytes: maxLine,
     tls,
     dataPath,

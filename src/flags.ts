@@ -14,6 +14,7 @@ export const LIMIT_FLAGS = {
   'idle-timeout': { type: 'number', describe: 'seconds an idle control connection stays (never during a transfer)', default: 600 },
   'max-sessions': { type: 'number', describe: 'sessions at once, all clients', default: 1000 },
   'max-sessions-per-client': { type: 'number', describe: 'sessions at once from one client address', default: 50 },
+  'max-data-listeners-per-client': { type: 'number', describe: 'open data listeners one client address may hold, all its sessions together', default: 4 },
   'max-line': { type: 'number', describe: 'longest control line in bytes', default: 4096 },
   tls: { type: 'string', choices: ['refuse', 'passthrough'], default: 'refuse', describe: 'AUTH TLS: refuse (534) or pass through blindly' },
   'data-path': { type: 'string', choices: ['relay', 'kernel'], default: 'relay', describe: 'relay: data passes through ftp-alg; kernel: nftables translates each data connection (root, Linux)' },

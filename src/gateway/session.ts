@@ -369,7 +369,7 @@ export class ControlSession {
     const channel = kernel
       ? await this.openData('active', listenHost, () =>
           NatChannel.open({
-            ...this.natOptions('active', listenHost, this.config.activePool, kernel),
+            ...this.natOptions('active', listenHost, this.config.activePool.forClient(this.translator!.addrs.client), kernel),
             source: serverIp,
             target: decision.target,
             snatTo: clientPeer,
@@ -380,7 +380,7 @@ export class ControlSession {
             ...this.relayOptions(),
             mode: 'active',
             listenHost,
-            pool: this.config.activePool,
+            pool: this.config.activePool.forClient(this.translator!.addrs.client),
             acceptFrom: (peer) => sameAddress(peer, serverIp) || this.config.translator.serverNetworks.some((n) => n.contains(peer)),
             acceptLabel: serverIp.address,
             dialTarget: decision.target,
@@ -584,7 +584,7 @@ export class ControlSession {
     const channel = kernel
       ? await this.openData('passive', listenHost, () =>
           NatChannel.open({
-            ...this.natOptions('passive', listenHost, this.config.passivePool, kernel),
+            ...this.natOptions('passive', listenHost, this.config.passivePool.forClient(clientIp), kernel),
             source: clientIp,
             target: decision.dial,
             // The server expects data from the address it gets our commands from.
@@ -596,7 +596,7 @@ export class ControlSession {
             ...this.relayOptions(),
             mode: 'passive',
             listenHost,
-            pool: this.config.passivePool,
+            pool: this.config.passivePool.forClient(clientIp),
             acceptFrom: (peer) => sameAddress(peer, clientIp),
             acceptLabel: clientIp.address,
             dialTarget: decision.dial,
@@ -681,8 +681,9 @@ export class ControlSession {
       }
       const exhausted = err instanceof PortsExhaustedError;
       const message = exhausted ? err.message : `cannot listen on ${listenHost}: ${(err as Error).message}`;
-      this.refuse({ code: REASON.PORTS_EXHAUSTED, message }, verb, '');
-      this.answer(`425 Can't open data connection through the gateway (${exhausted ? 'no free port' : 'listen failed'})`);
+      this.refuse({ code: exhausted ? err.code : REASON.PORTS_EXHAUSTED, message }, verb, '');
+      const why = !exhausted ? 'listen failed' : err.code === 'PORTS_EXHAUSTED' ? 'no free port' : 'too many open data connections from your address';
+      this.answer(`425 Can't open data connection through the gateway (${why})`);
       return undefined;
     }
   }
