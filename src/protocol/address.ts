@@ -71,9 +71,13 @@ export function networkOf(ip: IpAddress, prefixLength: number): string {
   return `${start.correctForm()}/${prefixLength}`;
 }
 
-/** The directed broadcast address of an IPv4 network (`100.64.1.0/24` → 100.64.1.255); IPv6 has none. */
+/**
+ * The directed broadcast address of an IPv4 network (`100.64.1.0/24` →
+ * 100.64.1.255). IPv6 has none, and neither have /31 (RFC 3021: both
+ * addresses are hosts) and /32.
+ */
 export function broadcastOf(cidr: Cidr): IpAddress | undefined {
-  if (cidr.family !== 4) return undefined;
+  if (cidr.family !== 4 || Number(cidr.text.split('/')[1]) >= 31) return undefined;
   return { family: 4, address: new Address4(cidr.text).endAddress().correctForm() };
 }
 
