@@ -357,6 +357,8 @@ const cfg = reverseFromFlags({
   listen: `${HOST}:0`,
   server: `${HOST}:${server.address.port}`,
   'public-address': HOST,
+  // Every soak session comes from HOST: their data listeners count against one client's cap.
+  'max-data-listeners-per-client': 10_000,
   ...(flags['passive-ports'] ? { 'passive-ports': flags['passive-ports'] } : {}),
   ...(flags['active-ports'] ? { 'active-ports': flags['active-ports'] } : {}),
 });

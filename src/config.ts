@@ -6,7 +6,7 @@ import { parseCidr, parseIp, type Cidr, type IpAddress } from './protocol/addres
 import type { PortRange } from './gateway/ports.js';
 import { isTableName } from './gateway/kernel-nat.js';
 import { DEFAULT_MAX_LINE_BYTES } from './protocol/framer.js';
-import { DEFAULT_ALLOWED_CLIENTS } from './alg/policy.js';
+import { DEFAULT_ALLOWED_CLIENTS, DEFAULT_DESTINATION_PORTS, type PortList } from './alg/policy.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -36,6 +36,8 @@ export interface CommonGatewayConfig {
   maxLineBytes: number;
   maxSessions: number;
   maxSessionsPerClient: number;
+  /** Open data listeners one client address may hold, all its sessions together. */
+  maxDataListenersPerClient: number;
   tls: 'refuse' | 'passthrough';
   /** relay: data bytes pass through us; kernel: nftables translates data connections. */
   dataPath: 'relay' | 'kernel';
@@ -59,6 +61,7 @@ export const DEFAULTS = {
   idleTimeoutMs: 600_000,
   maxSessions: 1000,
   maxSessionsPerClient: 50,
+  maxDataListenersPerClient: 4,
   maxLineBytes: DEFAULT_MAX_LINE_BYTES,
   tls: 'refuse' as const,
   dataPath: 'relay' as const,
@@ -91,6 +94,21 @@ export function parsePortRange(key: string, text: string): PortRange {
   const hi = Number(m?.[2]);
   if (!m || lo < 1024 || hi > 65535 || lo > hi) throw new ConfigError(key, `"${text}" is not a port range LO-HI within 1024-65535`);
   return { lo, hi };
+}
+
+/** `21`, `21,990`, `2121-2130,21`: single ports and ranges within 1-65535. */
+export function parsePortList(key: string, text: string): PortList {
+  const items = text.split(',').map((s) => s.trim());
+  if (items.every((s) => s === '')) throw new ConfigError(key, `"${text}" names no port`);
+  return items
+    .filter(Boolean)
+    .map((s) => {
+      const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(s);
+      const lo = Number(m?.[1]);
+      const hi = m?.[2] === undefined ? lo : Number(m[2]);
+      if (!m || lo < 1 || hi > 65535 || lo > hi) throw new ConfigError(key, `"${s}" is not a port or LO-HI range within 1-65535`);
+      return { lo, hi };
+    });
 }
 
 export function parseCidrList(key: string, text: string): Cidr[] {
@@ -127,6 +145,7 @@ export interface ReverseFlags {
   'max-line'?: number;
   'max-sessions'?: number;
   'max-sessions-per-client'?: number;
+  'max-data-listeners-per-client'?: number;
   tls?: string;
   'data-path'?: string;
   'nft-table'?: string;
@@ -169,6 +188,7 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
     idleTimeoutMs: seconds('--idle-timeout', f['idle-timeout'], DEFAULTS.idleTimeoutMs),
     maxSessions: count('--max-sessions', f['max-sessions'], DEFAULTS.maxSessions, 1_000_000),
     maxSessionsPerClient: count('--max-sessions-per-client', f['max-sessions-per-client'], DEFAULTS.maxSessionsPerClient, 1_000_000),
+    maxDataListenersPerClient: count('--max-data-listeners-per-client', f['max-data-listeners-per-client'], DEFAULTS.maxDataListenersPerClient, 65_535),
     maxLineBytes: maxLine,
     tls,
     dataPath,
@@ -204,6 +224,7 @@ export interface ForwardConfig extends CommonGatewayConfig {
   passive: 'pass' | 'relay';
   allowClients: Cidr[];
   allowDestinations: Cidr[];
+  allowDestinationPorts: PortList;
   activeSourcePort?: number | undefined;
 }
 
@@ -212,6 +233,7 @@ export interface ForwardFlags extends Omit<ReverseFlags, 'server' | 'inside-addr
   passive?: string;
   'allow-clients'?: string;
   'allow-destinations'?: string;
+  'allow-destination-ports'?: string;
   'active-source-port'?: number;
 }
 
@@ -235,6 +257,7 @@ export function forwardFromFlags(f: ForwardFlags): ForwardConfig {
     passive,
     allowClients: parseCidrList('--allow-clients', f['allow-clients'] ?? DEFAULT_ALLOWED_CLIENTS.join(',')),
     allowDestinations: f['allow-destinations'] ? parseCidrList('--allow-destinations', f['allow-destinations']) : [],
+    allowDestinationPorts: parsePortList('--allow-destination-ports', f['allow-destination-ports'] ?? DEFAULT_DESTINATION_PORTS),
     activeSourcePort: sourcePort,
     ...commonFromFlags(f),
   };

@@ -14,6 +14,7 @@ export const LIMIT_FLAGS = {
   'idle-timeout': { type: 'number', describe: 'seconds an idle control connection stays (never during a transfer)', default: 600 },
   'max-sessions': { type: 'number', describe: 'sessions at once, all clients', default: 1000 },
   'max-sessions-per-client': { type: 'number', describe: 'sessions at once from one client address', default: 50 },
+  'max-data-listeners-per-client': { type: 'number', describe: 'open data listeners one client address may hold, all its sessions together', default: 4 },
   'max-line': { type: 'number', describe: 'longest control line in bytes', default: 4096 },
   tls: { type: 'string', choices: ['refuse', 'passthrough'], default: 'refuse', describe: 'AUTH TLS: refuse (534) or pass through blindly' },
   'data-path': { type: 'string', choices: ['relay', 'kernel'], default: 'relay', describe: 'relay: data passes through ftp-alg; kernel: nftables translates each data connection (root, Linux)' },
@@ -38,6 +39,10 @@ export const FORWARD_FLAGS = {
   'passive-ports': { type: 'string', describe: 'LO-HI range for relayed passive data listeners' },
   'active-ports': { type: 'string', describe: 'LO-HI range for active data listeners' },
   'allow-clients': { type: 'string', describe: 'CIDR,... that may use the gateway (default: loopback, 100.64/10, RFC 1918, fc00::/7)' },
-  'allow-destinations': { type: 'string', describe: "CIDR,... of servers allowed although inside the clients' networks" },
+  'allow-destinations': {
+    type: 'string',
+    describe: "CIDR,... of servers allowed although refused by default (the clients' networks, loopback, link-local, multicast, the gateway's own addresses)",
+  },
+  'allow-destination-ports': { type: 'string', describe: 'PORT or LO-HI,... servers may be reached on', default: '21' },
   'active-source-port': { type: 'number', describe: 'source port for active data connections to clients (20 needs privileges)' },
 } as const satisfies Record<string, Options>;

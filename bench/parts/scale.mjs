@@ -196,7 +196,8 @@ export async function runTransfers(ctx) {
   const endpoint = await import(pathToFileURL(path.join(distDir, 'protocol', 'endpoint.js')).href);
   const M = flags.concurrent;
   const SIZE = flags.transferSize;
-  const caps = { 'max-sessions': M + 100, 'max-sessions-per-client': M + 100 };
+  // All M clients share one address: their data listeners count against one --max-data-listeners-per-client.
+  const caps = { 'max-sessions': M + 100, 'max-sessions-per-client': M + 100, 'max-data-listeners-per-client': M + 100 };
   const server = await startServer({ distDir, generate: [`/big.bin:${SIZE}`] });
   const gw = await startGateway({ distDir, serverPort: server.port, flags: caps });
   const out = { concurrent: M, size: SIZE, errors: 0, errorExamples: [] };

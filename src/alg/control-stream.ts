@@ -56,7 +56,7 @@ export interface DataRequest {
   alsoFrom: readonly Cidr[];
 }
 
-export type DataFailure = 'ports-exhausted' | 'listen-failed' | 'kernel-nat-failed';
+export type DataFailure = 'ports-exhausted' | 'listeners-exceeded' | 'listen-failed' | 'kernel-nat-failed';
 
 export type Action =
   | { type: 'write'; to: Side; bytes: Buffer }
@@ -124,6 +124,14 @@ type ReplyMode =
   | { kind: 'drop' };
 
 type Phase = { kind: 'parsing' } | { kind: 'blind' } | { kind: 'closed' };
+
+/** What the log and the client are told when a data channel cannot be opened. */
+const DATA_FAILURES: Record<DataFailure, { code: ReasonCode; why: string }> = {
+  'ports-exhausted': { code: REASON.PORTS_EXHAUSTED, why: 'no free port' },
+  'listen-failed': { code: REASON.PORTS_EXHAUSTED, why: 'listen failed' },
+  'listeners-exceeded': { code: REASON.DATA_LISTENERS_EXCEEDED, why: 'too many open data connections from your address' },
+  'kernel-nat-failed': { code: REASON.KERNEL_NAT_FAILED, why: 'kernel mapping failed' },
+};
 
 const SIDE_OF: Record<Direction, Side> = { 'client->server': 'server', 'server->client': 'client' };
 
@@ -249,7 +257,7 @@ export class ControlStream {
     if (sw.kind === 'passive-open' && sw.id === id) {
       this.serverWait = { kind: 'none' };
       this.emitPassive(sw.reply, sw.items, sw.decision, announce);
-      this.finishReply();
+      this.finishReply(sw.reply.code);
       this.pump('server');
     }
     return this.flush();
@@ -260,12 +268,8 @@ export class ControlStream {
     const cw = this.clientWait;
     const sw = this.serverWait;
     const verb = cw.kind === 'active-open' && cw.id === id ? 'PORT' : 'PASV';
-    if (failure === 'kernel-nat-failed') {
-      this.refuse({ code: REASON.KERNEL_NAT_FAILED, message: `kernel mapping failed: ${message}` }, verb, '');
-    } else {
-      this.refuse({ code: REASON.PORTS_EXHAUSTED, message }, verb, '');
-    }
-    const why = failure === 'kernel-nat-failed' ? 'kernel mapping failed' : failure === 'ports-exhausted' ? 'no free port' : 'listen failed';
+    const { code, why } = DATA_FAILURES[failure];
+    this.refuse({ code, message: failure === 'kernel-nat-failed' ? `kernel mapping failed: ${message}` : message }, verb, '');
     const reply = `425 Can't open data connection through the gateway (${why})`;
     if (cw.kind === 'active-open' && cw.id === id) {
       this.clientWait = { kind: 'none' };
@@ -277,7 +281,7 @@ export class ControlStream {
       this.serverWait = { kind: 'none' };
       this.out('server->client', sw.items.reduce((n, i) => n + i.raw.length, 0), undefined);
       this.answer(reply);
-      this.finishReply();
+      this.finishReply(sw.reply.code);
       this.pump('server');
     }
     return this.flush();
@@ -525,7 +529,8 @@ export class ControlStream {
     this.heldBytes = 0;
     if (mode.kind === 'drop') {
       if (last) this.out('server->client', last.raw.length, undefined);
-      this.onUntranslatable(reply.code, 'too long to hold');
+      // Only passive replies are ever dropped, so the code is one of theirs.
+      this.answerInstead(this.translator.untranslatable(String(reply.code) as '227' | '228' | '229', 'more than the gateway holds'), reply);
       return;
     }
     const tail = last ? [last] : [];
@@ -548,13 +553,12 @@ export class ControlStream {
     switch (decision.type) {
       case 'passive':
         return this.onPassiveReply(reply, items, decision);
+      case 'answer-instead':
+        // Dropped, and answered in the server reply's own turn: it answers the same command.
+        this.out('server->client', items.reduce((n, i) => n + i.raw.length, 0), undefined);
+        this.answerInstead(decision, reply);
+        return;
       case 'unparsed':
-        if (mayNameAnAddress(reply)) {
-          this.out('server->client', items.reduce((n, i) => n + i.raw.length, 0), undefined);
-          this.onUntranslatable(reply.code, decision.reason, reply);
-          return;
-        }
-        // Nothing in it could be an address ("227 Logout."): it passes as it came.
         this.event({ event: 'warning', session: this.session, message: `${decision.reason}: passed unchanged` });
         break;
       case 'rewrite':
@@ -592,15 +596,11 @@ export class ControlStream {
     this.finishReply(reply.code);
   }
 
-  /**
-   * A passive reply the gateway cannot read never reaches the client as it
-   * came: it may name an inside address. The client gets 425 instead.
-   */
-  private onUntranslatable(code: number, why: string, reply?: Reply): void {
-    const line = reply ? reply.lines.map((l) => l.text).join(' | ').slice(0, 200) : '';
-    this.refuse({ code: REASON.UNTRANSLATABLE_PASSIVE_REPLY, message: `${code} reply could not be translated (${why}): not relayed` }, String(code), line);
-    this.writeLocal("425 Can't open data connection: the server's passive reply could not be translated");
-    this.finishReply(code);
+  /** The client gets the gateway's answer instead of a passive reply it must not see. */
+  private answerInstead(decision: Extract<ReplyDecision, { type: 'answer-instead' }>, reply: Reply): void {
+    this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | ').slice(0, 200));
+    this.writeLocal(decision.reply);
+    this.finishReply(reply.code);
   }
 
   private onPassiveReply(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>): void {
@@ -766,7 +766,3 @@ export class ControlStream {
   }
 }
 
-/** Digits after the code: the reply could carry an address, however mangled. */
-function mayNameAnAddress(reply: Reply): boolean {
-  return reply.lines.some((l, i) => /\d/.test(i === 0 ? l.text.slice(3) : l.text));
-}

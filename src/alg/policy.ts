@@ -2,7 +2,16 @@
  * Who may be announced and who may be dialled. Pure: every decision is a
  * function of the session's addresses and the configuration.
  */
-import { classifyAddress, sameAddress, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
+import {
+  classifyAddress,
+  embeddedIpv4,
+  formatEndpoint,
+  sameAddress,
+  type AddressClass,
+  type Cidr,
+  type Endpoint,
+  type IpAddress,
+} from '../protocol/address.js';
 
 /** Stable reason codes: part of the interface (README), never renamed casually. */
 export const REASON = {
@@ -10,11 +19,13 @@ export const REASON = {
   PRIVILEGED_PORT: 'PRIVILEGED_PORT',
   MALFORMED_ENDPOINT: 'MALFORMED_ENDPOINT',
   FOREIGN_PASSIVE_ADDRESS: 'FOREIGN_PASSIVE_ADDRESS',
+  UNTRANSLATABLE_PASSIVE_REPLY: 'UNTRANSLATABLE_PASSIVE_REPLY',
   EPSV_ALL_ACTIVE: 'EPSV_ALL_ACTIVE',
   FAMILY_UNSUPPORTED: 'FAMILY_UNSUPPORTED',
   TLS_REFUSED: 'TLS_REFUSED',
   LINE_TOO_LONG: 'LINE_TOO_LONG',
   PORTS_EXHAUSTED: 'PORTS_EXHAUSTED',
+  DATA_LISTENERS_EXCEEDED: 'DATA_LISTENERS_EXCEEDED',
   DATA_PEER_MISMATCH: 'DATA_PEER_MISMATCH',
   CLIENT_NOT_ALLOWED: 'CLIENT_NOT_ALLOWED',
   SERVER_UNREACHABLE: 'SERVER_UNREACHABLE',
@@ -24,7 +35,6 @@ export const REASON = {
   LOGIN_TIMEOUT: 'LOGIN_TIMEOUT',
   TOO_MANY_SESSIONS: 'TOO_MANY_SESSIONS',
   KERNEL_NAT_FAILED: 'KERNEL_NAT_FAILED',
-  UNTRANSLATABLE_PASSIVE_REPLY: 'UNTRANSLATABLE_PASSIVE_REPLY',
   LINE_TIMEOUT: 'LINE_TIMEOUT',
 } as const;
 
@@ -87,28 +97,48 @@ export function checkClientAllowed(client: IpAddress, allowed: readonly Cidr[]):
   return { code: REASON.CLIENT_NOT_ALLOWED, message: `client ${client.address} is not in the allowed networks` };
 }
 
+/** Ports as the operator lists them: `21`, `21,990`, `2121-2130`. */
+export type PortList = ReadonlyArray<{ lo: number; hi: number }>;
+
+/** Forward mode: FTP's own port, so that the gateway cannot be used to talk to SMTP or anything else. */
+export const DEFAULT_DESTINATION_PORTS = '21';
+
+export interface DestinationPolicy {
+  /** The networks the gateway serves (its --allow-clients): it must not be a way into them. */
+  lanNetworks: readonly Cidr[];
+  /** --allow-destinations: the only way to open an address refused below. */
+  allowed: readonly Cidr[];
+  /** --allow-destination-ports. */
+  ports: PortList;
+}
+
 /**
- * Forward mode must not be an open door into the LAN it serves, nor into the
- * gateway itself: a destination inside the networks it fronts, one of its
- * own addresses, or an address that means "this host" or "everyone"
- * (0.0.0.0, ::, multicast) is refused unless explicitly allowed.
+ * Addresses no forward destination may have, whatever --allow-clients says:
+ * this host (loopback, unspecified, which Linux dials as loopback), the link
+ * (link-local, which holds the cloud metadata service 169.254.169.254) and
+ * everyone (multicast, 240/4 with the limited broadcast 255.255.255.255).
  */
-export function checkDestination(
-  dest: IpAddress,
-  lanNetworks: readonly Cidr[],
-  allowedDestinations: readonly Cidr[],
-  ownAddresses: readonly IpAddress[] = [],
-): Refusal | undefined {
-  if (allowedDestinations.some((n) => n.contains(dest))) return undefined;
-  const cls = classifyAddress(dest);
-  if (cls === 'unspecified' || cls === 'multicast' || cls === 'reserved') {
-    return { code: REASON.DESTINATION_NOT_ALLOWED, message: `destination ${dest.address} is ${cls}` };
-  }
-  if (ownAddresses.some((a) => sameAddress(a, dest))) {
-    return { code: REASON.DESTINATION_NOT_ALLOWED, message: `destination ${dest.address} is the gateway itself` };
-  }
-  if (lanNetworks.some((n) => n.contains(dest))) {
-    return { code: REASON.DESTINATION_NOT_ALLOWED, message: `destination ${dest.address} is inside the gateway's own networks` };
+const NEVER_DESTINATION: ReadonlySet<AddressClass> = new Set(['unspecified', 'loopback', 'link-local', 'multicast', 'reserved']);
+
+/**
+ * Forward mode must not be an open door into the gateway itself, its link,
+ * or the LAN it serves. Refused unless --allow-destinations names the
+ * address: the classes above, the gateway's own addresses (and broadcast
+ * addresses), the LAN networks, and any of these hidden in an IPv6 form
+ * that embeds an IPv4 address (NAT64, IPv4-compatible). A port outside
+ * --allow-destination-ports is refused in every case.
+ */
+export function checkDestination(dest: Endpoint, policy: DestinationPolicy, ownAddresses: readonly IpAddress[] = []): Refusal | undefined {
+  const refused = (why: string): Refusal => ({ code: REASON.DESTINATION_NOT_ALLOWED, message: `destination ${formatEndpoint(dest)}: ${why}` });
+  if (!policy.ports.some((r) => dest.port >= r.lo && dest.port <= r.hi)) return refused(`port ${dest.port} is not an allowed destination port`);
+  if (policy.allowed.some((n) => n.contains(dest))) return undefined;
+  const embedded = embeddedIpv4(dest);
+  for (const ip of embedded ? [dest, embedded] : [dest]) {
+    const as = ip === dest ? '' : ` (embeds ${ip.address})`;
+    const cls = classifyAddress(ip);
+    if (NEVER_DESTINATION.has(cls)) return refused(`${cls} address${as}`);
+    if (ownAddresses.some((a) => sameAddress(a, ip))) return refused(`the gateway's own address${as}`);
+    if (policy.lanNetworks.some((n) => n.contains(ip))) return refused(`inside the gateway's own networks${as}`);
   }
   return undefined;
 }

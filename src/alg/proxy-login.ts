@@ -14,6 +14,25 @@ export interface ProxyDestination {
 
 export type ProxyUserResult = { ok: true; destination: ProxyDestination } | { ok: false; reason: string };
 
+/**
+ * Client text quoted back in a reply: printable ASCII only, and short. A
+ * reply line may not carry CR, LF or NUL (the encoder refuses them, and a
+ * refusal inside a socket handler would end the process), and echoing more
+ * than a host name's worth helps nobody.
+ */
+export function quoteForReply(text: string, max = 64): string {
+  const shown = text.length > max ? `${text.slice(0, max)}...` : text;
+  return `"${printableReply(shown)}"`;
+}
+
+/** A reply the gateway writes before there is a server: one line of printable ASCII, whatever went into it. */
+export function printableReply(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?');
+}
+
+/** Bytes that end or split a line: a command carrying one is refused, never parsed further. */
+const LINE_BREAKING = /[\r\n\0]/;
+
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 export function parseProxyUser(arg: string): ProxyUserResult {
@@ -24,12 +43,12 @@ export function parseProxyUser(arg: string): ProxyUserResult {
   // The user name is sent on to the server: nothing that could end the line.
   if (/[\x00-\x1f\x7f]/.test(user)) return { ok: false, reason: 'control characters in the user name' };
   const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(dest) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(dest);
-  if (!m) return { ok: false, reason: `"${dest}" is not host[:port]` };
+  if (!m) return { ok: false, reason: `${quoteForReply(dest)} is not host[:port]` };
   const host = m[1]!;
   const port = m[2] === undefined ? 21 : Number(m[2]);
   if (port < 1 || port > 65535) return { ok: false, reason: `port ${m[2]} is out of range` };
   const ip = parseIp(host);
-  if (!ip && !HOSTNAME.test(host)) return { ok: false, reason: `"${host}" is not a host name or IP address` };
+  if (!ip && !HOSTNAME.test(host)) return { ok: false, reason: `${quoteForReply(host)} is not a host name or IP address` };
   return { ok: true, destination: { user, host: ip ? ip.address : host, port } };
 }
 
@@ -44,6 +63,11 @@ export type PreLoginStep =
  * on to USER, where the destination is named.
  */
 export function preLoginStep(verb: string, arg: string): PreLoginStep {
+  // A bare CR or a NUL inside a line: some servers end the command there,
+  // others do not; nothing built from such a line is safe to send or echo.
+  if (LINE_BREAKING.test(verb) || LINE_BREAKING.test(arg)) {
+    return { type: 'reply', reply: '501 CR, LF or NUL inside a command line; refused' };
+  }
   switch (verb) {
     case 'USER': {
       const parsed = parseProxyUser(arg.trim());

@@ -23,7 +23,7 @@ import {
   parsePortArg,
   spliceText,
 } from '../protocol/endpoint.js';
-import { checkActiveTarget, passiveDialTarget, REASON, type Refusal } from './policy.js';
+import { checkActiveTarget, MIN_ACTIVE_PORT, passiveDialTarget, REASON, type Refusal } from './policy.js';
 
 export type ActiveVerb = 'PORT' | 'EPRT' | 'LPRT';
 export type PassiveVerb = 'PASV' | 'EPSV' | 'LPSV';
@@ -78,7 +78,14 @@ export type ReplyDecision =
       alsoInPlace?: Array<{ lineIndex: number; start: number; end: number }>;
       kind: '227' | '228' | '229';
     }
-  | { type: 'unparsed'; kind: string; reason: string };
+  | { type: 'unparsed'; kind: string; reason: string }
+  /**
+   * The server's reply must not reach the client (it names what the gateway
+   * cannot or will not reach, or the inside address it cannot rewrite):
+   * drop its bytes and send `reply` in its place, as the answer to the same
+   * command; report `refusal`.
+   */
+  | { type: 'answer-instead'; reply: string; refusal: Refusal; kind: '227' | '228' | '229' };
 
 const ACTIVE_VERBS = new Set<string>(['PORT', 'EPRT', 'LPRT']);
 const PASSIVE_VERBS = new Set<string>(['PASV', 'EPSV', 'LPSV']);
@@ -124,14 +131,15 @@ export class ControlTranslator {
   }
 
   private onActive(verb: ActiveVerb, arg: string): ClientDecision {
-    const target = verb === 'PORT' ? parsePortArg(arg) : verb === 'EPRT' ? parseEprtArg(arg) : parseLprtArg(arg);
-    if (!target) {
+    const named = verb === 'PORT' ? parsePortArg(arg) : verb === 'EPRT' ? parseEprtArg(arg) : parseLprtArg(arg);
+    if (!named) {
       return {
         type: 'answer',
         reply: `501 Syntax error in ${verb} argument`,
         refusal: { code: REASON.MALFORMED_ENDPOINT, message: `${verb} argument does not parse` },
       };
     }
+    const target = this.ownAddressIfUnspecified(named);
     if (verb === 'EPRT' && target.family !== this.addrs.client.family) {
       // RFC 2428 §2: reply 522 and list the families we support.
       return {
@@ -146,6 +154,17 @@ export class ControlTranslator {
     }
     const delimiter = verb === 'EPRT' ? arg.trim()[0]! : '|';
     return { type: 'active', target, verb, delimiter, sent: { verb } };
+  }
+
+  /**
+   * The unspecified address in PORT/EPRT/LPRT means "the address this
+   * connection comes from" (lftp sends `EPRT |2|::|port|` when its data
+   * socket is unbound; vsftpd accepts it). It cannot point at a third party,
+   * so it stands for the client's own control address, in the same family.
+   */
+  private ownAddressIfUnspecified(target: Endpoint): Endpoint {
+    const unspecified = target.address === '0.0.0.0' || target.address === '::';
+    return unspecified && target.family === this.addrs.client.family ? { ...this.addrs.client, port: target.port } : target;
   }
 
   private onPassive(verb: PassiveVerb, arg: string): ClientDecision {
@@ -184,12 +203,26 @@ export class ControlTranslator {
     if (code !== 227 && code !== 228 && code !== 229) return { type: 'forward' };
     const kind = String(code) as '227' | '228' | '229';
     const found = this.findEndpoint(kind, lines);
-    if (!found) return { type: 'unparsed', kind, reason: `${kind} reply without a usable endpoint` };
+    if (!found) {
+      // Passed on, it would show the client the inside address we could not rewrite.
+      if (this.config.passive === 'relay') return this.untranslatable(kind, 'no endpoint the gateway can read');
+      return { type: 'unparsed', kind, reason: `${kind} reply without a usable endpoint` };
+    }
     const { lineIndex, start, end, endpoint, delimiter } = found;
     const asked = sent?.passiveAsked;
 
     if (this.config.passive === 'pass') {
       return this.passThrough(kind, lines, found);
+    }
+    if (endpoint.port < MIN_ACTIVE_PORT) {
+      // RFC 2577 as for PORT: a hostile server would have us connect to its
+      // (or, with --server-networks, a neighbour's) SSH or SMTP port.
+      return {
+        type: 'answer-instead',
+        reply: "425 Can't open data connection: the server named a privileged port",
+        refusal: { code: REASON.PRIVILEGED_PORT, message: `server's ${kind} names port ${endpoint.port} (< ${MIN_ACTIVE_PORT}); not dialled (RFC 2577)` },
+        kind,
+      };
     }
 
     const { target, refusal } = passiveDialTarget(this.addrs.server, this.config.serverNetworks, endpoint);
@@ -205,6 +238,20 @@ export class ControlTranslator {
       answerAs,
       ...(inPlace ? { inPlace } : {}),
       ...(also.length ? { alsoInPlace: also } : {}),
+      kind,
+    };
+  }
+
+  /**
+   * A passive reply the gateway cannot rewrite: unreadable, or too big to
+   * hold (the session calls this for one it had to stop holding). The client
+   * gets 425 instead, never the server's text.
+   */
+  untranslatable(kind: '227' | '228' | '229', why: string): Extract<ReplyDecision, { type: 'answer-instead' }> {
+    return {
+      type: 'answer-instead',
+      reply: "425 Can't open data connection: the server's passive reply could not be translated",
+      refusal: { code: REASON.UNTRANSLATABLE_PASSIVE_REPLY, message: `${kind} reply with ${why}; not relayed` },
       kind,
     };
   }

@@ -10,11 +10,13 @@ import type { DataFailure } from '../alg/control-stream.js';
 import { DataChannel } from './data.js';
 import { NatChannel } from './nat-channel.js';
 import { KernelNatError, type KernelNat } from './kernel-nat.js';
-import { PortsExhaustedError, type PortPool } from './ports.js';
+import { DataListenersExceededError, PortsExhaustedError, type PortPool } from './ports.js';
 import type { DataMode, EventSink } from './events.js';
 
 export interface ChannelRequest {
   session: string;
+  /** The client of the session: its listeners count against its quota. */
+  client: IpAddress;
   mode: DataMode;
   /** Our address the peer is told to connect to. */
   listenHost: string;
@@ -83,7 +85,7 @@ export class RelayDataPath implements DataPath {
         session: req.session,
         mode: req.mode,
         listenHost: req.listenHost,
-        pool: pools[req.mode],
+        pool: pools[req.mode].forClient(req.client),
         acceptFrom: (peer) => sameAddress(peer, req.expectFrom) || req.alsoFrom.some((n) => n.contains(peer)),
         acceptLabel: req.expectFrom.address,
         dialTarget: req.target,
@@ -161,7 +163,7 @@ export class KernelDataPath implements DataPath {
         session: req.session,
         mode: req.mode,
         listenHost: req.listenHost,
-        pool: pools[req.mode],
+        pool: pools[req.mode].forClient(req.client),
         nat: this.nat,
         source,
         target: req.target,
@@ -211,6 +213,7 @@ async function opening<T>(listenHost: string, open: () => Promise<T>): Promise<T
     return await open();
   } catch (err) {
     if (err instanceof KernelNatError) throw new DataOpenError('kernel-nat-failed', err.message);
+    if (err instanceof DataListenersExceededError) throw new DataOpenError('listeners-exceeded', err.message);
     if (err instanceof PortsExhaustedError) throw new DataOpenError('ports-exhausted', err.message);
     throw new DataOpenError('listen-failed', `cannot listen on ${listenHost}: ${(err as Error).message}`);
   }

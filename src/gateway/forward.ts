@@ -8,28 +8,39 @@ import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
 import type { Socket } from 'node:net';
 import type { ForwardConfig } from '../config.js';
-import { LineFramer, encodeLine } from '../protocol/framer.js';
+import { LineFramer, encodeLine, type Framed } from '../protocol/framer.js';
 import { parseCommand } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
-import { formatEndpoint, ipOf, parseIp, type Cidr, type IpAddress } from '../protocol/address.js';
-import { preLoginStep } from '../alg/proxy-login.js';
-import { checkClientAllowed, checkDestination, REASON } from '../alg/policy.js';
+import { broadcastOf, formatEndpoint, ipOf, parseCidr, parseIp, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
+import { preLoginStep, printableReply } from '../alg/proxy-login.js';
+import { checkClientAllowed, checkDestination, REASON, type DestinationPolicy } from '../alg/policy.js';
 import type { EventSink } from './events.js';
 import { connectServer, kernelNatFor, sessionLimits, startWithKernelNat, type Gateway } from './server.js';
 import { DialRefusal, type DialContext, type ServerDialer } from './session.js';
 import { originalDestination } from './original-dst.js';
 
-/** This host's interface addresses, read at each use: interfaces come and go. */
+/**
+ * This host's interface addresses and the broadcast address of each IPv4
+ * interface network, read at each use: interfaces come and go.
+ */
 function ownAddresses(): IpAddress[] {
   return Object.values(networkInterfaces())
     .flat()
-    .flatMap((i) => (i ? [parseIp(i.address)] : []))
+    .flatMap((i) => {
+      const cidr = i?.cidr ? parseCidr(i.cidr) : undefined;
+      return [i ? parseIp(i.address) : undefined, cidr ? broadcastOf(cidr) : undefined];
+    })
     .filter((ip): ip is IpAddress => ip !== undefined);
 }
 
 export async function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promise<Gateway> {
   const kernelNat = await kernelNatFor(cfg, sink);
-  const policy = { allowClients: cfg.allowClients, allowDestinations: cfg.allowDestinations, connectTimeoutMs: cfg.connectTimeoutMs, loginTimeoutMs: cfg.loginTimeoutMs };
+  const policy: ForwardPolicy = {
+    allowClients: cfg.allowClients,
+    destinations: { lanNetworks: cfg.allowClients, allowed: cfg.allowDestinations, ports: cfg.allowDestinationPorts },
+    connectTimeoutMs: cfg.connectTimeoutMs,
+    loginTimeoutMs: cfg.loginTimeoutMs,
+  };
   return startWithKernelNat(kernelNat, {
     mode: 'forward',
     listen: cfg.listen,
@@ -51,7 +62,7 @@ export async function startForwardGateway(cfg: ForwardConfig, sink: EventSink): 
 
 interface ForwardPolicy {
   allowClients: readonly Cidr[];
-  allowDestinations: readonly Cidr[];
+  destinations: DestinationPolicy;
   connectTimeoutMs: number;
   loginTimeoutMs: number;
 }
@@ -62,12 +73,9 @@ function admitClient(client: Socket, policy: ForwardPolicy): void {
   if (refusal) throw new DialRefusal(refusal, '421 Not allowed to use this gateway');
 }
 
-/**
- * A forward gateway must not become a way into the LAN it serves: the LAN's
- * own networks (those allowed to use it) are not destinations unless allowed.
- */
-function admitDestination(dest: IpAddress, policy: ForwardPolicy, reply: string): void {
-  const refusal = checkDestination(dest, policy.allowClients, policy.allowDestinations, ownAddresses());
+/** The gateway, its link and the LAN it serves are no destinations (policy.ts: checkDestination). */
+function admitDestination(dest: Endpoint, policy: ForwardPolicy, reply: string): void {
+  const refusal = checkDestination(dest, policy.destinations, ownAddresses());
   if (refusal) throw new DialRefusal(refusal, reply);
 }
 
@@ -87,7 +95,7 @@ function transparentDialer(policy: ForwardPolicy): ServerDialer {
     if (dest.address === local.address && dest.port === client.localPort) {
       throw new DialRefusal({ code: REASON.NOT_REDIRECTED, message: 'connection was addressed to the gateway itself' }, '421 This is a transparent FTP gateway: connect to an FTP server, not to the gateway');
     }
-    admitDestination(dest, policy, `421 Destination ${dest.address} is not allowed through this gateway`);
+    admitDestination(dest, policy, `421 Destination ${formatEndpoint(dest)} is not allowed through this gateway`);
     return { server: await connectServer({ host: dest.address, port: dest.port }, policy.connectTimeoutMs) };
   };
 }
@@ -114,7 +122,7 @@ function explicitDialer(policy: ForwardPolicy): ServerDialer {
         `421 Cannot resolve ${destination.host}`,
       );
     }
-    admitDestination(address, policy, `530 Destination ${address.address} is not allowed through this gateway`);
+    admitDestination({ ...address, port: destination.port }, policy, `530 Destination ${formatEndpoint({ ...address, port: destination.port })} is not allowed through this gateway`);
     const target = { host: address.address, port: destination.port };
     let server: Socket;
     try {
@@ -189,7 +197,7 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
     let dropped = 0;
     let said = 0;
     const say = (text: string) => {
-      const line = encodeLine(text);
+      const line = encodeLine(printableReply(text));
       said += line.length;
       if (!client.destroyed) client.write(line);
     };
@@ -213,8 +221,17 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
       timeoutMs,
     );
     const onEnd = () => done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: 'client left before logging in' }, undefined));
+    // A socket handler is no place for an exception: it would end the
+    // process. Whatever goes wrong fails this one login, and the session
+    // closes with its 421.
     const onData = (chunk: Buffer) => {
-      const items = framer.push(chunk);
+      try {
+        onLines(framer.push(chunk));
+      } catch (err) {
+        done(err as Error);
+      }
+    };
+    const onLines = (items: Framed[]) => {
       for (let i = 0; i < items.length; i++) {
         const item = items[i]!;
         dropped += item.raw.length;

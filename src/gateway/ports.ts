@@ -1,26 +1,112 @@
 /**
- * Ports for the gateway's one-shot data listeners. Without a range the kernel
- * picks (port 0). With a range, ports are handed out round-robin so that a
- * port just released (its last connection possibly still in TIME_WAIT on a
- * peer) is the last to be reused, and EADDRINUSE moves on to the next port.
+ * Ports for the gateway's one-shot data listeners, and how many of them one
+ * client may hold.
+ *
+ * Without a range the kernel picks (port 0). With a range, a port is drawn
+ * at random among the free ones: handed out in order, the next port is
+ * predictable, and a host sharing the client's address (same NAT) could
+ * connect to it first. A port released less than TIME_WAIT_MS ago is drawn
+ * only when no other is free, the one released longest ago first: a peer
+ * may still hold the old connection in TIME_WAIT, and a new one on the same
+ * four-tuple would be refused or mixed up with it.
+ *
+ * Each listener can be charged to the client it was opened for (its address;
+ * an IPv6 client's /64, which one host usually holds whole): past
+ * `maxPerClient` open listeners, across all its sessions and both data
+ * directions, the client gets no more, so that one address cannot starve
+ * the range for everyone.
  */
+import { randomInt } from 'node:crypto';
 import type { Server } from 'node:net';
+import { networkOf, type IpAddress } from '../protocol/address.js';
 
 export interface PortRange {
   lo: number;
   hi: number;
 }
 
+/** Linux keeps a closed connection in TIME_WAIT for 60 s (TCP_TIMEWAIT_LEN). */
+export const TIME_WAIT_MS = 60_000;
+
 export class PortsExhaustedError extends Error {
-  readonly code = 'PORTS_EXHAUSTED';
+  readonly code: 'PORTS_EXHAUSTED' | 'DATA_LISTENERS_EXCEEDED' = 'PORTS_EXHAUSTED';
+}
+
+/** A client holds its share of listeners already; a subclass so that callers of PortsExhaustedError answer 425 alike. */
+export class DataListenersExceededError extends PortsExhaustedError {
+  override readonly code = 'DATA_LISTENERS_EXCEEDED';
+}
+
+/**
+ * Open listeners per client, shared by every pool of one gateway (passive
+ * and active): the cap counts them together.
+ */
+export class DataListenerQuota {
+  private readonly held = new Map<string, number>();
+
+  constructor(readonly maxPerClient: number) {}
+
+  /** Listeners `owner` holds now. */
+  heldBy(owner: string): number {
+    return this.held.get(owner) ?? 0;
+  }
+
+  acquire(owner: string): boolean {
+    const n = this.heldBy(owner);
+    if (n >= this.maxPerClient) return false;
+    this.held.set(owner, n + 1);
+    return true;
+  }
+
+  release(owner: string): void {
+    const n = this.heldBy(owner) - 1;
+    if (n > 0) this.held.set(owner, n);
+    else this.held.delete(owner);
+  }
+}
+
+/** Whom a listener is charged to: an IPv4 address, or an IPv6 /64 (as the per-client session cap counts). */
+export function ownerOf(client: IpAddress): string {
+  return client.family === 4 ? client.address : networkOf(client, 64);
+}
+
+export interface PortPoolOptions {
+  quota?: DataListenerQuota | undefined;
+  /** How long a released port waits before it is drawn again while others are free. */
+  quarantineMs?: number;
+  /** For tests: the clock. */
+  now?: () => number;
+}
+
+/** What all views of one pool share: ports in use, when each was released, whom each listener is charged to. */
+class PortBook {
+  readonly inUse = new Set<number>();
+  readonly releasedAt = new Map<number, number>();
+  /** Port → the owners of the listeners on it (several only without a range, on different addresses). */
+  readonly owners = new Map<number, Array<string | undefined>>();
+  readonly quota: DataListenerQuota | undefined;
+  readonly quarantineMs: number;
+  readonly now: () => number;
+
+  constructor(options: PortPoolOptions) {
+    this.quota = options.quota;
+    this.quarantineMs = options.quarantineMs ?? TIME_WAIT_MS;
+    this.now = options.now ?? Date.now;
+  }
 }
 
 export class PortPool {
-  private readonly inUse = new Set<number>();
-  private cursor: number;
+  constructor(
+    readonly range: PortRange | undefined,
+    options: PortPoolOptions = {},
+    private readonly book = new PortBook(options),
+    /** Set on a view made by forClient: its listeners count against that client's quota. */
+    private readonly owner?: string,
+  ) {}
 
-  constructor(readonly range: PortRange | undefined) {
-    this.cursor = range ? range.lo : 0;
+  /** The same pool, charging every listener it opens to `client`. */
+  forClient(client: IpAddress): PortPool {
+    return new PortPool(this.range, {}, this.book, ownerOf(client));
   }
 
   get size(): number {
@@ -28,36 +114,94 @@ export class PortPool {
   }
 
   get used(): number {
-    return this.inUse.size;
+    return this.range ? this.book.inUse.size : [...this.book.owners.values()].reduce((n, o) => n + o.length, 0);
   }
 
-  /** Binds `server` on `host` to a free port of the pool; resolves to the port. */
+  /**
+   * Binds `server` on `host` to a port of the pool; resolves to the port.
+   * Throws DataListenersExceededError when the owner holds its share, and
+   * PortsExhaustedError when no port is free.
+   */
   async listen(server: Server, host: string): Promise<number> {
-    if (!this.range) {
-      await listenOn(server, host, 0);
-      return portOf(server);
+    const { owner, book } = this;
+    if (owner !== undefined && book.quota && !book.quota.acquire(owner)) {
+      throw new DataListenersExceededError(`client ${owner} already holds ${book.quota.maxPerClient} data listeners`);
     }
-    const { lo, hi } = this.range;
-    const span = hi - lo + 1;
-    for (let i = 0; i < span; i++) {
-      const port = this.cursor;
-      this.cursor = port >= hi ? lo : port + 1;
-      if (this.inUse.has(port)) continue;
-      this.inUse.add(port);
+    try {
+      const port = this.range ? await this.listenInRange(server, host, this.range) : await listenAnywhere(server, host);
+      book.owners.set(port, [...(book.owners.get(port) ?? []), owner]);
+      return port;
+    } catch (err) {
+      if (owner !== undefined) book.quota?.release(owner);
+      throw err;
+    }
+  }
+
+  release(port: number): void {
+    const { book } = this;
+    const owners = book.owners.get(port);
+    if (!owners) return; // released already
+    const owner = owners.pop();
+    if (owners.length === 0) book.owners.delete(port);
+    if (owner !== undefined) book.quota?.release(owner);
+    if (this.range) {
+      book.inUse.delete(port);
+      book.releasedAt.set(port, book.now());
+    }
+  }
+
+  private async listenInRange(server: Server, host: string, { lo, hi }: PortRange): Promise<number> {
+    const { book } = this;
+    const now = book.now();
+    const rested: number[] = [];
+    const resting: number[] = [];
+    for (let port = lo; port <= hi; port++) {
+      if (book.inUse.has(port)) continue;
+      const released = book.releasedAt.get(port);
+      if (released === undefined || now - released >= book.quarantineMs) rested.push(port);
+      else resting.push(port);
+    }
+    // Only when every free port is resting: the one released longest ago.
+    resting.sort((a, b) => book.releasedAt.get(b)! - book.releasedAt.get(a)!);
+    while (rested.length > 0 || resting.length > 0) {
+      const port = rested.length > 0 ? takeRandom(rested) : resting.pop()!;
+      book.inUse.add(port);
       try {
         await listenOn(server, host, port);
         return port;
       } catch (err) {
-        this.inUse.delete(port);
+        book.inUse.delete(port);
         if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
       }
     }
     throw new PortsExhaustedError(`no free port in ${lo}-${hi}`);
   }
+}
 
-  release(port: number): void {
-    this.inUse.delete(port);
-  }
+/** The passive and active pools of one gateway, sharing one per-client quota. */
+export function dataPortPools(
+  passive: PortRange | undefined,
+  active: PortRange | undefined,
+  maxPerClient: number,
+): { passivePool: PortPool; activePool: PortPool } {
+  const quota = new DataListenerQuota(maxPerClient);
+  return { passivePool: new PortPool(passive, { quota }), activePool: new PortPool(active, { quota }) };
+}
+
+/** Removes and returns an element drawn uniformly (crypto RNG: the next port must not be guessable). */
+function takeRandom(ports: number[]): number {
+  const i = randomInt(ports.length);
+  const port = ports[i]!;
+  ports[i] = ports[ports.length - 1]!;
+  ports.pop();
+  return port;
+}
+
+async function listenAnywhere(server: Server, host: string): Promise<number> {
+  await listenOn(server, host, 0);
+  const a = server.address();
+  if (a === null || typeof a === 'string') throw new Error('listener has no port');
+  return a.port;
 }
 
 function listenOn(server: Server, host: string, port: number): Promise<void> {
@@ -74,10 +218,4 @@ function listenOn(server: Server, host: string, port: number): Promise<void> {
     server.once('listening', onListening);
     server.listen({ host, port, exclusive: true });
   });
-}
-
-function portOf(server: Server): number {
-  const a = server.address();
-  if (a === null || typeof a === 'string') throw new Error('listener has no port');
-  return a.port;
 }

@@ -5,7 +5,7 @@
 import net, { type Socket } from 'node:net';
 import { ControlSession, type ServerDialer, type SessionConfig } from './session.js';
 import type { CommonGatewayConfig } from '../config.js';
-import { PortPool } from './ports.js';
+import { dataPortPools } from './ports.js';
 import { REASON } from '../alg/policy.js';
 import { encodeLine } from '../protocol/framer.js';
 import { ipOf, networkOf } from '../protocol/address.js';
@@ -54,8 +54,9 @@ export async function startWithKernelNat(nat: KernelNat | undefined, opts: Gatew
 
 /** The parts of a session's configuration both modes take from the flags alike. */
 export function sessionLimits(cfg: CommonGatewayConfig, kernelNat: KernelNat | undefined, sink: EventSink) {
+  const { passivePool, activePool } = dataPortPools(cfg.passivePorts, cfg.activePorts, cfg.maxDataListenersPerClient);
   const pathOptions = {
-    pools: { passive: new PortPool(cfg.passivePorts), active: new PortPool(cfg.activePorts) },
+    pools: { passive: passivePool, active: activePool },
     acceptTimeoutMs: cfg.acceptTimeoutMs,
     dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
     completionLingerMs: cfg.completionLingerMs,

@@ -315,6 +315,7 @@ export class ControlSession {
     this.config.dataPath
       .open({
         session: this.id,
+        client: stream.addrs.client,
         mode: request.mode,
         listenHost,
         expectFrom: request.expectFrom,

@@ -71,6 +71,16 @@ export function networkOf(ip: IpAddress, prefixLength: number): string {
   return `${start.correctForm()}/${prefixLength}`;
 }
 
+/**
+ * The directed broadcast address of an IPv4 network (`100.64.1.0/24` →
+ * 100.64.1.255). IPv6 has none, and neither have /31 (RFC 3021: both
+ * addresses are hosts) and /32.
+ */
+export function broadcastOf(cidr: Cidr): IpAddress | undefined {
+  if (cidr.family !== 4 || Number(cidr.text.split('/')[1]) >= 31) return undefined;
+  return { family: 4, address: new Address4(cidr.text).endAddress().correctForm() };
+}
+
 export function parseCidr(text: string): Cidr | undefined {
   const t = text.trim();
   const slash = t.indexOf('/');
@@ -137,6 +147,26 @@ const CLASS_TABLE: Array<[AddressClass, Cidr]> = (
 export function classifyAddress(ip: IpAddress): AddressClass {
   for (const [cls, cidr] of CLASS_TABLE) if (cidr.contains(ip)) return cls;
   return 'public';
+}
+
+/**
+ * IPv6 forms that carry an IPv4 address in their last 32 bits and reach it:
+ * IPv4-compatible (`::a.b.c.d`, RFC 4291 §2.5.5.1, deprecated but still
+ * routed by some stacks), IPv4-translated (`::ffff:0:a.b.c.d`, RFC 2765) and
+ * the NAT64 well-known prefix (`64:ff9b::/96`, RFC 6052). IPv4-mapped
+ * (`::ffff:a.b.c.d`) never gets here: parseIp folds it to IPv4.
+ */
+const EMBEDDING_V4: readonly Cidr[] = ['::/96', '::ffff:0:0:0/96', '64:ff9b::/96'].map(mustCidr);
+
+/** The IPv4 address an IPv6 address stands for, when it embeds one (see EMBEDDING_V4). */
+export function embeddedIpv4(ip: IpAddress): IpAddress | undefined {
+  if (ip.family !== 6 || !EMBEDDING_V4.some((n) => n.contains(ip))) return undefined;
+  // :: and ::1 are IPv6's own unspecified and loopback addresses, not 0.0.0.0 and 0.0.0.1.
+  if (ip.address === '::' || ip.address === '::1') return undefined;
+  const groups = new Address6(ip.address).canonicalForm().split(':');
+  const hi = parseInt(groups[6]!, 16);
+  const lo = parseInt(groups[7]!, 16);
+  return { family: 4, address: `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}` };
 }
 
 const INSIDE_CLASSES: ReadonlySet<AddressClass> = new Set(['unspecified', 'loopback', 'private', 'shared', 'link-local', 'unique-local']);

@@ -279,9 +279,10 @@ describe('passive replies that cannot be translated', () => {
     expect(d.text('client')).toBe(`${GREETING}425 Can't open data connection: the server's passive reply could not be translated\r\n`);
   });
 
-  test('a 227 with nothing that could be an address passes as it came', () => {
-    const d = new Driver().server(GREETING).client('QUIT\r\n').server('227 Logout.\r\n');
+  test('forward mode (pass) passes a 227 it cannot read as it came: the server is not ours to hide', () => {
+    const d = new Driver(V4, PASS).server(GREETING).client('QUIT\r\n').server('227 Logout.\r\n');
     expect(d.text('client')).toBe(`${GREETING}227 Logout.\r\n`);
+    expect(d.codes('warning')).toHaveLength(1);
   });
 
   test('a reply over the cap that is not passive passes through in pieces, never buffered', () => {

@@ -59,7 +59,8 @@ export type ReplySummary =
   | { type: 'forward' }
   | { type: 'rewrite'; lineIndex: number; text: string; kind: string }
   | (Omit<Extract<ReplyDecision, { type: 'passive' }>, 'refusal'> & { refusal?: ReasonCode })
-  | { type: 'unparsed'; kind: string };
+  | { type: 'unparsed'; kind: string }
+  | { type: 'answer-instead'; code: number; refusal: ReasonCode; kind: string };
 
 export function summarizeReply(d: ReplyDecision): ReplySummary {
   switch (d.type) {
@@ -69,6 +70,8 @@ export function summarizeReply(d: ReplyDecision): ReplySummary {
       return { type: 'rewrite', lineIndex: d.lineIndex, text: d.text, kind: d.kind };
     case 'unparsed':
       return { type: 'unparsed', kind: d.kind };
+    case 'answer-instead':
+      return { type: 'answer-instead', code: Number(d.reply.slice(0, 3)), refusal: d.refusal.code, kind: d.kind };
     case 'passive': {
       const { refusal, ...rest } = d;
       return refusal ? { ...rest, refusal: refusal.code } : rest;

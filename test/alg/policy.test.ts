@@ -4,8 +4,17 @@
  */
 import { describe, expect, test } from 'vitest';
 import { fc, test as fcTest } from '@fast-check/vitest';
-import { mustCidr, sameAddress, type Endpoint, type IpAddress } from '../../src/protocol/address.js';
-import { MIN_ACTIVE_PORT, REASON, checkActiveTarget, passiveDialTarget, type ReasonCode } from '../../src/alg/policy.js';
+import { ipOf, mustCidr, sameAddress, type Endpoint, type IpAddress } from '../../src/protocol/address.js';
+import {
+  DEFAULT_ALLOWED_CLIENTS,
+  MIN_ACTIVE_PORT,
+  REASON,
+  checkActiveTarget,
+  checkDestination,
+  passiveDialTarget,
+  type DestinationPolicy,
+  type ReasonCode,
+} from '../../src/alg/policy.js';
 import { ip, v4, v6 } from './fixtures.js';
 
 describe('checkActiveTarget', () => {
@@ -123,4 +132,85 @@ describe('passiveDialTarget', () => {
         'server announced 198.18.0.99, which is neither its own address 100.64.0.10 nor in its networks; dialling 100.64.0.10 instead',
     });
   });
+});
+
+describe('checkDestination (forward mode)', () => {
+  // --allow-clients narrowed to one host, as in the issue: the defaults below
+  // must not depend on the clients' networks.
+  const NARROW: DestinationPolicy = { lanNetworks: [mustCidr('127.0.0.1/32')], allowed: [], ports: [{ lo: 21, hi: 21 }] };
+  const DEFAULT: DestinationPolicy = { ...NARROW, lanNetworks: DEFAULT_ALLOWED_CLIENTS.map(mustCidr) };
+  const OWN = [ip('198.18.0.1'), ip('fd00:1::1'), ip('198.18.0.255')];
+  const at = (address: string, port = 21): Endpoint => ({ ...ipOf(address), port });
+  const DENIED = REASON.DESTINATION_NOT_ALLOWED;
+
+  test.each<{ title: string; input: { dest: Endpoint; policy?: DestinationPolicy }; expected: ReasonCode | undefined }>([
+    { title: 'a public server on 21', input: { dest: at('198.18.5.5') }, expected: undefined },
+    { title: 'an IPv6 server on 21', input: { dest: at('fd00:5::5') }, expected: undefined },
+    { title: 'a public server via NAT64', input: { dest: at('64:ff9b::c612:505') }, expected: undefined },
+    // this host
+    { title: '127.0.0.1', input: { dest: at('127.0.0.1') }, expected: DENIED },
+    { title: '127.0.0.2 although --allow-clients is 127.0.0.1/32', input: { dest: at('127.0.0.2') }, expected: DENIED },
+    { title: '127.255.255.254', input: { dest: at('127.255.255.254') }, expected: DENIED },
+    { title: '::1', input: { dest: at('::1') }, expected: DENIED },
+    { title: '0.0.0.0', input: { dest: at('0.0.0.0') }, expected: DENIED },
+    { title: '0.1.2.3 (this network)', input: { dest: at('0.1.2.3') }, expected: DENIED },
+    { title: '::', input: { dest: at('::') }, expected: DENIED },
+    // the link
+    { title: '169.254.169.254 (cloud metadata)', input: { dest: at('169.254.169.254') }, expected: DENIED },
+    { title: '169.254.0.1', input: { dest: at('169.254.0.1') }, expected: DENIED },
+    { title: 'fe80::1', input: { dest: at('fe80::1') }, expected: DENIED },
+    { title: 'febf::1 (end of fe80::/10)', input: { dest: at('febf::1') }, expected: DENIED },
+    // everyone
+    { title: '224.0.0.1', input: { dest: at('224.0.0.1') }, expected: DENIED },
+    { title: '239.255.255.250', input: { dest: at('239.255.255.250') }, expected: DENIED },
+    { title: 'ff02::1', input: { dest: at('ff02::1') }, expected: DENIED },
+    { title: '255.255.255.255', input: { dest: at('255.255.255.255') }, expected: DENIED },
+    { title: '240.0.0.1', input: { dest: at('240.0.0.1') }, expected: DENIED },
+    // the gateway itself
+    { title: 'its own IPv4 address', input: { dest: at('198.18.0.1') }, expected: DENIED },
+    { title: 'its own IPv6 address', input: { dest: at('fd00:1::1') }, expected: DENIED },
+    { title: 'the broadcast address of its network', input: { dest: at('198.18.0.255') }, expected: DENIED },
+    // the same, in IPv6 forms that embed IPv4
+    { title: 'IPv4-mapped loopback (folded to IPv4)', input: { dest: at('::ffff:127.0.0.2') }, expected: DENIED },
+    { title: 'IPv4-mapped metadata, hex form', input: { dest: at('::ffff:a9fe:a9fe') }, expected: DENIED },
+    { title: 'IPv4-compatible loopback', input: { dest: at('::127.0.0.1') }, expected: DENIED },
+    { title: 'IPv4-compatible metadata, hex form', input: { dest: at('::a9fe:a9fe') }, expected: DENIED },
+    { title: 'IPv4-translated loopback', input: { dest: at('::ffff:0:127.0.0.1') }, expected: DENIED },
+    { title: 'NAT64 loopback', input: { dest: at('64:ff9b::7f00:1') }, expected: DENIED },
+    { title: 'NAT64 metadata', input: { dest: at('64:ff9b::169.254.169.254') }, expected: DENIED },
+    { title: 'NAT64 multicast', input: { dest: at('64:ff9b::e000:1') }, expected: DENIED },
+    { title: 'NAT64 broadcast', input: { dest: at('64:ff9b::ffff:ffff') }, expected: DENIED },
+    { title: 'NAT64 0.0.0.0', input: { dest: at('64:ff9b::') }, expected: DENIED },
+    { title: 'NAT64 form of its own address', input: { dest: at('64:ff9b::c612:1') }, expected: DENIED },
+    { title: 'NAT64 form of a LAN address', input: { dest: at('64:ff9b::6440:5'), policy: DEFAULT }, expected: DENIED },
+    // the LAN it serves
+    { title: 'a LAN address (default --allow-clients)', input: { dest: at('100.64.0.5'), policy: DEFAULT }, expected: DENIED },
+    { title: 'a LAN address outside a narrowed --allow-clients', input: { dest: at('100.64.0.5') }, expected: undefined },
+    // ports
+    { title: 'a public server on 25', input: { dest: at('198.18.5.5', 25) }, expected: DENIED },
+    { title: 'a public server on 2121', input: { dest: at('198.18.5.5', 2121) }, expected: DENIED },
+    { title: 'a port inside an allowed range', input: { dest: at('198.18.5.5', 2125), policy: { ...NARROW, ports: [{ lo: 21, hi: 21 }, { lo: 2121, hi: 2130 }] } }, expected: undefined },
+    // --allow-destinations opens an address, never a port
+    { title: 'loopback when allowed', input: { dest: at('127.0.0.2'), policy: { ...NARROW, allowed: [mustCidr('127.0.0.0/8')] } }, expected: undefined },
+    { title: 'metadata when allowed exactly', input: { dest: at('169.254.169.254'), policy: { ...NARROW, allowed: [mustCidr('169.254.169.254/32')] } }, expected: undefined },
+    { title: 'allowed loopback, port not allowed', input: { dest: at('127.0.0.2', 25), policy: { ...NARROW, allowed: [mustCidr('127.0.0.0/8')] } }, expected: DENIED },
+    { title: 'allowing 127/8 does not open its NAT64 form', input: { dest: at('64:ff9b::7f00:1'), policy: { ...NARROW, allowed: [mustCidr('127.0.0.0/8')] } }, expected: DENIED },
+  ])('$title', ({ input, expected }) => {
+    expect(checkDestination(input.dest, input.policy ?? NARROW, OWN)?.code).toBe(expected);
+  });
+
+  test('the message names the destination and the reason', () => {
+    expect(checkDestination(at('64:ff9b::a9fe:a9fe'), NARROW, OWN)?.message).toBe('destination [64:ff9b::a9fe:a9fe]:21: link-local address (embeds 169.254.169.254)');
+    expect(checkDestination(at('198.18.5.5', 25), NARROW, OWN)?.message).toBe('destination 198.18.5.5:25: port 25 is not an allowed destination port');
+  });
+
+  fcTest.prop([fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom('v4', 'mapped', 'compat', 'nat64')], { numRuns: 2000 })(
+    'every IPv4 address and its IPv6 forms get the same answer',
+    (n, form) => {
+      const v4 = [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+      const text = { v4, mapped: `::ffff:${v4}`, compat: `::${v4}`, nat64: `64:ff9b::${v4}` }[form];
+      // ::0.0.0.0 and ::0.0.0.1 are IPv6's own :: and ::1: refused either way.
+      expect(checkDestination(at(text), DEFAULT, OWN) === undefined).toBe(checkDestination(at(v4), DEFAULT, OWN) === undefined);
+    },
+  );
 });

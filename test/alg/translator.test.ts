@@ -93,6 +93,13 @@ const V4_COMMANDS: CommandCase[] = [
   { title: 'EPRT with ! as delimiter', input: 'EPRT !1!198.18.0.5!5001!', expected: active(v4('198.18.0.5', 5001), 'EPRT', '!') },
   { title: 'EPRT after two spaces', input: 'EPRT  |1|198.18.0.5|5001|', expected: active(v4('198.18.0.5', 5001), 'EPRT') },
   { title: 'LPRT 4,4', input: 'LPRT 4,4,198,18,0,5,2,19,137', expected: active(v4('198.18.0.5', 5001), 'LPRT') },
+  // the unspecified address means the client's own control address (lftp with an unbound data socket)
+  { title: 'PORT 0,0,0,0 is the client itself', input: 'PORT 0,0,0,0,19,137', expected: active(v4('198.18.0.5', 5001), 'PORT') },
+  { title: 'EPRT |1|0.0.0.0| is the client itself', input: 'EPRT |1|0.0.0.0|5001|', expected: active(v4('198.18.0.5', 5001), 'EPRT') },
+  { title: 'LPRT 4,4 with 0.0.0.0 is the client itself', input: 'LPRT 4,4,0,0,0,0,2,19,137', expected: active(v4('198.18.0.5', 5001), 'LPRT') },
+  { title: 'PORT 0,0,0,0 to a privileged port', input: 'PORT 0,0,0,0,0,25', expected: refused(501, REASON.PRIVILEGED_PORT) },
+  { title: 'PORT 0,0,0,1 is another host', input: 'PORT 0,0,0,1,19,137', expected: refused(500, REASON.BOUNCE_ADDRESS) },
+  { title: 'EPRT |2|::| from an IPv4 client', input: 'EPRT |2|::|5001|', expected: refused(522, REASON.FAMILY_UNSUPPORTED) },
   // anti-bounce (RFC 2577)
   { title: 'PORT to a third host', input: 'PORT 198,18,0,99,19,137', expected: refused(500, REASON.BOUNCE_ADDRESS) },
   { title: 'PORT to the server', input: 'PORT 100,64,0,10,19,137', expected: refused(500, REASON.BOUNCE_ADDRESS) },
@@ -154,6 +161,11 @@ const V6_COMMANDS: CommandCase[] = [
   { title: 'EPRT with the address spelled out in capitals', input: 'EPRT |2|FD00:0:0:0:0:0:0:5|5001|', expected: active(v6('fd00::5', 5001), 'EPRT') },
   { title: 'EPRT with ! as delimiter', input: 'EPRT !2!fd00::5!5001!', expected: active(v6('fd00::5', 5001), 'EPRT', '!') },
   { title: 'LPRT 6,16', input: `LPRT ${LPRT_FD00_5}`, expected: active(v6('fd00::5', 5001), 'LPRT') },
+  { title: 'EPRT |2|::| is the client itself (lftp)', input: 'EPRT |2|::|5001|', expected: active(v6('fd00::5', 5001), 'EPRT') },
+  { title: 'EPRT |2|0::0| is the client itself', input: 'EPRT |2|0::0|5001|', expected: active(v6('fd00::5', 5001), 'EPRT') },
+  { title: 'EPRT |2|::| to a privileged port', input: 'EPRT |2|::|22|', expected: refused(501, REASON.PRIVILEGED_PORT) },
+  { title: 'EPRT |1|0.0.0.0| from an IPv6 client', input: 'EPRT |1|0.0.0.0|5001|', expected: refused(522, REASON.FAMILY_UNSUPPORTED) },
+  { title: 'PORT 0,0,0,0 cannot name an IPv6 client', input: 'PORT 0,0,0,0,19,137', expected: refused(500, REASON.BOUNCE_ADDRESS) },
   { title: 'EPRT to a third host', input: 'EPRT |2|fd00::99|5001|', expected: refused(500, REASON.BOUNCE_ADDRESS) },
   { title: 'EPRT to the server', input: 'EPRT |2|fd00:64::10|5001|', expected: refused(500, REASON.BOUNCE_ADDRESS) },
   { title: 'EPRT to ::1', input: 'EPRT |2|::1|5001|', expected: refused(500, REASON.BOUNCE_ADDRESS) },
@@ -184,6 +196,7 @@ const CROSS_COMMANDS: CommandCase[] = [
   { title: 'EPRT |2| to the client', input: 'EPRT |2|fd00::5|5001|', expected: active(v6('fd00::5', 5001), 'EPRT') },
   { title: 'EPRT with ! as delimiter', input: 'EPRT !2!fd00::5!5001!', expected: active(v6('fd00::5', 5001), 'EPRT', '!') },
   { title: 'LPRT 6,16', input: `LPRT ${LPRT_FD00_5}`, expected: active(v6('fd00::5', 5001), 'LPRT') },
+  { title: 'EPRT |2|::| is the client itself', input: 'EPRT |2|::|5001|', expected: active(v6('fd00::5', 5001), 'EPRT') },
   { title: 'PORT cannot name an IPv6 client', input: 'PORT 198,18,0,5,19,137', expected: refused(500, REASON.BOUNCE_ADDRESS) },
   { title: 'PORT to the server', input: 'PORT 100,64,0,10,19,137', expected: refused(500, REASON.BOUNCE_ADDRESS) },
   { title: 'EPRT to a third host', input: 'EPRT |2|fd00::99|5001|', expected: refused(500, REASON.BOUNCE_ADDRESS) },
@@ -360,6 +373,10 @@ const FOREIGN = REASON.FOREIGN_PASSIVE_ADDRESS;
 const SERVER_5001 = v4('100.64.0.10', 5001);
 const UNPARSED = (kind: string): ReplySummary => ({ type: 'unparsed', kind });
 const FORWARD: ReplySummary = { type: 'forward' };
+/** Relay mode: a passive reply the gateway cannot rewrite never reaches the client; it gets 425. */
+const UNTRANSLATABLE = (kind: string): ReplySummary => ({ type: 'answer-instead', code: 425, refusal: REASON.UNTRANSLATABLE_PASSIVE_REPLY, kind });
+/** Relay mode: a passive reply naming a privileged port is not dialled (RFC 2577); the client gets 425. */
+const PRIVILEGED = (kind: string): ReplySummary => ({ type: 'answer-instead', code: 425, refusal: REASON.PRIVILEGED_PORT, kind });
 
 function reply(addrs: SessionAddresses, config: TranslatorConfig, input: ReplyCase['input']): ReplyDecision {
   return translator(addrs, config).onServerReply(input.code, input.lines, input.sent);
@@ -457,13 +474,21 @@ const V4_RELAY_REPLIES: ReplyCase[] = [
     input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,19,137).'], sent: pasvAsked('LPSV') },
     expected: passive('227', SERVER_5001, '228'),
   },
-  { title: '227 Logout.', input: { code: 227, lines: ['227 Logout.'], sent: { verb: 'QUIT' } }, expected: UNPARSED('227') },
-  { title: '227 to port 0', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,0,0)'] }, expected: UNPARSED('227') },
-  { title: '227 with a byte over 255', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,256,19,137)'] }, expected: UNPARSED('227') },
-  { title: '227 with five numbers', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,19)'] }, expected: UNPARSED('227') },
-  { title: '229 to port 70000', input: { code: 229, lines: ['229 Entering Extended Passive Mode (|||70000|)'] }, expected: UNPARSED('229') },
-  { title: '229 with an address', input: { code: 229, lines: ['229 Entering Extended Passive Mode (|1|100.64.0.10|5001|)'] }, expected: UNPARSED('229') },
-  { title: '228 without numbers', input: { code: 228, lines: ['228 Entering Long Passive Mode'] }, expected: UNPARSED('228') },
+  { title: '227 Logout.', input: { code: 227, lines: ['227 Logout.'], sent: { verb: 'QUIT' } }, expected: UNTRANSLATABLE('227') },
+  { title: 'multi-line 227 without an endpoint on any line', input: { code: 227, lines: ['227-Entering Passive Mode', '227 (100.64.0.10:5001)'], sent: pasvAsked('PASV') }, expected: UNTRANSLATABLE('227') },
+  { title: '227 to port 21 (the server\'s own control port)', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,0,21)'], sent: pasvAsked('PASV') }, expected: PRIVILEGED('227') },
+  { title: '227 to port 1023', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,3,255)'], sent: pasvAsked('PASV') }, expected: PRIVILEGED('227') },
+  { title: '227 to port 1024, the lowest dialled', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,4,0)'], sent: pasvAsked('PASV') }, expected: passive('227', v4('100.64.0.10', 1024), '227', inPlace(0, 27, 42)) },
+  { title: '227 for a third host, port 25: refused, not redirected to the server', input: { code: 227, lines: ['227 Entering Passive Mode (198,18,0,99,0,25)'], sent: pasvAsked('PASV') }, expected: PRIVILEGED('227') },
+  { title: '229 to port 22', input: { code: 229, lines: ['229 Entering Extended Passive Mode (|||22|)'], sent: pasvAsked('EPSV') }, expected: PRIVILEGED('229') },
+  { title: '228 to port 25', input: { code: 228, lines: ['228 Entering Long Passive Mode (4,4,100,64,0,10,2,0,25)'], sent: pasvAsked('LPSV') }, expected: PRIVILEGED('228') },
+  { title: '227 to port 80 asked as EPSV', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,0,80)'], sent: pasvAsked('EPSV') }, expected: PRIVILEGED('227') },
+  { title: '227 to port 0', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,0,0)'] }, expected: UNTRANSLATABLE('227') },
+  { title: '227 with a byte over 255', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,256,19,137)'] }, expected: UNTRANSLATABLE('227') },
+  { title: '227 with five numbers', input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,19)'] }, expected: UNTRANSLATABLE('227') },
+  { title: '229 to port 70000', input: { code: 229, lines: ['229 Entering Extended Passive Mode (|||70000|)'] }, expected: UNTRANSLATABLE('229') },
+  { title: '229 with an address', input: { code: 229, lines: ['229 Entering Extended Passive Mode (|1|100.64.0.10|5001|)'] }, expected: UNTRANSLATABLE('229') },
+  { title: '228 without numbers', input: { code: 228, lines: ['228 Entering Long Passive Mode'] }, expected: UNTRANSLATABLE('228') },
   { title: '200 naming an endpoint', input: { code: 200, lines: ['200 PORT 100,64,0,10,19,137 ok'], sent: { verb: 'PORT' } }, expected: FORWARD },
   { title: '150', input: { code: 150, lines: ['150 Opening data connection (100,64,0,10,19,137)'], sent: { verb: 'RETR' } }, expected: FORWARD },
   { title: '226', input: { code: 226, lines: ['226 Transfer complete'], sent: { verb: 'RETR' } }, expected: FORWARD },
@@ -495,7 +520,7 @@ const V6_RELAY_REPLIES: ReplyCase[] = [
     input: { code: 227, lines: ['227 Entering Passive Mode (100,64,0,10,19,137).'] },
     expected: passive('227', v6('fd00:64::10', 5001), '229', undefined, FOREIGN),
   },
-  { title: '229 Logout', input: { code: 229, lines: ['229 Logout'] }, expected: UNPARSED('229') },
+  { title: '229 Logout', input: { code: 229, lines: ['229 Logout'] }, expected: UNTRANSLATABLE('229') },
   { title: '226', input: { code: 226, lines: ['226 Transfer complete'], sent: { verb: 'RETR' } }, expected: FORWARD },
 ];
 
@@ -531,7 +556,7 @@ const CROSS_RELAY_REPLIES: ReplyCase[] = [
     input: { code: 229, lines: ['229 Entering Extended Passive Mode (|||5001|)'], sent: EPSV_SENT_AS_PASV },
     expected: passive('229', SERVER_5001, '229', inPlace(0, 39, 43, '|')),
   },
-  { title: '227 Logout.', input: { code: 227, lines: ['227 Logout.'], sent: EPSV_SENT_AS_PASV }, expected: UNPARSED('227') },
+  { title: '227 Logout.', input: { code: 227, lines: ['227 Logout.'], sent: EPSV_SENT_AS_PASV }, expected: UNTRANSLATABLE('227') },
 ];
 
 describe.each([
@@ -919,6 +944,10 @@ describe('property: passive data connections go to the server only', () => {
   fcTest.prop([passive227Arb], RUNS)('227: dial is the server or inside serverNetworks', ({ client, server, networks, announced, sent, lines }) => {
     const t = translator({ client, server }, { ...RELAY, serverNetworks: networks });
     const d = t.onServerReply(227, lines, sent);
+    if (announced.port < 1024) {
+      expect(summarizeReply(d)).toEqual({ type: 'answer-instead', code: 425, refusal: REASON.PRIVILEGED_PORT, kind: '227' });
+      return;
+    }
     expect(d.type).toBe('passive');
     if (d.type !== 'passive') return;
     expect(allowedDial(server, networks, d.dial)).toBe(true);
@@ -934,13 +963,14 @@ describe('property: passive data connections go to the server only', () => {
       const lines = texts.map((t, i) => (i === texts.length - 1 ? `${code} ${t}` : `${code}-${t}`));
       const d = translator({ client, server }, { ...RELAY, serverNetworks: networks }).onServerReply(code, lines, undefined);
       if (d.type === 'passive') expect(allowedDial(server, networks, d.dial)).toBe(true);
-      else expect(d.type).toBe('unparsed');
+      else expect(summarizeReply(d)).toMatchObject({ type: 'answer-instead', code: 425 });
     },
   );
 
   fcTest.prop([passive227Arb, fc.integer({ min: 1024, max: 65535 })], RUNS)(
     'the rendered reply announces the gateway in the form the client can read',
-    ({ client, server, networks, sent, lines }, port) => {
+    ({ client, server, networks, sent, lines, announced: fromServer }, port) => {
+      fc.pre(fromServer.port >= 1024);
       const d = translator({ client, server }, { ...RELAY, serverNetworks: networks }).onServerReply(227, lines, sent);
       if (d.type !== 'passive') throw new Error('expected a passive decision');
       const announced: Endpoint = client.family === 4 ? v4('198.18.0.1', port) : v6('fd00::1', port);

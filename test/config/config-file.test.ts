@@ -90,6 +90,7 @@ describe('starting the listeners', () => {
         '  - mode: forward',
         '    listen: 127.0.0.1:0',
         '    allow-destinations: 127.0.0.0/8',
+        `    allow-destination-ports: "${server.address.port}"`,
       ]),
     );
     const [reverse, forward] = await startListeners(cfg, log.sink);

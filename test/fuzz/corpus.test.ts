@@ -128,7 +128,10 @@ async function playAtEveryBoundary(gateway: TestGateway, name: string, raw: Buff
     const got = await c.readReplies(commands.length);
 
     if (!live.span) {
-      expect(show(got), where).toBe(show(live.bytes));
+      // A passive reply without an endpoint would show the inside address
+      // the gateway cannot rewrite: the client gets 425 instead (issue 12).
+      if (completeReplies(live.bytes).some((r) => r.code >= 227 && r.code <= 229)) expect(got.toString('latin1'), where).toMatch(/^425 [^\d\r\n]*\r\n$/);
+      else expect(show(got), where).toBe(show(live.bytes));
       expect(gateway.log.of('data-listen').length, where).toBe(listensBefore);
       continue;
     }

@@ -38,9 +38,13 @@ export async function startTestReverse(serverPort: number, flags: Partial<Revers
   return testGateway(await startReverseGateway(cfg, log.sink), log);
 }
 
-/** An in-process forward gateway on loopback port 0 (explicit mode unless flags say otherwise). */
+/**
+ * An in-process forward gateway on loopback port 0 (explicit mode unless
+ * flags say otherwise). Test servers listen on loopback, on ports the kernel
+ * picks: both are refused by default and opened here.
+ */
 export async function startTestForward(flags: Partial<ForwardFlags> = {}): Promise<TestGateway> {
   const log = new EventLog();
-  const cfg = forwardFromFlags({ listen: '127.0.0.1:0', 'allow-destinations': '127.0.0.0/8,::1/128', ...flags });
+  const cfg = forwardFromFlags({ listen: '127.0.0.1:0', 'allow-destinations': '127.0.0.0/8,::1/128', 'allow-destination-ports': '1-65535', ...flags });
   return testGateway(await startForwardGateway(cfg, log.sink), log);
 }

@@ -4,7 +4,9 @@
  */
 import { describe, expect, test } from 'vitest';
 import {
+  broadcastOf,
   classifyAddress,
+  embeddedIpv4,
   formatEndpoint,
   ipOf,
   isSiteLocal,
@@ -206,5 +208,35 @@ describe('classifyAddress', () => {
 
   test.each(CASES)('isSiteLocal($input) → $siteLocal', ({ input, siteLocal }) => {
     expect(isSiteLocal(ipOf(input))).toBe(siteLocal);
+  });
+});
+
+describe('embeddedIpv4', () => {
+  test.each([
+    ['::127.0.0.1', '127.0.0.1'],
+    ['::a9fe:a9fe', '169.254.169.254'],
+    ['::ffff:0:127.0.0.1', '127.0.0.1'],
+    ['64:ff9b::7f00:1', '127.0.0.1'],
+    ['64:ff9b::198.18.0.1', '198.18.0.1'],
+    ['::', undefined],
+    ['::1', undefined],
+    ['fd00::7f00:1', undefined],
+    ['64:ff9b:1::7f00:1', undefined],
+    ['127.0.0.1', undefined],
+  ])('%s', (text, expected) => {
+    expect(embeddedIpv4(ipOf(text))?.address).toBe(expected);
+  });
+});
+
+describe('broadcastOf', () => {
+  test.each([
+    ['100.64.1.7/24', '100.64.1.255'],
+    ['198.18.0.1/15', '198.19.255.255'],
+    ['127.0.0.1/8', '127.255.255.255'],
+    ['100.64.0.0/31', undefined],
+    ['100.64.0.1/32', undefined],
+    ['fd00::1/64', undefined],
+  ])('%s', (text, expected) => {
+    expect(broadcastOf(mustCidr(text))?.address).toBe(expected);
   });
 });
