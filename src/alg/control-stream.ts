@@ -29,7 +29,8 @@ import {
 } from './translator.js';
 import { ReplyOrder } from './reply-order.js';
 import { RewriteLedger } from './ledger.js';
-import { REASON, type ReasonCode, type Refusal } from './policy.js';
+import { REASON, type ReasonCode } from '../codes.js';
+import type { Refusal } from './policy.js';
 
 export type Side = 'client' | 'server';
 export type Direction = 'client->server' | 'server->client';

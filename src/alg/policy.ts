@@ -2,6 +2,9 @@
  * Who may be announced and who may be dialled. Pure: every decision is a
  * function of the session's addresses and the configuration.
  */
+import { REASON, type ReasonCode } from '../codes.js';
+// Callers that imported the codes from here before they had a module of their own.
+export { REASON, type ReasonCode } from '../codes.js';
 import {
   classifyAddress,
   embeddedIpv4,
@@ -14,31 +17,6 @@ import {
 } from '../protocol/address.js';
 
 /** Stable reason codes: part of the interface (README), never renamed casually. */
-export const REASON = {
-  BOUNCE_ADDRESS: 'BOUNCE_ADDRESS',
-  PRIVILEGED_PORT: 'PRIVILEGED_PORT',
-  MALFORMED_ENDPOINT: 'MALFORMED_ENDPOINT',
-  FOREIGN_PASSIVE_ADDRESS: 'FOREIGN_PASSIVE_ADDRESS',
-  UNTRANSLATABLE_PASSIVE_REPLY: 'UNTRANSLATABLE_PASSIVE_REPLY',
-  EPSV_ALL_ACTIVE: 'EPSV_ALL_ACTIVE',
-  FAMILY_UNSUPPORTED: 'FAMILY_UNSUPPORTED',
-  TLS_REFUSED: 'TLS_REFUSED',
-  LINE_TOO_LONG: 'LINE_TOO_LONG',
-  PORTS_EXHAUSTED: 'PORTS_EXHAUSTED',
-  DATA_LISTENERS_EXCEEDED: 'DATA_LISTENERS_EXCEEDED',
-  DATA_PEER_MISMATCH: 'DATA_PEER_MISMATCH',
-  CLIENT_NOT_ALLOWED: 'CLIENT_NOT_ALLOWED',
-  SERVER_UNREACHABLE: 'SERVER_UNREACHABLE',
-  DESTINATION_NOT_ALLOWED: 'DESTINATION_NOT_ALLOWED',
-  NOT_REDIRECTED: 'NOT_REDIRECTED',
-  LOGIN_REQUIRED: 'LOGIN_REQUIRED',
-  LOGIN_TIMEOUT: 'LOGIN_TIMEOUT',
-  TOO_MANY_SESSIONS: 'TOO_MANY_SESSIONS',
-  KERNEL_NAT_FAILED: 'KERNEL_NAT_FAILED',
-  LINE_TIMEOUT: 'LINE_TIMEOUT',
-} as const;
-
-export type ReasonCode = (typeof REASON)[keyof typeof REASON];
 
 export interface Refusal {
   code: ReasonCode;

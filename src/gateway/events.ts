@@ -2,7 +2,7 @@
  * What the gateway reports. The gateway calls one sink; logs, tests and
  * metrics subscribe to it. Field names are the log contract (DESIGN.md).
  */
-import type { ReasonCode } from '../alg/policy.js';
+import type { ReasonCode } from '../codes.js';
 import type { Direction } from '../alg/control-stream.js';
 
 export type { Direction };

@@ -9,7 +9,8 @@ import { encodeLine } from '../protocol/framer.js';
 import { formatEndpoint, ipOf, type IpAddress } from '../protocol/address.js';
 import { ControlStream, type Action, type DataRequest, type Side } from '../alg/control-stream.js';
 import type { TranslatorConfig } from '../alg/translator.js';
-import { REASON, type Refusal } from '../alg/policy.js';
+import { REASON } from '../codes.js';
+import type { Refusal } from '../alg/policy.js';
 import { DataOpenError, type Channel, type DataPath } from './data-path.js';
 import type { Direction, EventSink, GatewayEvent } from './events.js';
 
