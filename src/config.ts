@@ -3,8 +3,6 @@
  * about, so the CLI can print one line and exit 2.
  */
 import { parseCidr, parseIp, type Cidr, type IpAddress } from './protocol/address.js';
-import type { PortRange } from './gateway/ports.js';
-import { isTableName } from './gateway/kernel-nat.js';
 import { DEFAULT_MAX_LINE_BYTES } from './protocol/framer.js';
 import { DEFAULT_ALLOWED_CLIENTS, DEFAULT_DESTINATION_PORTS, type PortList } from './alg/policy.js';
 
@@ -16,6 +14,19 @@ export class ConfigError extends Error {
   ) {
     super(`${key}: ${detail}`);
   }
+}
+
+/** A range of TCP ports, both ends included. */
+export interface PortRange {
+  lo: number;
+  hi: number;
+}
+
+const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
+
+/** An nftables table name: what --nft-table accepts, and all the kernel data path will create. */
+export function isTableName(name: string): boolean {
+  return TABLE_NAME.test(name);
 }
 
 export interface HostPort {

@@ -14,6 +14,7 @@
  * our address, our port): unique while the port is ours, so two sessions
  * never share an element and one's cleanup cannot undo another's.
  */
+import { isTableName } from '../config.js';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -30,11 +31,6 @@ export interface NatMapping {
   snatTo?: IpAddress | undefined;
 }
 
-const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
-
-export function isTableName(name: string): boolean {
-  return TABLE_NAME.test(name);
-}
 
 /** Marks a table as ours; a table without it is never replaced or deleted. */
 const OWNER = 'ftp-alg pid';

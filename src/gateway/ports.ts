@@ -19,11 +19,9 @@
 import { randomInt } from 'node:crypto';
 import type { Server } from 'node:net';
 import { networkOf, type IpAddress } from '../protocol/address.js';
+import type { PortRange } from '../config.js';
 
-export interface PortRange {
-  lo: number;
-  hi: number;
-}
+export type { PortRange };
 
 /** Linux keeps a closed connection in TIME_WAIT for 60 s (TCP_TIMEWAIT_LEN). */
 export const TIME_WAIT_MS = 60_000;
