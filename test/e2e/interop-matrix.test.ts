@@ -33,7 +33,7 @@ import { generateFile } from '../../scenarios/lib/files.js';
 import { readLog } from '../../scenarios/lib/servers.js';
 import { tempDir } from '../helpers/tools.js';
 import { ftpUid, peersMissing, placeOf, SERVER_KINDS, startPeer, type RunningPeer, type ServerKind } from './interop-peers.js';
-import { OPS, SIZES, TEXT, TREE, type CellRun, type Family, type Op } from './interop-clients.js';
+import { LARGE, OPS, SIZES, TEXT, TREE, type CellRun, type Family, type Op } from './interop-clients.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const CLI = join(REPO, 'dist/cli.js');
@@ -68,10 +68,41 @@ const PEER_QUIRKS: Declared[] = [
     covers: (c) => c.server === 'vsftpd' && c.op.name === 'ftplib mlsd',
     match: [/MLSD pub\/tree/, /500 Unknown command/],
   },
+  {
+    id: 'pure-ftpd-anonymous-append',
+    why: 'Pure-FTPd lets anonymous users create files, never change them: APPE gets "550 Anonymous users may not overwrite existing files"',
+    covers: (c) => c.server === 'pure-ftpd' && c.op.name === 'ftplib appe',
+    match: [/APPE incoming\//, /550 Anonymous users may not overwrite/],
+  },
+  {
+    id: 'proftpd-urgent-lf',
+    why: "ProFTPD loses the urgent byte of ftplib's abort() (the LF of ABOR, sent with MSG_OOB) and reads \"ABOR NOOP\" as one command",
+    covers: (c) => c.server === 'proftpd' && c.op.name === 'ftplib abort',
+    match: [/put urgent\* b'ABOR/, /500 'ABOR.NOOP' not understood/],
+  },
+  {
+    id: 'lftp-eprt-unspecified-refused',
+    why: 'lftp (data socket unbound) sends EPRT |2|::|port|; ProFTPD, Pure-FTPd and pyftpdlib refuse the unspecified address (vsftpd takes it)',
+    covers: (c) => c.server !== 'vsftpd' && c.family === 6 && c.op.name === 'lftp active get',
+    match: [/EPRT \|2\|::\|\d+\|/, /<--- 50[01] /],
+  },
 ];
 
 /** Cells that pass directly and fail through ftp-alg, with the reason found in the logs (issue 18). */
-const KNOWN_GAPS: Declared[] = [];
+const KNOWN_GAPS: Declared[] = [
+  {
+    id: 'abor-urgent',
+    why: "ftp-alg reads the control connection without SO_OOBINLINE: the urgent LF of ftplib's ABOR is lost, the rest is glued to the next command (vsftpd: 500 Unknown command; pyftpdlib: 500 Command \"ABOR\\rNOOP\"; Pure-FTPd: no reply at all)",
+    covers: (c, path) => path !== 'direct' && c.server !== 'proftpd' && c.op.name === 'ftplib abort',
+    match: [/put urgent\* b'ABOR/, /after ABOR: 500 (Unknown command|Command "ABOR)|TimeoutError: timed out/],
+  },
+  {
+    id: 'eprt-unspecified',
+    why: 'lftp sends EPRT |2|::|port| ("the address this connection comes from"); ftp-alg refuses it as a bounce (BOUNCE_ADDRESS), lftp then fails in active-only mode',
+    covers: (c, path) => path !== 'direct' && c.server === 'vsftpd' && c.family === 6 && c.op.name === 'lftp active get',
+    match: [/EPRT \|2\|::\|\d+\|/, /BOUNCE_ADDRESS|is not your own/],
+  },
+];
 
 interface Outcome {
   ok: boolean;
@@ -215,12 +246,14 @@ describe.skipIf(missing !== '')(`interop matrix: 4 servers × ${OPS.length} clie
     mkdirSync(join(root, 'pub/tree/sub'), { recursive: true, mode: 0o755 });
     mkdirSync(join(root, 'incoming'), { mode: 0o755 });
     chownSync(join(root, 'incoming'), ftpUid(), -1);
-    for (const [name, size] of Object.entries(SIZES)) generateFile(join(root, 'pub', name), size);
+    for (const [name, size] of [...Object.entries(SIZES), [LARGE.name, LARGE.size] as const]) generateFile(join(root, 'pub', name), size);
     writeFileSync(join(root, 'pub/text.txt'), TEXT, { mode: 0o644 });
     for (const [path, from] of Object.entries(TREE)) cpSync(join(root, 'pub', from), join(root, 'pub/tree', path));
     cpSync(join(root, 'pub/tree'), join(run.path, 'local-tree'), { recursive: true });
 
     await lab.addNamespace(NS);
+    // lftp resolves no IPv6 address, not even ::1, on a host without a global one ("IPv6 is not supported or configured").
+    await lab.must(NS, 'ip', ['-6', 'addr', 'add', 'fd00:99::1/128', 'dev', 'lo', 'nodad']);
     for (const kind of SERVER_KINDS) {
       for (const instance of ['plain', 'masq', 'v6'] as const) peers.set(`${kind}/${instance}`, await startPeer(lab, NS, kind, instance, root, run.path));
     }

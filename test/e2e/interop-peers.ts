@@ -70,6 +70,31 @@ export interface RunningPeer {
   proc: Proc;
 }
 
+/**
+ * pyftpdlib as `python3 -m pyftpdlib -w -D -n … -r …` configures it, but with
+ * one thread per session. Its default single event loop, under this
+ * matrix's concurrent sessions, now and then stops serving one of them (no
+ * 220, no reply to EPRT, no EOF seen on an upload's data connection; the
+ * kernel has ACKed the bytes), directly as through the gateway: the same
+ * pyftpdlib 1.5.7 quirk scenarios/README.md notes under load.
+ */
+const PYFTPDLIB_THREADED = `
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import ThreadedFTPServer
+host, port, root, ports, masquerade = sys.argv[1:6]
+authorizer = DummyAuthorizer()
+authorizer.add_anonymous(root, perm='elradfmwMT')
+FTPHandler.authorizer = authorizer
+lo, hi = map(int, ports.split('-'))
+FTPHandler.passive_ports = list(range(lo, hi + 1))
+if masquerade:
+    FTPHandler.masquerade_address = masquerade
+logging.basicConfig(level=logging.DEBUG, format='[%(levelname)1.1s %(asctime)s] %(message)s')
+ThreadedFTPServer((host, int(port)), FTPHandler).serve_forever()
+`;
+
 function proftpdConfig(dir: string, place: Place, root: string, masquerade: boolean, range: [number, number]): string {
   return `ServerType standalone
 ServerName "ftp-alg interop"
@@ -85,6 +110,7 @@ DelayTable none
 WtmpLog off
 UseReverseDNS off
 AllowOverwrite on
+AllowStoreRestart on
 PassivePorts ${range[0]} ${range[1]}
 ${masquerade ? `MasqueradeAddress ${MASQUERADE}\n` : ''}LogFormat protocol "%{iso8601} %a:%{remote-port} %r -> %s %S"
 ExtendedLog ${dir}/protocol.log ALL protocol
@@ -111,8 +137,8 @@ export async function startPeer(lab: Lab, ns: string, kind: ServerKind, instance
   const dir = join(runDir, `${kind}-${instance}`);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const outPath = join(dir, `${kind}.out`);
-  let logPath: string | undefined = join(dir, 'protocol.log');
-  writeFileSync(logPath, '');
+  // vsftpd and ProFTPD write a protocol log; pyftpdlib logs to its output, Pure-FTPd only to syslog.
+  const logPath = kind === 'vsftpd' || kind === 'proftpd' ? join(dir, 'protocol.log') : undefined;
   let proc: Proc;
   switch (kind) {
     case 'vsftpd': {
@@ -121,7 +147,7 @@ export async function startPeer(lab: Lab, ns: string, kind: ServerKind, instance
       const conf = join(dir, 'vsftpd.conf');
       const v6: Record<string, string> = instance === 'v6' ? { listen: 'NO', listen_ipv6: 'YES', listen_address6: place.host } : {};
       const text = vsftpdConfigText(
-        { address: place.host, port: place.port, root, emptyDir, logPath },
+        { address: place.host, port: place.port, root, emptyDir, logPath: join(dir, 'protocol.log') },
         {
           ...v6,
           // Anonymous uploads into incoming/ (owned by ftp): STOR, APPE, MKD for mirror -R.
@@ -148,7 +174,6 @@ export async function startPeer(lab: Lab, ns: string, kind: ServerKind, instance
     case 'pure-ftpd': {
       // Pure-FTPd serves anonymous users from the ftp user's home: our root is
       // bind-mounted there in a private mount namespace, never on the host.
-      logPath = undefined;
       const args = ['-S', `${place.host},${place.port}`, '-p', `${range[0]}:${range[1]}`, '-e', '-M', '-H', '-f', 'none', ...(masquerade ? ['-P', MASQUERADE] : [])];
       const script = `mount --bind "$1" "$2" && shift 2 && exec "$@"`;
       proc = lab.spawn(ns, 'unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, 'sh', root, ftpHome(), PURE_FTPD, ...args], outPath, {
@@ -157,14 +182,7 @@ export async function startPeer(lab: Lab, ns: string, kind: ServerKind, instance
       break;
     }
     case 'pyftpdlib':
-      // -D logs every command and reply; -w lets anonymous write; -n masquerades.
-      proc = lab.spawn(
-        ns,
-        SYSTEM_PYTHON,
-        ['-m', 'pyftpdlib', '-i', place.host, '-p', String(place.port), '-d', root, '-w', '-D', '-r', `${range[0]}-${range[1]}`, ...(masquerade ? ['-n', MASQUERADE] : [])],
-        outPath,
-      );
-      logPath = undefined; // its protocol log is its output
+      proc = lab.spawn(ns, SYSTEM_PYTHON, ['-c', PYFTPDLIB_THREADED, place.host, String(place.port), root, `${range[0]}-${range[1]}`, masquerade ? MASQUERADE : ''], outPath);
       break;
   }
   const hostInSs = place.host.includes(':') ? `[${place.host}]` : place.host;
