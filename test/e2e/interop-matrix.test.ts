@@ -64,9 +64,9 @@ interface Declared {
 const PEER_QUIRKS: Declared[] = [
   {
     id: 'vsftpd-no-mlsd',
-    why: 'vsftpd 3.0.3 has no MLSD (RFC 3659): "500 Unknown command."',
+    why: 'vsftpd 3.0.3 has no MLST/MLSD (RFC 3659): ftplib\'s "OPTS MLST type;size;" gets "501 Option not understood."',
     covers: (c) => c.server === 'vsftpd' && c.op.name === 'ftplib mlsd',
-    match: [/MLSD pub\/tree/, /500 Unknown command/],
+    match: [/OPTS MLST type;size;/, /501 Option not understood/],
   },
   {
     id: 'pure-ftpd-anonymous-append',
@@ -235,7 +235,10 @@ function direct(c: Cell): Promise<Outcome> {
   return p;
 }
 
-describe.skipIf(missing !== '')(`interop matrix: 4 servers × ${OPS.length} client operations × IPv4/IPv6, direct vs ftp-alg reverse and forward${skipReason}`, () => {
+// Without root or the peers: one skipped test that says why, not hundreds.
+if (missing) test.skip(`interop matrix${skipReason}`, () => undefined);
+
+if (!missing) describe(`interop matrix: 4 servers × ${OPS.length} client operations × IPv4/IPv6, direct vs ftp-alg reverse and forward`, () => {
   beforeAll(async () => {
     suiteStarted = Date.now();
     lab = new Lab();
