@@ -191,7 +191,7 @@ function ftplibOp(op: string, check: (r: CellRun, out: string) => Promise<string
     steps: (r) => [
       {
         cmd: SYSTEM_PYTHON,
-        args: ['-u', '-c', FTPLIB_OPS, r.target.host, String(r.target.port), r.target.user, r.target.password, op, r.uploadDir, join(r.pub, 'k300.bin'), join(r.dir, 'out'), String(Math.min(r.timeoutS, 5)), LARGE.name],
+        args: ['-u', '-c', FTPLIB_OPS, r.target.host, String(r.target.port), r.target.user, r.target.password, op, r.uploadDir, join(r.pub, 'k300.bin'), join(r.dir, 'out'), String(Math.min(r.timeoutS, op === 'abort' ? 3 : 5)), LARGE.name],
         exitCodeMeaningful: true,
       },
     ],
