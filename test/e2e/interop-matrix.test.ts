@@ -22,7 +22,10 @@
  * with every listener. Needs root, the Debian packages and
  * scripts/install-ftp-peers.sh; skips with the reason otherwise.
  * At the end it prints the matrix (pass/fail per cell and path) and keeps
- * the logs of any failing run.
+ * the logs when an outcome was not the expected one.
+ *
+ *   sudo scripts/install-debian-packages.sh        # also unpacks ProFTPD and Pure-FTPd
+ *   sudo npx vitest run test/e2e/interop-matrix.test.ts [-t 'pure-ftpd IPv6']
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { chownSync, cpSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
