@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not fetched again. Needs root.
 set -euo pipefail
 
-packages=(python3-pyftpdlib lftp tnftp ncftp vsftpd nftables conntrack tcpdump tshark iproute2 procps)
+packages=(python3-pyftpdlib lftp tnftp ncftp wget vsftpd nftables conntrack tcpdump tshark iproute2 procps util-linux)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-debian-packages: needs root (packages: ${packages[*]})" >&2
@@ -23,9 +23,13 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-debian-packages: all present"
-  exit 0
+else
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "install-debian-packages: installed ${missing[*]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-debian-packages: installed ${missing[*]}"
+
+# ProFTPD and Pure-FTPd for the interop matrix: they conflict with vsftpd,
+# so they are unpacked into a folder of their own, not installed.
+bash "$(dirname "$0")/install-ftp-peers.sh"
