@@ -108,12 +108,6 @@ const KNOWN_GAPS: Declared[] = [
     covers: (c, path) => path !== 'direct' && c.op.name === 'ftplib abort',
     match: [/put urgent\* b'ABOR/, /after ABOR: 500 (Unknown command|Command "ABOR|'ABOR.NOOP' not understood)|TimeoutError: timed out/],
   },
-  {
-    id: 'eprt-unspecified',
-    why: 'lftp sends EPRT |2|::|port| ("the address this connection comes from"); ftp-alg refuses it as a bounce (BOUNCE_ADDRESS), lftp then fails in active-only mode',
-    covers: (c, path) => path !== 'direct' && c.family === 6 && c.op.name === 'lftp active get',
-    match: [/EPRT \|2\|::\|\d+\|/, /BOUNCE_ADDRESS|is not your own/],
-  },
 ];
 
 interface Outcome {
