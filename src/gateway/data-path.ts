@@ -100,11 +100,9 @@ export class RelayDataPath implements DataPath {
   }
 }
 
-class RelayedChannel implements Channel {
-  constructor(
-    private readonly channel: DataChannel,
-    private readonly lingerMs: number,
-  ) {}
+/** What both kinds of channel have in common, as the session sees it. */
+abstract class ChannelOf<C extends DataChannel | NatChannel> implements Channel {
+  constructor(protected readonly channel: C) {}
 
   get port(): number {
     return this.channel.port;
@@ -116,6 +114,22 @@ class RelayedChannel implements Channel {
 
   get unused(): boolean {
     return this.channel.state === 'listening';
+  }
+
+  abstract get moving(): boolean;
+  abstract finish(code: number, awaitData: boolean, toward: 'client' | 'server'): Promise<void>;
+
+  close(reason: string): void {
+    this.channel.close(reason);
+  }
+}
+
+class RelayedChannel extends ChannelOf<DataChannel> {
+  constructor(
+    channel: DataChannel,
+    private readonly lingerMs: number,
+  ) {
+    super(channel);
   }
 
   get moving(): boolean {
@@ -130,10 +144,6 @@ class RelayedChannel implements Channel {
       await this.channel.settled(this.lingerMs, toward);
     }
     if (this.channel.state === 'listening') this.channel.close(`transfer ended with ${code} before a data connection`);
-  }
-
-  close(reason: string): void {
-    this.channel.close(reason);
   }
 }
 
@@ -176,21 +186,7 @@ export class KernelDataPath implements DataPath {
   }
 }
 
-class TranslatedChannel implements Channel {
-  constructor(private readonly channel: NatChannel) {}
-
-  get port(): number {
-    return this.channel.port;
-  }
-
-  get closed(): Promise<string> {
-    return this.channel.closed;
-  }
-
-  get unused(): boolean {
-    return this.channel.state === 'listening';
-  }
-
+class TranslatedChannel extends ChannelOf<NatChannel> {
   /** The kernel moves the bytes: nothing of ours keeps the session busy. */
   get moving(): boolean {
     return false;
@@ -200,10 +196,6 @@ class TranslatedChannel implements Channel {
   finish(code: number): Promise<void> {
     this.channel.close(`transfer ended with ${code}`);
     return Promise.resolve();
-  }
-
-  close(reason: string): void {
-    this.channel.close(reason);
   }
 }
 
