@@ -41,3 +41,21 @@ export const FORWARD_FLAGS = {
   'allow-destinations': { type: 'string', describe: "CIDR,... of servers allowed although inside the clients' networks" },
   'active-source-port': { type: 'number', describe: 'source port for active data connections to clients (20 needs privileges)' },
 } as const satisfies Record<string, Options>;
+
+/** How events are logged; every command takes these. */
+export const LOG_FLAGS = {
+  'log-level': { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info', describe: 'least severe events to log' },
+  'log-format': { type: 'string', choices: ['json', 'pretty'], describe: 'json lines, or one line per event for people (default: pretty when stderr is a terminal)' },
+} as const satisfies Record<string, Options>;
+
+/**
+ * Process-wide settings of a running gateway (reverse, forward; in `run
+ * --config` the same names are top-level keys of the file).
+ */
+export const SERVICE_FLAGS = {
+  drain: { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM/SIGINT (a second signal closes them at once)' },
+  'admin-listen': { type: 'string', describe: 'ADDR:PORT for GET /metrics, /healthz, /readyz (off by default; loopback, or a non-wildcard address named explicitly)' },
+  'transfer-log': { type: 'string', describe: 'FILE to append one xferlog line per transfer to (reopened on SIGHUP)' },
+  user: { type: 'string', describe: 'drop to this user after binding (not with --data-path kernel)' },
+  group: { type: 'string', describe: "drop to this group after binding (default: the user's primary group)" },
+} as const satisfies Record<string, Options>;

@@ -3,10 +3,17 @@
  * metrics subscribe to it. Field names are the log contract (DESIGN.md).
  */
 import type { ReasonCode } from '../alg/policy.js';
+import type { LoginRecord, TransferRecord } from '../alg/transfer-log.js';
 
 export type Direction = 'client->server' | 'server->client';
 
-export type GatewayEvent =
+/** What every event may carry besides its own fields: inside a listener, its name (YAML `name:` or `mode@listen`). */
+interface EventContext {
+  listener?: string;
+}
+
+export type GatewayEvent = EventContext &
+  (
   | { event: 'listening'; address: string; port: number; mode: string }
   | { event: 'session-open'; session: string; client: string; server: string }
   | { event: 'session-close'; session: string; reason: string; bytesUp: number; bytesDown: number; durationMs: number }
@@ -48,10 +55,23 @@ export type GatewayEvent =
       /** The source address the target sees instead of `from` (SNAT). */
       sourceAs?: string;
       reason?: string;
+      /** How long nft took for this operation (metrics: ftp_alg_kernel_mapping_duration_seconds). */
+      durationMs?: number;
     }
   | { event: 'control'; session: string; direction: Direction; line: string }
   | { event: 'warning'; session?: string; message: string }
-  | { event: 'shutdown'; reason: string; sessions: number };
+  | { event: 'shutdown'; reason: string; sessions: number }
+  /** One login attempt answered: `reply` 230 (or 202) when it worked, else the failure code. */
+  | ({ event: 'login'; session: string; client?: string } & LoginRecord)
+  /** One data transfer, direction as the user sees it (see src/alg/transfer-log.ts). */
+  | ({ event: 'transfer'; session: string; client?: string } & TransferRecord)
+  /** `run --config`: the file was re-read and applied; listener names. */
+  | { event: 'reload'; file: string; added: string[]; removed: string[]; changed: string[] }
+  /** `run --config`: the file was not applied (nothing changed); `key` is where it is wrong. */
+  | { event: 'reload-failed'; file: string; key: string; message: string }
+  /** Single-mode SIGHUP: log files reopened, nothing else to re-read. */
+  | { event: 'reopen'; files: string[] }
+  );
 
 export type DataMode = 'active' | 'passive';
 
