@@ -105,7 +105,7 @@ export class ListenerSet {
       const old = this.running.get(l.name)!;
       // Same address: the old listener must let go of it first.
       const sameAddress = old.config.listen.host === l.listen.host && old.config.listen.port === l.listen.port && l.listen.port !== 0;
-      if (sameAddress) await old.gateway.stopAccepting();
+      if (sameAddress) old.gateway.stopAccepting();
       let gateway: Gateway;
       try {
         gateway = await startOne(l, this.sink);

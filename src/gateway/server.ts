@@ -117,6 +117,7 @@ export class Gateway {
   private closing = false;
   private retired: Promise<void> | undefined;
   private released: Promise<void> | undefined;
+  private listenerGone: Promise<void> | undefined;
 
   private constructor(
     private readonly listener: net.Server,
@@ -196,11 +197,12 @@ export class Gateway {
     sink({ event: 'session-close', session, reason: REASON.TOO_MANY_SESSIONS, bytesUp: 0, bytesDown: 0, durationMs: 0 });
   }
 
-  /** Closes the listening socket (its address is free again); running sessions go on. */
-  stopAccepting(): Promise<void> {
+  /** Closes the listening socket: its address is free again at once; running sessions go on. */
+  stopAccepting(): void {
     this.closing = true;
-    if (!this.listener.listening) return Promise.resolve();
-    return new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    // close() releases the address at once; its callback waits for every
+    // connection it accepted, which is what `listenerGone` tracks.
+    this.listenerGone ??= new Promise<void>((resolve) => this.listener.close(() => resolve()));
   }
 
   /** Whether it still accepts new sessions (not draining). */
@@ -220,7 +222,7 @@ export class Gateway {
    */
   retire(): Promise<void> {
     this.retired ??= (async () => {
-      await this.stopAccepting();
+      this.stopAccepting();
       await Promise.all([...this.sessions].map((s) => s.closed));
       await this.release();
     })();
@@ -232,7 +234,7 @@ export class Gateway {
    * closes what is left. Resolves when nothing of ours is open.
    */
   async close(drainMs = 0): Promise<void> {
-    const stopped = this.stopAccepting();
+    this.stopAccepting();
     if (drainMs > 0 && this.sessions.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -242,7 +244,7 @@ export class Gateway {
       clearTimeout(timer);
     }
     for (const s of this.sessions) s.close('gateway shutting down');
-    await stopped;
+    await this.listenerGone;
     await this.release();
     await this.retired;
   }
