@@ -32,6 +32,21 @@ export const ADMIN_LIMITS = {
   keepAliveMs: 5_000,
   /** How often Node checks the two timeouts above. */
   checkIntervalMs: 1_000,
+  /** Requests on one connection, then it is closed: a pipelined flood ends there. */
+  requestsPerConnection: 16,
+  /**
+   * A rendering of /metrics is reused for this long: rendering costs CPU
+   * (milliseconds), and a peer asking in a loop must not take the event
+   * loop from the FTP sessions. Scrapers ask every 10-60 s.
+   */
+  metricsCacheMs: 1_000,
+};
+
+/** What Node's HTTP parser found wrong → the status the peer gets (default 400). */
+const CLIENT_ERROR_STATUS: Record<string, string> = {
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  HPE_INVALID_VERSION: '505 HTTP Version Not Supported',
 };
 
 export class AdminServer {
@@ -40,6 +55,7 @@ export class AdminServer {
   private constructor(private readonly server: http.Server) {}
 
   static async start(listen: { host: string; port: number }, state: AdminState): Promise<AdminServer> {
+    const metrics = cachedMetrics(state.registry);
     const server = http.createServer(
       {
         maxHeaderSize: ADMIN_LIMITS.maxHeaderBytes,
@@ -48,12 +64,14 @@ export class AdminServer {
         keepAliveTimeout: ADMIN_LIMITS.keepAliveMs,
         connectionsCheckingInterval: ADMIN_LIMITS.checkIntervalMs,
       },
-      (req, res) => void respond(req, res, state),
+      (req, res) => void respond(req, res, state, metrics),
     );
     server.maxConnections = ADMIN_LIMITS.maxConnections;
+    server.maxRequestsPerSocket = ADMIN_LIMITS.requestsPerConnection;
     // No header of ours may wait on a peer that never reads: one write, then done.
-    server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const status = CLIENT_ERROR_STATUS[err.code ?? ''] ?? '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
       socket.destroy();
     });
     const admin = new AdminServer(server);
@@ -82,7 +100,17 @@ export class AdminServer {
   }
 }
 
-async function respond(req: http.IncomingMessage, res: http.ServerResponse, state: AdminState): Promise<void> {
+/** /metrics text, rendered at most once per metricsCacheMs however often it is asked for. */
+function cachedMetrics(registry: Registry): () => Promise<string> {
+  let last: { at: number; text: Promise<string> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (!last || now - last.at >= ADMIN_LIMITS.metricsCacheMs) last = { at: now, text: registry.metrics() };
+    return last.text;
+  };
+}
+
+async function respond(req: http.IncomingMessage, res: http.ServerResponse, state: AdminState, metrics: () => Promise<string>): Promise<void> {
   // A request body is never wanted; do not read one.
   const path = (req.url ?? '').split('?', 1)[0];
   const send = (code: number, type: string, body: string, extra: http.OutgoingHttpHeaders = {}) => {
@@ -97,7 +125,7 @@ async function respond(req: http.IncomingMessage, res: http.ServerResponse, stat
   switch (path) {
     case '/metrics':
       try {
-        send(200, state.registry.contentType, await state.registry.metrics());
+        send(200, state.registry.contentType, await metrics());
       } catch (err) {
         send(500, text, `metrics failed: ${(err as Error).message}\n`);
       }
