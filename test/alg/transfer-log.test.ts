@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { fc, test as fcTest } from '@fast-check/vitest';
-import { TransferTracker, type TrackerRecord, type TransferRecord } from '../../src/alg/transfer-log.js';
+import { TransferTracker, xferlogLine, type TrackerRecord, type TransferRecord } from '../../src/alg/transfer-log.js';
 
 const cmd = (verb: string, argument = '') => ({ verb, argument });
 
@@ -180,3 +180,33 @@ fcTest.prop([fc.array(fc.tuple(fc.constantFrom('RETR', 'STOR', 'LIST'), fc.nat(1
     expect(out.map((r) => [r.path, r.bytes, r.mode])).toEqual(steps.map(([, bytes, , mode], i) => [`f${i}`, bytes, mode]));
   },
 );
+
+describe('xferlog line (man 5 xferlog)', () => {
+  const at = new Date(2026, 10, 28, 8, 5, 9);
+  const base: TransferRecord & { client: string } = {
+    user: 'alice', command: 'RETR', path: '/pub/my file.bin', direction: 'download', bytes: 1048576, durationMs: 2400,
+    mode: 'passive', dataPath: 'relay', reply: 226, type: 'binary', client: '[2001:db8::7]:50123',
+  };
+  test.each([
+    ['a download', {}, 'Sat Nov 28 08:05:09 2026 2 2001:db8::7 1048576 /pub/my_file.bin b _ o r alice ftp 0 * c'],
+    ['an upload in ascii that failed', { command: 'STOR', direction: 'upload', type: 'ascii', reply: 451, client: '198.18.0.9:2000' }, 'Sat Nov 28 08:05:09 2026 2 198.18.0.9 1048576 /pub/my_file.bin a _ i r alice ftp 0 * i'],
+    ['anonymous, a sub-second transfer (1 s, as wu-ftpd rounds up to at least 1)', { user: 'anonymous', durationMs: 3 }, 'Sat Nov 28 08:05:09 2026 1 2001:db8::7 1048576 /pub/my_file.bin b _ o a anonymous ftp 0 * c'],
+    ['kernel path, bytes unknown', { bytes: undefined, bytesOmitted: 'kernel' }, 'Sat Nov 28 08:05:09 2026 2 2001:db8::7 0 /pub/my_file.bin b _ o r alice ftp 0 * c'],
+    ['control characters and an empty user', { path: 'a\tb\x7fc', user: undefined }, 'Sat Nov 28 08:05:09 2026 2 2001:db8::7 1048576 a_b_c b _ o r _ ftp 0 * c'],
+  ] as const)('%s', (_title, change, line) => {
+    expect(xferlogLine({ ...base, ...change } as TransferRecord & { client: string }, at)).toBe(line);
+  });
+
+  test('a listing has no xferlog line (as in wu-ftpd and ProFTPD)', () => {
+    expect(xferlogLine({ ...base, command: 'LIST', direction: 'listing' }, at)).toBeUndefined();
+  });
+
+  test('every line has the 18 space-separated fields of the format', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.option(fc.string(), { nil: undefined }), (path, user) => {
+        const line = xferlogLine({ ...base, path, user }, at)!;
+        expect(line.split(' ')).toHaveLength(18);
+      }),
+    );
+  });
+});
