@@ -14,7 +14,7 @@ import { createEventLog, type EventLog, type LogFormat } from './log.js';
 import { nftRuleset } from './gateway/forward.js';
 import { checkPrivilegeDrop, listenerName, parseRunConfig, serviceFrom, type NamedListener, type RunConfig, type ServiceConfig } from './config-file.js';
 import { Service } from './gateway/run.js';
-import { FORWARD_FLAGS, LIMIT_FLAGS, LOG_FLAGS, REVERSE_FLAGS, SERVICE_FLAGS } from './flags.js';
+import { FORWARD_COMMAND_FLAGS, FORWARD_FLAGS, LIMIT_FLAGS, LOG_FLAGS, REVERSE_FLAGS, RUN_FLAGS, SERVICE_FLAGS } from './flags.js';
 
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
 
@@ -179,9 +179,7 @@ export async function main(argv: string[]): Promise<void> {
       'forward',
       'gateway for LAN clients going out through a NAT (explicit USER name@host, or transparent)',
       (y) =>
-        gatewayFlags(y, FORWARD_FLAGS)
-          .option('print-nft', { type: 'boolean', default: false, describe: 'print the nftables ruleset for transparent mode and exit' })
-          .option('lan-interface', { type: 'string', default: 'lan0', describe: 'LAN interface name for --print-nft' }),
+        gatewayFlags(y, FORWARD_FLAGS).options(FORWARD_COMMAND_FLAGS),
       async (flags) => {
         const cfg = forwardFromFlags(flags as ForwardFlags);
         if (flags['print-nft']) {
@@ -195,10 +193,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       'run',
       'several listeners from a YAML file, each reverse or forward (keys: the flags of its mode); SIGHUP reloads it',
-      (y) =>
-        y
-          .option('config', { type: 'string', describe: 'FILE.yaml with listeners: [{mode: reverse|forward, listen: ..., ...}]', demandOption: true })
-          .option('check', { type: 'boolean', default: false, describe: 'validate the file and exit: 0 valid, 2 not (one line naming the key)' }),
+      (y) => y.options(RUN_FLAGS),
       async (flags) => {
         const file = String(flags.config);
         const cfg = readRunConfig(file);

@@ -59,3 +59,15 @@ export const SERVICE_FLAGS = {
   user: { type: 'string', describe: 'drop to this user after binding (not with --data-path kernel)' },
   group: { type: 'string', describe: "drop to this group after binding (default: the user's primary group)" },
 } as const satisfies Record<string, Options>;
+
+/** `forward`'s own options that are not listener settings (not YAML keys). */
+export const FORWARD_COMMAND_FLAGS = {
+  'print-nft': { type: 'boolean', default: false, describe: 'print the nftables ruleset for transparent mode and exit' },
+  'lan-interface': { type: 'string', default: 'lan0', describe: 'LAN interface name for --print-nft' },
+} as const satisfies Record<string, Options>;
+
+/** `run`'s options; everything else comes from the file. */
+export const RUN_FLAGS = {
+  config: { type: 'string', describe: 'FILE.yaml with listeners: [{mode: reverse|forward, listen: ..., ...}]', demandOption: true },
+  check: { type: 'boolean', default: false, describe: 'validate the file and exit: 0 valid, 2 not (one line naming the key)' },
+} as const satisfies Record<string, Options>;
