@@ -37,7 +37,14 @@ const LEVEL_OF: Record<GatewayEvent['event'], Level> = {
 
 const SEVERITY: Record<Level, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
 
+/**
+ * Refusals after which the client's request still succeeds (README: the
+ * transfer works): worth a line, not a warning.
+ */
+const HANDLED_REFUSALS: ReadonlySet<string> = new Set(['FOREIGN_PASSIVE_ADDRESS']);
+
 export function levelOf(e: GatewayEvent): Level {
+  if (e.event === 'refuse' && HANDLED_REFUSALS.has(e.code)) return 'info';
   return LEVEL_OF[e.event];
 }
 
@@ -51,14 +58,14 @@ export interface EventLog {
 export function createEventLog(level: Level, format: LogFormat, write?: (line: string) => void): EventLog {
   if (format === 'pretty') return prettyLog(level, write ?? ((line) => writeSync(2, line)));
   const logger: Logger = pino({ level, base: undefined }, write ? { write } : pino.destination({ dest: 2, sync: true }));
-  return { sink: (e) => logger[LEVEL_OF[e.event]](e, e.event), setLevel: (l) => (logger.level = l) };
+  return { sink: (e) => logger[levelOf(e)](e, e.event), setLevel: (l) => (logger.level = l) };
 }
 
 function prettyLog(level: Level, write: (line: string) => void): EventLog {
   let least = SEVERITY[level];
   return {
     sink: (e) => {
-      const l = LEVEL_OF[e.event];
+      const l = levelOf(e);
       if (SEVERITY[l] >= least) write(`${prettyLine(e, l, new Date())}\n`);
     },
     setLevel: (l) => (least = SEVERITY[l]),
