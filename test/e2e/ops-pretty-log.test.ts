@@ -24,7 +24,7 @@ test('a download is a handful of lines, each one event with its listener and ses
   // control is debug: not at info.
   expect(lines).toHaveLength(5);
   expect(lines.every((x) => x.endsWith('\n') && x.indexOf('\n') === x.length - 1)).toBe(true);
-  expect(lines[1]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  rewrite \[public x-1\] direction=server->client kind=227 before="227 Entering Passive Mode \(100,64,0,2,4,1\)\." /);
+  expect(lines[1]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}rewrite \[public x-1\] direction=server->client kind=227 before="227 Entering Passive Mode \(100,64,0,2,4,1\)\." /);
   log.setLevel('debug');
   log.sink(events[4]!);
   expect(lines).toHaveLength(6);
