@@ -13,7 +13,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { FtpClient } from '../../src/client/ftp-client.js';
-import { randomFile, run, tempDir } from '../helpers/tools.js';
+import { spawnSync } from 'node:child_process';
+import { HAVE, randomFile, run, tempDir } from '../helpers/tools.js';
 import { CLI, freePort, heldDownload, httpGet, metric, startGatewayProcess } from './ops-process.js';
 
 const BIG = randomFile(8 << 20);
@@ -108,6 +109,9 @@ test('run --config: SIGHUP adds, removes and changes listeners while a transfer 
     expect(metric(text, 'ftp_alg_data_connections_total', { listener: 'a', mode: 'passive', data_path: 'relay' })).toBe(1);
     expect(metric(text, 'ftp_alg_sessions_total', { listener: 'c' })).toBe(2);
     expect(metric(text, 'ftp_alg_refusals_total', { listener: 'a', code: 'TOO_MANY_SESSIONS' })).toBe(1);
+    // The session refused at once still opened first, so its client is logged.
+    const refused = gw.events.find((e) => e.event === 'refuse' && e.code === 'TOO_MANY_SESSIONS')!;
+    expect(gw.events.find((e) => e.session === refused.session)).toMatchObject({ event: 'session-open', client: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
     expect(metric(text, 'process_resident_memory_bytes')).toBeGreaterThan(0);
 
     // Same process throughout.
@@ -137,4 +141,52 @@ test('run --config F --check: 0 and one line for a valid file, 2 and one line na
   const probe = net.createServer();
   await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(2121, '127.0.0.1', () => resolve()));
   probe.close();
+});
+
+const kernelSkip = HAVE.root && spawnSync('nft', ['--version']).status === 0 ? '' : ' [skipped: needs root and nft]';
+
+/**
+ * A changed kernel-path listener: old and new gateway share the one
+ * nftables table. Creating it again would flush the old sessions' mappings:
+ * a data connection announced before the reload and dialled after it
+ * would find nothing.
+ */
+test(`kernel data path: a mapping made before the reload still carries its data connection after it${kernelSkip}`, async ({ skip }) => {
+  if (kernelSkip) skip();
+  const table = `ops_rl_${process.pid}`;
+  const port = await freePort();
+  const file = join(dir.path, 'kernel.yaml');
+  const write = (limit: number) => writeFileSync(file, ['listeners:', ...listenerYaml('k', port, ['data-path: kernel', `nft-table: ${table}`, `max-sessions: ${limit}`])].join('\n') + '\n');
+  write(5);
+  const gw = startGatewayProcess(['run', '--config', file]);
+  try {
+    await gw.waitFor((e) => e.event === 'listening', 'listening');
+    const c = await FtpClient.connect('127.0.0.1', port);
+    await c.login();
+    const epsv = await c.send('EPSV');
+    expect(epsv.code).toBe(229);
+    await gw.waitFor((e) => e.event === 'data-nat' && e.action === 'map', 'mapping');
+    write(6);
+    gw.child.kill('SIGHUP');
+    expect(await gw.waitFor((e) => e.event === 'reload', 'reload')).toMatchObject({ changed: ['k'] });
+    const data = net.connect({ host: '127.0.0.1', port: Number(/\|\|\|(\d+)\|/.exec(epsv.text)![1]) });
+    const chunks: Buffer[] = [];
+    data.on('data', (d: Buffer) => chunks.push(d));
+    const ended = new Promise<void>((r) => data.once('close', () => r()));
+    data.on('error', () => undefined);
+    expect((await c.send('RETR /big.bin', true)).code).toBe(150);
+    await ended;
+    expect((await c.read()).code).toBe(226);
+    expect(Buffer.concat(chunks).equals(BIG)).toBe(true);
+    await c.quit();
+    // The old gateway is gone now; the table stays for the new one.
+    await gw.waitFor((e) => e.event === 'session-close', 'session-close');
+    expect(spawnSync('nft', ['list', 'table', 'inet', table]).status).toBe(0);
+    gw.child.kill('SIGTERM');
+    expect((await gw.exited).code).toBe(0);
+    expect(spawnSync('nft', ['list', 'table', 'inet', table]).status).not.toBe(0);
+  } finally {
+    await gw.kill();
+    spawnSync('nft', ['delete', 'table', 'inet', table]);
+  }
 });
