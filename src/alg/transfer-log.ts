@@ -148,7 +148,7 @@ export class TransferTracker {
    * A final reply (2xx-5xx) and the command it answers, as the session's
    * reply order decided; `answering` undefined for a reply to nothing known.
    */
-  finalReply(answering: SentCommandInfo | undefined, code: number, now: number): TrackerRecord[] {
+  finalReply(answering: Pick<SentCommandInfo, 'verb'> | undefined, code: number, now: number): TrackerRecord[] {
     const verb = answering?.verb.toUpperCase();
     const out: TrackerRecord[] = [];
     if (verb === 'USER' || verb === 'PASS' || verb === 'ACCT' || (verb === undefined && this.login.state !== 'none')) {

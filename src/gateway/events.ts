@@ -3,7 +3,7 @@
  * metrics subscribe to it. Field names are the log contract (DESIGN.md).
  */
 import type { ReasonCode } from '../alg/policy.js';
-import type { LoginRecord, TransferRecord } from '../alg/transfer-log.js';
+import type { LoginRecord, TrackerRecord, TransferRecord } from '../alg/transfer-log.js';
 
 export type Direction = 'client->server' | 'server->client';
 
@@ -78,3 +78,8 @@ export type DataMode = 'active' | 'passive';
 export type EventSink = (e: GatewayEvent) => void;
 
 export const noEvents: EventSink = () => {};
+
+/** The tracker's records (src/alg/transfer-log.ts) as the `login`/`transfer` events of one session. */
+export function trackerEvents(records: TrackerRecord[], session: string, client: string): GatewayEvent[] {
+  return records.map((r) => (r.kind === 'login' ? { event: 'login', session, client, ...r.record } : { event: 'transfer', session, client, ...r.record }));
+}

@@ -210,3 +210,10 @@ describe('xferlog line (man 5 xferlog)', () => {
     );
   });
 });
+
+test('trackerEvents: records become login/transfer events of the session', async () => {
+  const { trackerEvents } = await import('../../src/gateway/events.js');
+  const t = new TransferTracker();
+  t.commandSent(cmd('USER', 'bob'), 0);
+  expect(trackerEvents(t.finalReply(cmd('USER'), 530, 1), 's-1', '127.0.0.1:5')).toEqual([{ event: 'login', session: 's-1', client: '127.0.0.1:5', user: 'bob', reply: 530 }]);
+});
