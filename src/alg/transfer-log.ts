@@ -14,8 +14,9 @@
  *
  * Completion follows basic-ftp's TransferResolver: a transfer is over when
  * both its final reply and its data connection's close have been seen, in
- * either order. A transfer refused before any data connection (550, 425) is
- * over at its reply.
+ * either order — even a 226 that arrives before the data connection opened.
+ * A transfer refused before any data connection (550, 425) is over at its
+ * reply.
  */
 
 export type TransferDirection = 'download' | 'upload' | 'listing';
@@ -169,7 +170,7 @@ export class TransferTracker {
     const conn: DataConnection = { mode, dataPath };
     // Clients usually connect after PASV and before RETR; some servers only
     // connect (active) after the command: then it belongs to the pending one.
-    const waiting = this.transfers.find((t) => !t.data && !t.reply);
+    const waiting = this.transfers.find((t) => !t.data && (!t.reply || succeeded(t.reply.code)));
     if (waiting) waiting.data = conn;
     else this.data = conn;
   }
@@ -222,7 +223,10 @@ export class TransferTracker {
     const out: TrackerRecord[] = [];
     for (let i = 0; i < this.transfers.length; ) {
       const t = this.transfers[i]!;
-      const dataDone = !t.data || t.data.closed !== undefined;
+      // A success reply means data moved: its connection may still be on its
+      // way (active mode: the gateway dials the client after the server's
+      // 150, and a small file's 226 can come first). A failure may have none.
+      const dataDone = t.data ? t.data.closed !== undefined : t.reply !== undefined && !succeeded(t.reply.code);
       if (t.reply && dataDone) {
         this.transfers.splice(i, 1);
         out.push({ kind: 'transfer', record: record(t, t.reply.code, Math.max(t.reply.at, t.dataClosedAt ?? 0)) });
@@ -231,6 +235,8 @@ export class TransferTracker {
     return out;
   }
 }
+
+const succeeded = (code: number) => code >= 200 && code < 300;
 
 function record(t: PendingTransfer, reply: number, endedAt: number): TransferRecord {
   const r: TransferRecord = {

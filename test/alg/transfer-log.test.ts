@@ -109,6 +109,21 @@ describe('direction and bytes, both modes', () => {
     expect(transfers(t.finalReply(cmd('RETR', 'a'), 226, 160))).toMatchObject([{ mode: 'active', bytes: 5 }]);
   });
 
+  test('active mode: a 226 that comes before the data connection even opened waits for it', () => {
+    const t = loggedIn();
+    t.commandSent(cmd('RETR', 'small'), 100);
+    expect(t.finalReply(cmd('RETR'), 226, 110)).toEqual([]);
+    t.dataOpened('active', 'relay');
+    expect(transfers(t.dataClosed({ bytesUp: 7, bytesDown: 0 }, 130))).toMatchObject([{ mode: 'active', bytes: 7, durationMs: 30, reply: 226 }]);
+  });
+
+  test('a 2xx transfer whose data connection never comes is logged when the session ends', () => {
+    const t = loggedIn();
+    t.commandSent(cmd('STOR', 'x'), 0);
+    expect(t.finalReply(cmd('STOR'), 226, 1)).toEqual([]);
+    expect(transfers(t.sessionClosed(9))).toMatchObject([{ command: 'STOR', reply: 226, bytes: 0 }]);
+  });
+
   test('kernel data path: bytes omitted with the reason', () => {
     const t = loggedIn();
     t.dataOpened('passive', 'kernel');

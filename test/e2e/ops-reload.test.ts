@@ -124,7 +124,32 @@ test('run --config: SIGHUP adds, removes and changes listeners while a transfer 
   }
 });
 
-test.skip('/metrics counts the transfer (ftp_alg_transfers_total, ftp_alg_transfer_bytes_total) [needs session wiring of the transfer tracker]', () => {});
+test.skip('/metrics counts a transfer held across a reload (ftp_alg_transfers_total, _bytes_total, _duration_seconds) [skipped: needs session wiring of the transfer tracker]', async () => {
+  const [port, admin] = [await freePort(), await freePort()];
+  const file = join(dir.path, 'metrics.yaml');
+  const write = (limit: number) => writeFileSync(file, [`admin-listen: 127.0.0.1:${admin}`, 'listeners:', ...listenerYaml('m', port, [`max-sessions: ${limit}`])].join('\n') + '\n');
+  write(5);
+  const gw = startGatewayProcess(['run', '--config', file]);
+  try {
+    await gw.waitFor((e) => e.event === 'listening', 'listening');
+    const held = await heldDownload(port, '/big.bin');
+    write(6);
+    gw.child.kill('SIGHUP');
+    await gw.waitFor((e) => e.event === 'reload', 'reload');
+    const { data, final } = await held.finish();
+    expect(final).toBe(226);
+    expect(data.equals(BIG)).toBe(true);
+    await gw.waitFor((e) => e.event === 'transfer', 'transfer event');
+    const text = (await httpGet(admin, '/metrics')).body;
+    expect(metric(text, 'ftp_alg_transfers_total', { listener: 'm', direction: 'download', result: 'ok' })).toBe(1);
+    expect(metric(text, 'ftp_alg_transfer_bytes_total', { listener: 'm', direction: 'download' })).toBe(BIG.length);
+    expect(metric(text, 'ftp_alg_transfer_duration_seconds_count', { listener: 'm', direction: 'download' })).toBe(1);
+    expect(metric(text, 'ftp_alg_logins_total', { listener: 'm', result: 'ok' })).toBe(1);
+    await held.client.quit();
+  } finally {
+    await gw.kill();
+  }
+});
 
 test('run --config F --check: 0 and one line for a valid file, 2 and one line naming the key for an invalid one', async () => {
   const ok = join(dir.path, 'ok.yaml');
