@@ -9,7 +9,7 @@ import { AppendFile, transferLogSink } from './transfer-log-file.js';
 import { AdminServer } from './admin.js';
 import type { EventSink } from './events.js';
 import { startForwardGateway } from './forward.js';
-import { GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics } from './metrics.js';
 import { startReverseGateway } from './reverse.js';
 import { listenError, type Gateway } from './server.js';
 
@@ -212,7 +212,9 @@ export class Service {
   }
 
   private async openAdmin(listen: NonNullable<ServiceConfig['adminListen']>): Promise<void> {
-    this.metrics ??= new GatewayMetrics(() => this.set);
+    // prom-client is loaded only when metrics are asked for: every other command starts faster.
+    const { GatewayMetrics: Metrics } = await import('./metrics.js');
+    this.metrics ??= new Metrics(() => this.set);
     const metrics = this.metrics;
     try {
       this.admin = await AdminServer.start(listen, {
