@@ -215,3 +215,25 @@ test(`kernel data path: a mapping made before the reload still carries its data 
     spawnSync('nft', ['delete', 'table', 'inet', table]);
   }
 });
+
+test('a reload turns the admin endpoint on, moves it, and the old address stops answering', async () => {
+  const [port, admin1, admin2] = [await freePort(), await freePort(), await freePort()];
+  const file = join(dir.path, 'admin.yaml');
+  const write = (admin?: number) => writeFileSync(file, [...(admin ? [`admin-listen: 127.0.0.1:${admin}`] : []), 'listeners:', ...listenerYaml('x', port)].join('\n') + '\n');
+  write();
+  const gw = startGatewayProcess(['run', '--config', file]);
+  const refused = (p: number) => httpGet(p, '/healthz').then(() => 'answered', (err: NodeJS.ErrnoException) => err.code);
+  try {
+    await gw.waitFor((e) => e.event === 'listening', 'listening');
+    expect(await refused(admin1)).toBe('ECONNREFUSED');
+    for (const [admin, n] of [[admin1, 1], [admin2, 2]] as const) {
+      write(admin);
+      gw.child.kill('SIGHUP');
+      await gw.waitFor((e) => e.event === 'reload' && gw.events.filter((x) => x.event === 'reload').length === n, `reload ${n}`);
+      expect(await httpGet(admin, '/readyz')).toMatchObject({ status: 200 });
+    }
+    expect(await refused(admin1)).toBe('ECONNREFUSED');
+  } finally {
+    await gw.kill();
+  }
+});
