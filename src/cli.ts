@@ -7,16 +7,14 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { Level } from 'pino';
-import { ConfigError, forwardFromFlags, parseSeconds, reverseFromFlags, type ForwardFlags, type ReverseFlags } from './config.js';
-import { createLogger, logSink, LOG_LEVELS, type LogFormat } from './log.js';
-import { startReverseGateway } from './gateway/reverse.js';
-import { nftRuleset, startForwardGateway } from './gateway/forward.js';
-import type { Gateway } from './gateway/server.js';
-import { parseRunConfig } from './config-file.js';
-import { startListeners } from './gateway/run.js';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { EventSink } from './gateway/events.js';
-import { FORWARD_FLAGS, LIMIT_FLAGS, REVERSE_FLAGS } from './flags.js';
+import { ConfigError, forwardFromFlags, parseSeconds, reverseFromFlags, type ForwardConfig, type ForwardFlags, type ReverseConfig, type ReverseFlags } from './config.js';
+import { createEventLog, type EventLog, type LogFormat } from './log.js';
+import { nftRuleset } from './gateway/forward.js';
+import { checkPrivilegeDrop, listenerName, parseRunConfig, serviceFrom, type NamedListener, type RunConfig, type ServiceConfig } from './config-file.js';
+import { Service } from './gateway/run.js';
+import { FORWARD_COMMAND_FLAGS, FORWARD_FLAGS, LIMIT_FLAGS, LOG_FLAGS, REVERSE_FLAGS, RUN_FLAGS, SERVICE_FLAGS } from './flags.js';
 
 export const EXIT = { ok: 0, runtime: 1, usage: 2 } as const;
 
@@ -25,49 +23,129 @@ interface CommonFlags {
   'log-format'?: LogFormat;
 }
 
-/** A gateway mode's flags (flags.ts) and the CLI's own --drain. */
+/** A gateway mode's flags and the process-wide ones (flags.ts). */
 function gatewayFlags<T>(y: Argv<T>, modeFlags: typeof REVERSE_FLAGS | typeof FORWARD_FLAGS) {
-  return y
-    .options(LIMIT_FLAGS)
-    .options(modeFlags)
-    .option('drain', { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM/SIGINT' });
+  return y.options(LIMIT_FLAGS).options(modeFlags).options(SERVICE_FLAGS);
 }
 
-function withLogging<T>(y: Argv<T>) {
-  return y
-    .option('log-level', { choices: LOG_LEVELS, default: 'info' as Level, describe: 'least severe events to log' })
-    .option('log-format', { choices: ['json', 'pretty'] as const, describe: 'default: pretty when stderr is a terminal' });
-}
-
-async function sinkFor(flags: CommonFlags): Promise<EventSink> {
+function logFor(flags: CommonFlags, level?: Level): EventLog {
   const format = flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json');
-  return logSink(await createLogger(flags['log-level'], format));
+  return createEventLog(level ?? flags['log-level'], format);
 }
 
-/** Keeps the process up until SIGINT/SIGTERM, then drains and closes. */
-function runUntilSignal(gateways: Gateway[], sink: EventSink, drainMs: number, onStop?: () => Promise<void>): void {
-  let stopping = false;
+/**
+ * Gives up root after binding: supplementary groups, group, then user (in
+ * that order: after setuid nothing else may be changed).
+ */
+function dropPrivileges(user: string, group: string | undefined): void {
+  const gid = group ?? primaryGroup(user);
+  const p = process as NodeJS.Process & Required<Pick<NodeJS.Process, 'setuid' | 'setgid'>> & { initgroups?: (user: string, group: string) => void };
+  if (typeof p.initgroups !== 'function') throw new Error('--user: this platform cannot change the user of a process');
+  try {
+    p.initgroups(user, gid);
+    p.setgid(gid);
+    p.setuid(user);
+  } catch (err) {
+    throw new Error(`--user ${user}: cannot drop privileges: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (needs root or CAP_SETUID/CAP_SETGID)`, { cause: err });
+  }
+}
+
+function primaryGroup(user: string): string {
+  try {
+    return execFileSync('id', ['-g', '--', user], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    throw new ConfigError('--user', `"${user}" is not a user on this host`);
+  }
+}
+
+/** Settles who we will run as before anything is bound: a typo exits 2 at once. */
+function checkUser(service: ServiceConfig, key: (flag: string) => string): void {
+  if (service.user === undefined) return;
+  try {
+    primaryGroup(service.user);
+  } catch {
+    throw new ConfigError(key('user'), `"${service.user}" is not a user on this host`);
+  }
+  if (service.group !== undefined) {
+    try {
+      execFileSync('getent', ['group', '--', service.group], { stdio: 'ignore' });
+    } catch {
+      throw new ConfigError(key('group'), `"${service.group}" is not a group on this host`);
+    }
+  }
+}
+
+/**
+ * Runs a service until SIGTERM/SIGINT: the first drains (sessions get the
+ * drain time, /healthz says 503), a second one closes every session at
+ * once, removes what the process installed (the kernel path's nftables
+ * table) and exits 1. SIGHUP never ends the process: it reloads (`run
+ * --config`) or reopens the log files.
+ */
+async function runService(service: ServiceConfig, listeners: NamedListener[], log: EventLog, configFile?: string): Promise<void> {
+  // No signal may end the process with its default action once we start
+  // binding: a SIGHUP during start-up would otherwise kill it (exit 129).
+  const started: { svc?: Service } = {};
+  let stopping: Promise<void> | undefined;
+  let forced = false;
+  process.on('SIGHUP', () => void started.svc?.reload().catch((err: Error) => log.sink({ event: 'warning', message: `reload: ${err.message}` })));
   const stop = (signal: string) => {
-    if (stopping) process.exit(EXIT.runtime);
-    stopping = true;
-    const sessions = gateways.reduce((n, g) => n + g.sessions.size, 0);
-    // close() stops the listeners before its first await: once the event
-    // below is out, nobody new gets in.
-    const closed = Promise.all(gateways.map((g) => g.close(drainMs)));
-    sink({ event: 'shutdown', reason: signal, sessions });
-    void closed
-      .then(() => onStop?.())
-      .then(
-        () => process.exit(EXIT.ok),
-        (err: Error) => {
-          // E.g. the kernel data path's table could not be deleted.
-          process.stderr.write(`ftp-alg: while shutting down: ${err.message}\n`);
-          process.exit(EXIT.runtime);
-        },
-      );
+    const s = started.svc;
+    if (!s) process.exit(EXIT.runtime);
+    if (stopping) {
+      // Second signal: no more waiting. close(0) ends every session now and
+      // runs each gateway's clean-up (nftables table) before we exit.
+      if (forced) return;
+      forced = true;
+      s.sink({ event: 'shutdown', reason: `${signal} again: closing every session now`, sessions: s.sessionCount });
+      const done = () => process.exit(EXIT.runtime);
+      void Promise.allSettled([stopping, s.shutdown(0)]).then(done, done);
+      return;
+    }
+    s.sink({ event: 'shutdown', reason: signal, sessions: s.sessionCount });
+    stopping = s.shutdown(s.drainMs);
+    void stopping.then(
+      () => forced || process.exit(EXIT.ok),
+      (err: Error) => {
+        if (forced) return;
+        // E.g. the kernel data path's table could not be deleted.
+        process.stderr.write(`ftp-alg: while shutting down: ${err.message}\n`);
+        process.exit(EXIT.runtime);
+      },
+    );
   };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  started.svc = await Service.start({
+    service,
+    listeners,
+    log: log.sink,
+    setLogLevel: (level) => log.setLevel(level),
+    configFile: configFile ? { path: configFile, read: () => readRunConfig(configFile) } : undefined,
+  });
+  if (service.user !== undefined) dropPrivileges(service.user, service.group);
+}
+
+function readRunConfig(file: string): RunConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseRunConfig(file, text);
+}
+
+/** A single-mode gateway is a listener like those of a file, named `mode@listen`. */
+function single(cfg: ReverseConfig | ForwardConfig, listen: string): NamedListener {
+  return { ...cfg, name: listenerName(cfg.mode, listen), fingerprint: '' };
+}
+
+function serviceFromFlags(flags: Record<string, unknown>, dataPath: string): ServiceConfig {
+  const service = serviceFrom(flags, (f) => `--${f}`);
+  checkPrivilegeDrop(service, [{ dataPath }], (f) => `--${f}`, () => '--data-path');
+  checkUser(service, (f) => `--${f}`);
+  return service;
 }
 
 function fail(err: unknown): never {
@@ -82,7 +160,8 @@ function fail(err: unknown): never {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  await withLogging(yargs(argv))
+  await yargs(argv)
+    .options(LOG_FLAGS)
     .scriptName('ftp-alg')
     .usage('$0 <command> [options]\n\nNAT-aware FTP application-layer gateway.')
     .command(
@@ -92,45 +171,38 @@ export async function main(argv: string[]): Promise<void> {
         gatewayFlags(y, REVERSE_FLAGS),
       async (flags) => {
         const cfg = reverseFromFlags(flags as ReverseFlags);
-        const sink = await sinkFor(flags as CommonFlags);
-        const gateway = await startReverseGateway(cfg, sink);
-        runUntilSignal([gateway], sink, Number(flags.drain) * 1000);
+        const service = serviceFromFlags(flags, cfg.dataPath);
+        await runService(service, [single(cfg, String(flags.listen))], logFor(flags as CommonFlags));
       },
     )
     .command(
       'forward',
       'gateway for LAN clients going out through a NAT (explicit USER name@host, or transparent)',
       (y) =>
-        gatewayFlags(y, FORWARD_FLAGS)
-          .option('print-nft', { type: 'boolean', default: false, describe: 'print the nftables ruleset for transparent mode and exit' })
-          .option('lan-interface', { type: 'string', default: 'lan0', describe: 'LAN interface name for --print-nft' }),
+        gatewayFlags(y, FORWARD_FLAGS).options(FORWARD_COMMAND_FLAGS),
       async (flags) => {
         const cfg = forwardFromFlags(flags as ForwardFlags);
         if (flags['print-nft']) {
           process.stdout.write(nftRuleset(String(flags['lan-interface']), cfg.listen.port, cfg.dataPath === 'kernel' ? cfg.nftTable : undefined));
           return;
         }
-        const sink = await sinkFor(flags as CommonFlags);
-        const gateway = await startForwardGateway(cfg, sink);
-        runUntilSignal([gateway], sink, Number(flags.drain) * 1000);
+        const service = serviceFromFlags(flags, cfg.dataPath);
+        await runService(service, [single(cfg, String(flags.listen))], logFor(flags as CommonFlags));
       },
     )
     .command(
       'run',
-      'several listeners from a YAML file, each reverse or forward (keys: the flags of its mode)',
-      (y) => y.option('config', { type: 'string', describe: 'FILE.yaml with listeners: [{mode: reverse|forward, listen: ..., ...}]', demandOption: true }),
+      'several listeners from a YAML file, each reverse or forward (keys: the flags of its mode); SIGHUP reloads it',
+      (y) => y.options(RUN_FLAGS),
       async (flags) => {
         const file = String(flags.config);
-        let text: string;
-        try {
-          text = readFileSync(file, 'utf8');
-        } catch (err) {
-          throw new ConfigError('--config', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        const cfg = readRunConfig(file);
+        checkUser(cfg, (f) => `${file}: ${f}`);
+        if (flags.check) {
+          process.stdout.write(`ftp-alg: ${file}: ok (${cfg.listeners.length} listener${cfg.listeners.length === 1 ? '' : 's'}: ${cfg.listeners.map((l) => l.name).join(', ')})\n`);
+          return;
         }
-        const cfg = parseRunConfig(file, text);
-        const sink = await sinkFor(flags as CommonFlags);
-        const gateways = await startListeners(cfg, sink);
-        runUntilSignal(gateways, sink, cfg.drainMs);
+        await runService(cfg, cfg.listeners, logFor(flags as CommonFlags, cfg.logLevel), file);
       },
     )
     .command(
@@ -201,7 +273,7 @@ export async function main(argv: string[]): Promise<void> {
           .option('self-check-only', { type: 'boolean', default: false, describe: 'exit after the self-check' }),
       async (flags) => {
         const { runDemo } = await import('./demo/run.js');
-        const sink = await sinkFor(flags as CommonFlags);
+        const { sink } = logFor(flags as CommonFlags);
         const code = await runDemo({ listen: String(flags.listen), selfCheckOnly: Boolean(flags['self-check-only']), sink });
         if (code !== undefined) process.exit(code);
       },

@@ -46,3 +46,33 @@ export const FORWARD_FLAGS = {
   'allow-destination-ports': { type: 'string', describe: 'PORT or LO-HI,... servers may be reached on', default: '21' },
   'active-source-port': { type: 'number', describe: 'source port for active data connections to clients (20 needs privileges)' },
 } as const satisfies Record<string, Options>;
+
+/** How events are logged; every command takes these. */
+export const LOG_FLAGS = {
+  'log-level': { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info', describe: 'least severe events to log' },
+  'log-format': { type: 'string', choices: ['json', 'pretty'], describe: 'json lines, or one line per event for people (default: pretty when stderr is a terminal)' },
+} as const satisfies Record<string, Options>;
+
+/**
+ * Process-wide settings of a running gateway (reverse, forward; in `run
+ * --config` the same names are top-level keys of the file).
+ */
+export const SERVICE_FLAGS = {
+  drain: { type: 'number', default: 10, describe: 'seconds running sessions get on SIGTERM/SIGINT (a second signal closes them at once)' },
+  'admin-listen': { type: 'string', describe: 'ADDR:PORT for GET /metrics, /healthz, /readyz (off by default; loopback, or a non-wildcard address named explicitly)' },
+  'transfer-log': { type: 'string', describe: 'FILE to append one xferlog line per transfer to (reopened on SIGHUP)' },
+  user: { type: 'string', describe: 'drop to this user after binding (not with --data-path kernel)' },
+  group: { type: 'string', describe: "drop to this group after binding (default: the user's primary group)" },
+} as const satisfies Record<string, Options>;
+
+/** `forward`'s own options that are not listener settings (not YAML keys). */
+export const FORWARD_COMMAND_FLAGS = {
+  'print-nft': { type: 'boolean', default: false, describe: 'print the nftables ruleset for transparent mode and exit' },
+  'lan-interface': { type: 'string', default: 'lan0', describe: 'LAN interface name for --print-nft' },
+} as const satisfies Record<string, Options>;
+
+/** `run`'s options; everything else comes from the file. */
+export const RUN_FLAGS = {
+  config: { type: 'string', describe: 'FILE.yaml with listeners: [{mode: reverse|forward, listen: ..., ...}]', demandOption: true },
+  check: { type: 'boolean', default: false, describe: 'validate the file and exit: 0 valid, 2 not (one line naming the key)' },
+} as const satisfies Record<string, Options>;

@@ -29,6 +29,7 @@ import {
 } from './translator.js';
 import { ReplyOrder } from './reply-order.js';
 import { RewriteLedger } from './ledger.js';
+import { TransferTracker, type DataClose, type DataPathKind, type LoginRecord, type TrackerRecord, type TransferRecord } from './transfer-log.js';
 import { REASON, type ReasonCode } from '../codes.js';
 import type { Refusal } from './policy.js';
 
@@ -44,7 +45,9 @@ export type StreamEvent =
   | { event: 'rewrite'; session: string; direction: Direction; kind: string; before: string; after: string; reason: string; offset: number; delta: number }
   | { event: 'refuse'; session: string; kind: string; line: string; code: ReasonCode; message: string }
   | { event: 'control'; session: string; direction: Direction; line: string }
-  | { event: 'warning'; session: string; message: string };
+  | { event: 'warning'; session: string; message: string }
+  | ({ event: 'login'; session: string; client: string } & LoginRecord)
+  | ({ event: 'transfer'; session: string; client: string } & TransferRecord);
 
 /** A data channel the stream needs: where it dials, whom it accepts. */
 export interface DataRequest {
@@ -83,6 +86,12 @@ export type Action =
 export interface ControlStreamConfig {
   translator: TranslatorConfig;
   maxLineBytes: number;
+  /** The client as the log names it (address and port), on login and transfer events. */
+  clientLabel: string;
+  /** Milliseconds, for transfer durations: the one clock the stream reads, given by its caller. */
+  now: () => number;
+  /** Forward explicit mode: the dialer already sent USER with this name. */
+  userSentByDialer?: string | undefined;
 }
 
 /** A real multi-line 227 has two or three short lines; more is not worth holding. */
@@ -161,6 +170,7 @@ export class ControlStream {
   private droppingCommand = false;
   private loggedIn = false;
   private nextDataId = 1;
+  private readonly tracker = new TransferTracker();
   private refusals = 0;
   /** The data channel the next transfer uses. */
   private currentData: number | undefined;
@@ -179,6 +189,7 @@ export class ControlStream {
   ) {
     this.translator = new ControlTranslator(addrs, config.translator);
     this.framers = { client: new LineFramer(config.maxLineBytes), server: new LineFramer(config.maxLineBytes) };
+    if (config.userSentByDialer !== undefined) this.tracker.userSentByDialer(config.userSentByDialer);
     for (const dir of ['client->server', 'server->client'] as const) {
       for (const [before, after] of ledgerSeed?.[dir] ?? []) this.ledgers[dir].rewrote(before, after);
     }
@@ -301,6 +312,26 @@ export class ControlStream {
     return this.flush();
   }
 
+  /** A data connection was set up (relay: connected; kernel: mapped) for the next or pending transfer. */
+  dataConnected(mode: 'active' | 'passive', dataPath: DataPathKind): Action[] {
+    if (this.phase.kind === 'closed') return [];
+    this.tracker.dataOpened(mode, dataPath);
+    return [];
+  }
+
+  /** A data connection closed: its bytes (relay), or why they are not known (kernel). */
+  dataClosed(close: DataClose): Action[] {
+    if (this.phase.kind === 'closed') return [];
+    this.track(this.tracker.dataClosed(close, this.config.now()));
+    return this.flush();
+  }
+
+  /** The session is over: transfers still open are logged with what is known. */
+  sessionEnded(): StreamEvent[] {
+    this.track(this.tracker.sessionClosed(this.config.now()));
+    return this.flush().flatMap((a) => (a.type === 'event' ? [a.event] : []));
+  }
+
   /** The login timer ran out before a 230. */
   loginTimedOut(timeoutMs: number): Action[] {
     if (this.phase.kind === 'closed' || this.loggedIn) return [];
@@ -415,6 +446,7 @@ export class ControlStream {
     const cmd = parseCommand(item.text);
     if (cmd.verb === 'QUIT') this.quitSent = true;
     const decision = this.translator.onClientCommand(cmd);
+    if (decision.type !== 'answer') this.track(this.tracker.commandSent({ verb: cmd.verb, argument: cmd.arg }, this.config.now()));
     switch (decision.type) {
       case 'forward':
         this.out('client->server', item.raw.length, item.raw, true);
@@ -550,6 +582,7 @@ export class ControlStream {
       return;
     }
     const sent = this.order.answers(reply.code);
+    this.track(this.tracker.finalReply(sent, reply.code, this.config.now()));
     const decision: ReplyDecision = streamed ? { type: 'forward' } : this.translator.onServerReply(reply.code, reply.lines.map(rawBody), sent);
     switch (decision.type) {
       case 'passive':
@@ -748,6 +781,14 @@ export class ControlStream {
 
   private trace(direction: Direction, line: string): void {
     this.event({ event: 'control', session: this.session, direction, line });
+  }
+
+  /** Transfer-log records as events: one `login` per attempt, one `transfer` per data transfer. */
+  private track(records: TrackerRecord[]): void {
+    const client = this.config.clientLabel;
+    for (const r of records) {
+      this.event(r.kind === 'login' ? { event: 'login', session: this.session, client, ...r.record } : { event: 'transfer', session: this.session, client, ...r.record });
+    }
   }
 
   private event(event: StreamEvent): void {

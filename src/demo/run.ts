@@ -85,7 +85,7 @@ export async function runDemo(opts: DemoOptions): Promise<number | undefined> {
       ok = got === want;
       for (const e of seen.slice(first)) {
         if (e.event === 'rewrite') out(`  rewrite ${e.kind}: "${e.before}"  ->  "${e.after}"`);
-        if (e.event === 'refuse') out(`  policy ${e.code}: ${e.message}`);
+        if (e.event === 'refuse') out(`  policy ${e.code}: ${e.message}${e.code === 'FOREIGN_PASSIVE_ADDRESS' ? ' (expected here: the demo server announces an address it does not listen on)' : ''}`);
       }
       out(`  client saw: ${setup.text}`);
       out(`  received ${data.length} bytes, sha256 ${got.slice(0, 16)}…  ${ok ? 'OK: matches the served file' : `MISMATCH (want ${want.slice(0, 16)}…)`}`);
@@ -105,13 +105,18 @@ export async function runDemo(opts: DemoOptions): Promise<number | undefined> {
   out(`  curl ${url}/pub/                                       # list`);
   out(`  curl --disable-epsv --no-ftp-skip-pasv-ip ${url}/pub/hello.txt   # strict PASV: uses the rewritten 227`);
   out(`  curl -P 127.0.0.1 ${url}/pub/hello.txt                  # active mode (EPRT/PORT)`);
-  out(`  lftp -e 'ls pub; get pub/hello.txt -o /dev/stdout; bye' ${url}`);
+  // `get -o /dev/stdout` fails in lftp 4.9 (xfer:clobber is unset: it will not overwrite an existing file); cat prints it.
+  out(`  lftp -e 'ls pub; cat pub/hello.txt; bye' ${url}`);
   out('Ctrl-C stops it.');
+  // SIGHUP (a closed terminal, a reload habit) never ends a gateway; the demo has no file to reopen.
+  const onHangup = () => opts.sink({ event: 'reopen', files: [] });
+  process.on('SIGHUP', onHangup);
   await new Promise<void>((resolve) => {
     const onSignal = () => resolve();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
   });
+  process.off('SIGHUP', onHangup);
   await stop();
   return 0;
 }

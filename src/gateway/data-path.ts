@@ -32,6 +32,8 @@ export interface ChannelRequest {
   dialFrom?: string | undefined;
   dialFromPort?: number | undefined;
   sourceAs: IpAddress;
+  /** Where this channel's events go (the session's, which also feeds its transfer log). */
+  sink: EventSink;
 }
 
 export interface Channel {
@@ -54,6 +56,8 @@ export interface Channel {
 export interface DataPath {
   /** Rejects with DataOpenError. */
   open(request: ChannelRequest): Promise<Channel>;
+  /** The port pools its listeners take from (for /metrics). */
+  readonly pools: Record<DataMode, PortPool>;
 }
 
 export class DataOpenError extends Error {
@@ -71,15 +75,19 @@ export interface DataPathOptions {
   dataIdleTimeoutMs: number;
   /** Longest a completion reply waits for its data while no byte moves. */
   completionLingerMs: number;
-  sink: EventSink;
 }
 
 /** Data bytes pass through this process, with back-pressure both ways. */
 export class RelayDataPath implements DataPath {
   constructor(private readonly opts: DataPathOptions) {}
 
+  get pools(): Record<DataMode, PortPool> {
+    return this.opts.pools;
+  }
+
   async open(req: ChannelRequest): Promise<Channel> {
-    const { pools, acceptTimeoutMs, dataIdleTimeoutMs, sink } = this.opts;
+    const { pools, acceptTimeoutMs, dataIdleTimeoutMs } = this.opts;
+    const sink = req.sink;
     const channel = await opening(req.listenHost, () =>
       DataChannel.open({
         session: req.session,
@@ -162,12 +170,17 @@ export class KernelDataPath implements DataPath {
     this.relay = new RelayDataPath(opts);
   }
 
+  get pools(): Record<DataMode, PortPool> {
+    return this.opts.pools;
+  }
+
   async open(req: ChannelRequest): Promise<Channel> {
     const loopback = (ip: IpAddress) => classifyAddress(ip) === 'loopback';
     const source = req.expectFrom;
     const all = [source, req.target, ipOf(req.listenHost), req.sourceAs];
     if (!all.every((a) => a.family === source.family) || loopback(source) !== loopback(req.target)) return this.relay.open(req);
-    const { pools, acceptTimeoutMs, sink } = this.opts;
+    const { pools, acceptTimeoutMs } = this.opts;
+    const sink = req.sink;
     const channel = await opening(req.listenHost, () =>
       NatChannel.open({
         session: req.session,

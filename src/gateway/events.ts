@@ -4,10 +4,17 @@
  */
 import type { ReasonCode } from '../codes.js';
 import type { Direction } from '../alg/control-stream.js';
+import type { LoginRecord, TrackerRecord, TransferRecord } from '../alg/transfer-log.js';
 
 export type { Direction };
 
-export type GatewayEvent =
+/** What every event may carry besides its own fields: inside a listener, its name (YAML `name:` or `mode@listen`). */
+interface EventContext {
+  listener?: string;
+}
+
+export type GatewayEvent = EventContext &
+  (
   | { event: 'listening'; address: string; port: number; mode: string }
   | { event: 'session-open'; session: string; client: string; server: string }
   | { event: 'session-close'; session: string; reason: string; bytesUp: number; bytesDown: number; durationMs: number }
@@ -49,15 +56,33 @@ export type GatewayEvent =
       /** The source address the target sees instead of `from` (SNAT). */
       sourceAs?: string;
       reason?: string;
+      /** How long nft took for this operation (metrics: ftp_alg_kernel_mapping_duration_seconds). */
+      durationMs?: number;
     }
   | { event: 'control'; session: string; direction: Direction; line: string }
   | { event: 'warning'; session?: string; message: string }
   /** A bug met inside a session: that session ends, the process goes on. */
   | { event: 'internal-error'; session: string; message: string; stack: string }
-  | { event: 'shutdown'; reason: string; sessions: number };
+  | { event: 'shutdown'; reason: string; sessions: number }
+  /** One login attempt answered: `reply` 230 (or 202) when it worked, else the failure code. */
+  | ({ event: 'login'; session: string; client?: string } & LoginRecord)
+  /** One data transfer, direction as the user sees it (see src/alg/transfer-log.ts). */
+  | ({ event: 'transfer'; session: string; client?: string } & TransferRecord)
+  /** `run --config`: the file was re-read and applied; listener names. */
+  | { event: 'reload'; file: string; added: string[]; removed: string[]; changed: string[] }
+  /** `run --config`: the file was not applied (nothing changed); `key` is where it is wrong. */
+  | { event: 'reload-failed'; file: string; key: string; message: string }
+  /** Single-mode SIGHUP: log files reopened, nothing else to re-read. */
+  | { event: 'reopen'; files: string[] }
+  );
 
 export type DataMode = 'active' | 'passive';
 
 export type EventSink = (e: GatewayEvent) => void;
 
 export const noEvents: EventSink = () => {};
+
+/** The tracker's records (src/alg/transfer-log.ts) as the `login`/`transfer` events of one session. */
+export function trackerEvents(records: TrackerRecord[], session: string, client: string): GatewayEvent[] {
+  return records.map((r) => (r.kind === 'login' ? { event: 'login', session, client, ...r.record } : { event: 'transfer', session, client, ...r.record }));
+}

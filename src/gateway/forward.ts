@@ -52,7 +52,7 @@ export async function startForwardGateway(cfg: ForwardConfig, sink: EventSink): 
       passiveAnnounceAddress: undefined,
       activeListenAddress: cfg.publicAddress?.address,
       activeSourcePort: cfg.activeSourcePort,
-      ...sessionLimits(cfg, kernelNat, sink),
+      ...sessionLimits(cfg, kernelNat),
       clientSeesServerAddress: cfg.transparent,
     },
     maxSessions: cfg.maxSessions,
@@ -141,6 +141,7 @@ function explicitDialer(policy: ForwardPolicy): ServerDialer {
       report(ctx, raw, userLine, destination.host, destination.port, dropped);
       return {
         server,
+        user: destination.user,
         clientLeftover: leftover,
         ...(serverLeftover ? { serverLeftover } : {}),
         // What the login dialogue did to each stream, so that the session's

@@ -14,7 +14,7 @@ export async function startReverseGateway(cfg: ReverseConfig, sink: EventSink): 
       translator: { passive: 'relay', serverNetworks: cfg.serverNetworks, tls: cfg.tls },
       passiveAnnounceAddress: cfg.publicAddress,
       activeListenAddress: cfg.insideAddress?.address,
-      ...sessionLimits(cfg, kernelNat, sink),
+      ...sessionLimits(cfg, kernelNat),
     },
     maxSessions: cfg.maxSessions,
     maxSessionsPerClient: cfg.maxSessionsPerClient,

@@ -5,10 +5,10 @@
 import net, { type Socket } from 'node:net';
 import { ControlSession, type ServerDialer, type SessionConfig } from './session.js';
 import type { CommonGatewayConfig } from '../config.js';
-import { dataPortPools } from './ports.js';
+import { dataPortPools, type PortPool } from './ports.js';
 import { REASON } from '../alg/policy.js';
 import { encodeLine } from '../protocol/framer.js';
-import { ipOf, networkOf } from '../protocol/address.js';
+import { formatEndpoint, ipOf, networkOf } from '../protocol/address.js';
 import type { EventSink } from './events.js';
 import { KernelNat } from './kernel-nat.js';
 import { KernelDataPath, RelayDataPath } from './data-path.js';
@@ -26,41 +26,70 @@ export interface GatewayOptions {
 }
 
 /**
+ * Kernel tables in use, by name. A reload that replaces a kernel-path
+ * listener starts the new gateway while the old one still drains: both use
+ * the one table (creating it again would flush the old sessions' mappings),
+ * and it is deleted when the last of them closes.
+ */
+const kernelTables = new Map<string, { nat: KernelNat; users: number }>();
+
+/**
  * The kernel data path's table, when configured. Created before the gateway
  * listens, so that a gateway that cannot program nftables fails at start.
  */
 export async function kernelNatFor(cfg: CommonGatewayConfig, sink: EventSink): Promise<KernelNat | undefined> {
   if (cfg.dataPath !== 'kernel') return undefined;
+  const shared = kernelTables.get(cfg.nftTable);
+  if (shared) {
+    shared.users++;
+    return shared.nat;
+  }
   let nat: KernelNat;
   try {
     nat = await KernelNat.create(cfg.nftTable);
   } catch (err) {
     throw new Error(`--data-path kernel: ${(err as Error).message}`, { cause: err });
   }
+  kernelTables.set(cfg.nftTable, { nat, users: 1 });
   const problem = await KernelNat.forwardingProblem();
   if (problem) sink({ event: 'warning', message: problem });
   return nat;
 }
 
+async function releaseKernelNat(nat: KernelNat): Promise<void> {
+  const entry = [...kernelTables.entries()].find(([, e]) => e.nat === nat);
+  if (entry && --entry[1].users > 0) return;
+  if (entry) kernelTables.delete(entry[0]);
+  await nat.close();
+}
+
 /** Starts a gateway; a kernel table made for it goes away if the start fails. */
 export async function startWithKernelNat(nat: KernelNat | undefined, opts: GatewayOptions): Promise<Gateway> {
   try {
-    return await Gateway.start({ ...opts, onClosed: nat ? () => nat.close() : undefined });
+    return await Gateway.start({ ...opts, onClosed: nat ? () => releaseKernelNat(nat) : undefined });
   } catch (err) {
-    await nat?.close().catch(() => undefined);
+    await (nat && releaseKernelNat(nat).catch(() => undefined));
     throw err;
   }
 }
 
+/**
+ * A listen error as one line an operator can act on: a port below 1024
+ * without the capability says which capability (issue 13).
+ */
+export function listenError(err: NodeJS.ErrnoException, listen: { host: string; port: number }): Error {
+  const hint = err.code === 'EACCES' && listen.port > 0 && listen.port < 1024 ? ': ports below 1024 need root or CAP_NET_BIND_SERVICE' : '';
+  return Object.assign(new Error(`${err.message}${hint}`, { cause: err }), { code: err.code });
+}
+
 /** The parts of a session's configuration both modes take from the flags alike. */
-export function sessionLimits(cfg: CommonGatewayConfig, kernelNat: KernelNat | undefined, sink: EventSink) {
+export function sessionLimits(cfg: CommonGatewayConfig, kernelNat: KernelNat | undefined) {
   const { passivePool, activePool } = dataPortPools(cfg.passivePorts, cfg.activePorts, cfg.maxDataListenersPerClient);
   const pathOptions = {
     pools: { passive: passivePool, active: activePool },
     acceptTimeoutMs: cfg.acceptTimeoutMs,
     dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
     completionLingerMs: cfg.completionLingerMs,
-    sink,
   };
   return {
     dataPath: kernelNat ? new KernelDataPath(kernelNat, pathOptions) : new RelayDataPath(pathOptions),
@@ -90,6 +119,9 @@ export class Gateway {
   readonly sessions = new Set<ControlSession>();
   private readonly perClient = new Map<string, number>();
   private closing = false;
+  private retired: Promise<void> | undefined;
+  private released: Promise<void> | undefined;
+  private listenerGone: Promise<void> | undefined;
 
   private constructor(
     private readonly listener: net.Server,
@@ -103,9 +135,9 @@ export class Gateway {
     const gateway = new Gateway(listener, opts);
     listener.on('connection', (socket) => gateway.onConnection(socket));
     await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
+      listener.once('error', (err) => reject(listenError(err, opts.listen)));
       listener.listen({ host: opts.listen.host, port: opts.listen.port }, () => {
-        listener.off('error', reject);
+        listener.removeAllListeners('error');
         resolve();
       });
     });
@@ -136,7 +168,7 @@ export class Gateway {
     const { maxSessions, maxSessionsPerClient } = this.opts;
     if (this.sessions.size >= maxSessions || fromClient >= maxSessionsPerClient) {
       const which = this.sessions.size >= maxSessions ? `${maxSessions} sessions in all` : `${maxSessionsPerClient} sessions from ${client}`;
-      this.opts.sink({ event: 'refuse', kind: 'session', code: REASON.TOO_MANY_SESSIONS, message: `over the limit of ${which}` });
+      this.refuseAtOnce(socket, `over the limit of ${which}`);
       socket.end(encodeLine(`421 Too many sessions (${which}); try again later`));
       socket.resume(); // read the client's FIN so that the socket can close
       setTimeout(() => socket.destroy(), 2_000).unref();
@@ -156,12 +188,57 @@ export class Gateway {
   }
 
   /**
+   * A session refused before it starts is still a session in the log:
+   * `session-open` first (the client's address is logged), then why, then
+   * its close — the same three events every session has.
+   */
+  private refuseAtOnce(socket: Socket, message: string): void {
+    const session = sessionId();
+    const client = formatEndpoint({ ...ipOf(socket.remoteAddress ?? '0.0.0.0'), port: socket.remotePort ?? 0 });
+    const sink = this.opts.sink;
+    sink({ event: 'session-open', session, client, server: '' });
+    sink({ event: 'refuse', session, kind: 'session', code: REASON.TOO_MANY_SESSIONS, message });
+    sink({ event: 'session-close', session, reason: REASON.TOO_MANY_SESSIONS, bytesUp: 0, bytesDown: 0, durationMs: 0 });
+  }
+
+  /** Closes the listening socket: its address is free again at once; running sessions go on. */
+  stopAccepting(): void {
+    this.closing = true;
+    // close() releases the address at once; its callback waits for every
+    // connection it accepted, which is what `listenerGone` tracks.
+    this.listenerGone ??= new Promise<void>((resolve) => this.listener.close(() => resolve()));
+  }
+
+  /** Whether it still accepts new sessions (not draining). */
+  get accepting(): boolean {
+    return !this.closing;
+  }
+
+  /** The data port pools its sessions take from (for /metrics). */
+  get pools(): { passive: PortPool; active: PortPool } {
+    return this.opts.session.dataPath.pools;
+  }
+
+  /**
+   * A reload removed or replaced this listener: stop accepting now, let
+   * every running session end on its own (never cut), then release what it
+   * set up. `close()` still ends it early (shutdown).
+   */
+  retire(): Promise<void> {
+    this.retired ??= (async () => {
+      this.stopAccepting();
+      await Promise.all([...this.sessions].map((s) => s.closed));
+      await this.release();
+    })();
+    return this.retired;
+  }
+
+  /**
    * Stops accepting, gives running sessions up to `drainMs` to finish, then
    * closes what is left. Resolves when nothing of ours is open.
    */
   async close(drainMs = 0): Promise<void> {
-    this.closing = true;
-    const stopped = new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    this.stopAccepting();
     if (drainMs > 0 && this.sessions.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -171,10 +248,15 @@ export class Gateway {
       clearTimeout(timer);
     }
     for (const s of this.sessions) s.close('gateway shutting down');
-    await stopped;
-    const onClosed = this.opts.onClosed;
-    this.opts.onClosed = undefined;
-    await onClosed?.();
+    await this.listenerGone;
+    await this.release();
+    await this.retired;
+  }
+
+  /** Runs onClosed once; every caller waits for that one run (a second SIGTERM must not exit before it ends). */
+  private release(): Promise<void> {
+    this.released ??= this.opts.onClosed?.() ?? Promise.resolve();
+    return this.released;
   }
 }
 

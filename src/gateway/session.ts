@@ -48,6 +48,8 @@ export interface DialResult {
   serverLeftover?: Buffer;
   /** [bytes in, bytes out] the dialer already dropped, inserted or rewrote per direction. */
   ledgerSeed?: Record<Direction, Array<[number, number]>>;
+  /** The user name the dialer already sent the server (forward explicit: USER name@host). */
+  user?: string;
 }
 
 /**
@@ -142,7 +144,13 @@ export class ControlSession {
     const stream = new ControlStream(
       this.id,
       { client: ipOf(client.remoteAddress), server: ipOf(server.remoteAddress) },
-      { translator: this.config.translator, maxLineBytes: this.config.maxLineBytes },
+      {
+        translator: this.config.translator,
+        maxLineBytes: this.config.maxLineBytes,
+        clientLabel: this.clientLabel,
+        now: Date.now,
+        userSentByDialer: dialled.user,
+      },
       dialled.ledgerSeed,
     );
     this.phase = { kind: 'running', server, stream };
@@ -172,6 +180,7 @@ export class ControlSession {
     for (const channel of this.channels.values()) channel.close(`session closed: ${reason}`);
     this.channels.clear();
     running?.server.destroy();
+    for (const e of running?.stream.sessionEnded() ?? []) this.sink(e);
     // No plain-text words into a stream the client reads as TLS.
     const words = lastWords !== undefined && !running?.stream.blind ? encodeLine(oneLine(lastWords)) : undefined;
     if (words && !this.client.destroyed && !this.client.writableEnded) {
@@ -325,6 +334,7 @@ export class ControlSession {
         dialFrom: ours,
         dialFromPort: active ? this.config.activeSourcePort : undefined,
         sourceAs,
+        sink: this.dataEvents(stream),
       })
       .then(
         (channel) =>
@@ -344,6 +354,29 @@ export class ControlSession {
             else throw err;
           }),
       );
+  }
+
+  /**
+   * The sink for one channel's events: logged as they are, and fed to the
+   * transfer log. A channel that never connected (replaced, timed out)
+   * carried no transfer, whatever its close says.
+   */
+  private dataEvents(stream: ControlStream): EventSink {
+    let connected = false;
+    return (e) => {
+      this.sink(e);
+      this.guarded(() => {
+        if (this.phase.kind !== 'running') return;
+        if (e.event === 'data-open' || (e.event === 'data-nat' && e.action === 'map')) {
+          connected = true;
+          this.perform(stream.dataConnected(e.mode, e.event === 'data-open' ? 'relay' : 'kernel'));
+        } else if (connected && e.event === 'data-close') {
+          this.perform(stream.dataClosed({ bytesUp: e.bytesUp, bytesDown: e.bytesDown }));
+        } else if (connected && e.event === 'data-nat' && e.action === 'unmap') {
+          this.perform(stream.dataClosed({ bytesOmitted: 'kernel data path: the bytes never pass through the gateway' }));
+        }
+      });
+    };
   }
 
   private finishData(id: number, code: number, awaitData: boolean, toward: Side, stream: ControlStream): void {

@@ -22,6 +22,7 @@ class Driver {
   readonly paused: Record<Side, boolean> = { client: false, server: false };
   readonly ends: Side[] = [];
   closed: Extract<Action, { type: 'close' }> | undefined;
+  clock = 0;
   /** Requests not answered yet (when `autoOpen` is off). */
   readonly pendingOpens: number[] = [];
   readonly pendingFinishes: number[] = [];
@@ -33,7 +34,7 @@ class Driver {
     config: TranslatorConfig = RELAY,
     readonly opts: { autoOpen?: boolean; autoFinish?: boolean; announce?: Record<'active' | 'passive', Endpoint> } = {},
   ) {
-    this.stream = new ControlStream('s1', addrs, { translator: config, maxLineBytes: 512 });
+    this.stream = new ControlStream('s1', addrs, { translator: config, maxLineBytes: 512, clientLabel: '198.18.0.5:40000', now: () => this.clock });
   }
 
   client(text: string | Buffer): this {

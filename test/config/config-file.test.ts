@@ -44,7 +44,7 @@ describe('parsing', () => {
     [['listeners: ['], /^gw\.yaml: not valid YAML: .*line 2, column 1$/],
     [['- just a list'], /^gw\.yaml: expected a mapping with "listeners"/],
     [['listeners: []'], /^gw\.yaml: listeners: a list of at least one listener$/],
-    [['listener:', '  - mode: reverse'], /^gw\.yaml: listener: unknown key \(listeners, drain\)$/],
+    [['listener:', '  - mode: reverse'], /^gw\.yaml: listener: unknown key \(listeners, drain, admin-listen, transfer-log, user, group, log-level\)$/],
     [['drain: soon', 'listeners:', '  - mode: forward', '    listen: 127.0.0.1:0'], /^gw\.yaml: drain: "soon" is not a number of seconds/],
     [['listeners:', '  - mode: sideways'], /^gw\.yaml: listeners\[0\]\.mode: "sideways" is not reverse or forward$/],
     [['listeners:', '  - mode: forward', '    listen: 127.0.0.1:0', '    server: 127.0.0.1:21'], /^gw\.yaml: listeners\[0\]\.server: not a forward setting/],
