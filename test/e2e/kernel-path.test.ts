@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import net from 'node:net';
+import { join } from 'node:path';
 import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { FtpClient } from '../../src/client/ftp-client.js';
 import { KernelNat, renderMapping, renderTable } from '../../src/gateway/kernel-nat.js';
@@ -16,6 +17,8 @@ import { reverseMatrix } from './reverse-matrix.js';
 import { pausedRetr } from '../helpers/slow-reader.js';
 
 const ip = (s: string) => parseIp(s)!;
+/** The build (test/global-setup.ts makes it), for a gateway process of its own. */
+const DIST_KERNEL_NAT = join(process.cwd(), 'dist/gateway/kernel-nat.js');
 const ep = (s: string, port: number): Endpoint => ({ ...ip(s), port });
 
 describe('nftables text of the kernel data path', () => {
@@ -40,34 +43,54 @@ describe('nftables text of the kernel data path', () => {
   });
 
   test.skipIf(!HAVE.root)(`the table loads in nft's check mode${needs('root', 'nft -c needs root')}`, async () => {
-    const r = await run('nft', ['-c', '-f', '-'], { input: renderTable('ftp_alg_check', 1) });
+    const r = await run('nft', ['-c', '-f', '-'], { input: renderTable('ftp_alg_kernelwt_check', 1) });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
   });
 });
 
 describe.skipIf(!HAVE.root)(`nft batches${needs('root', 'programs nftables: run as root')}`, () => {
-  test('a burst is batched; an item at fault (an expired element) fails alone and the others still land', async () => {
-    const nat = await KernelNat.create('ftp_alg_test_batch');
+  for (const channel of ['libnftables', 'nft process'] as const) {
+    test(`${channel}: a burst is batched; an item at fault (an expired element) fails alone and the others still land`, async () => {
+      const table = `ftp_alg_kernelwt_batch_${channel === 'libnftables' ? 'lib' : 'proc'}`;
+      const nat = await KernelNat.create(table, { channel });
+      expect(nat.channelKind).toBe(channel);
+      try {
+        const m = (port: number) => ({ source: ip('127.0.0.1'), via: ep('127.0.0.1', port), target: ep('127.0.0.1', port + 1) });
+        // Never added: its delete fails inside the batch; remove() treats that as done.
+        await Promise.all([nat.add(m(40100), 30_000), nat.remove(m(40200)), nat.add(m(40300), 30_000)]);
+        const listed = (await nft('list', 'map', 'inet', table, 'dnat4')).stdout.toString();
+        expect(listed).toMatch(/127\.0\.0\.1 \. 127\.0\.0\.1 \. 40100 .*: 127\.0\.0\.1 \. 40101/);
+        expect(listed).toMatch(/40300/);
+        await expect(nat.add({ ...m(40400), target: ep('::1', 1) }, 1000)).rejects.toThrow(/family/);
+        // After a failed batch the channel goes on (libnftables: on a fresh context).
+        await nat.remove(m(40100));
+        expect((await nft('list', 'map', 'inet', table, 'dnat4')).stdout.toString()).not.toMatch(/40100/);
+      } finally {
+        await nat.close();
+      }
+      expect((await nft('list', 'table', 'inet', table)).code).not.toBe(0);
+    });
+  }
+
+  test('a gateway process that exits without closing leaves no table behind', async () => {
+    const table = 'ftp_alg_kernelwt_exit';
+    const script = `const { KernelNat } = await import(${JSON.stringify(DIST_KERNEL_NAT)}); await KernelNat.create('${table}'); process.stdout.write('created'); process.exit(3);`;
     try {
-      const m = (port: number) => ({ source: ip('127.0.0.1'), via: ep('127.0.0.1', port), target: ep('127.0.0.1', port + 1) });
-      // Never added: its delete fails inside the batch; remove() treats that as done.
-      await Promise.all([nat.add(m(40100), 30_000), nat.remove(m(40200)), nat.add(m(40300), 30_000)]);
-      const listed = (await nft('list', 'map', 'inet', 'ftp_alg_test_batch', 'dnat4')).stdout.toString();
-      expect(listed).toMatch(/127\.0\.0\.1 \. 127\.0\.0\.1 \. 40100 .*: 127\.0\.0\.1 \. 40101/);
-      expect(listed).toMatch(/40300/);
-      await expect(nat.add({ ...m(40400), target: ep('::1', 1) }, 1000)).rejects.toThrow(/family/);
+      const r = await run(process.execPath, ['--input-type=module', '-e', script]);
+      expect(r.stdout.toString()).toBe('created');
+      expect(r.code).toBe(3);
+      expect((await nft('list', 'table', 'inet', table)).code).not.toBe(0);
     } finally {
-      await nat.close();
+      await nft('delete', 'table', 'inet', table);
     }
-    expect((await nft('list', 'table', 'inet', 'ftp_alg_test_batch')).code).not.toBe(0);
   });
 });
 
 const rootAndPyftpdlib = needs('root', 'the kernel data path programs nftables: run as root') || needs('pyftpdlib', 'needs python3-pyftpdlib: run scripts/install-debian-packages.sh as root');
 
 reverseMatrix('pyftpdlib announcing 100.64.0.2, kernel data path', rootAndPyftpdlib, (dir) => startPyftpdlib(dir, '100.64.0.2'), {
-  gatewayFlags: { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_matrix' },
+  gatewayFlags: { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_matrix' },
   dataPath: 'kernel',
 });
 
@@ -76,7 +99,7 @@ async function nft(...args: string[]) {
 }
 
 describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('root', 'the kernel data path programs nftables: run as root')}`, () => {
-  const TABLE = 'ftp_alg_test_kernel';
+  const TABLE = 'ftp_alg_kernelwt_kernel';
   const FILE = randomFile(5 << 20);
   let server: DemoServer;
   let gw: TestGateway;
@@ -133,7 +156,7 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
   });
 
   test('an IPv6 client to an IPv4 server cannot be translated by the kernel: that session is relayed', async () => {
-    const v6 = await startTestReverse(server.address.port, { listen: '[::1]:0', 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_v6' });
+    const v6 = await startTestReverse(server.address.port, { listen: '[::1]:0', 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_v6' });
     try {
       const r = await run('curl', ['-sS', '-g', v6.url('/f.bin')]);
       expect(r.stderr).toBe('');
@@ -146,7 +169,7 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
   });
 
   test('a transfer on the kernel path keeps the control connection from idling out', async () => {
-    const quiet = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_idle', 'idle-timeout': 1 });
+    const quiet = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_idle', 'idle-timeout': 1 });
     try {
       const c = await FtpClient.connect('127.0.0.1', quiet.port);
       await c.login();
@@ -161,9 +184,9 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
   });
 
   test('nft failing at run time (our table deleted behind our back): 425 KERNEL_NAT_FAILED, and the session goes on', async () => {
-    const other = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_gone' });
+    const other = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_gone' });
     try {
-      expect((await nft('delete', 'table', 'inet', 'ftp_alg_test_gone')).code).toBe(0);
+      expect((await nft('delete', 'table', 'inet', 'ftp_alg_kernelwt_gone')).code).toBe(0);
       const c = await FtpClient.connect('127.0.0.1', other.port);
       await c.login();
       const r = await c.send('EPSV');
@@ -179,7 +202,7 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
   });
 
   test('EPSV and RETR sent together: the transfer still counts as running for the idle timer', async () => {
-    const quiet = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_pipelined', 'idle-timeout': 1 });
+    const quiet = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_pipelined', 'idle-timeout': 1 });
     try {
       const c = await FtpClient.connect('127.0.0.1', quiet.port);
       await c.login();
@@ -209,7 +232,7 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
   });
 
   test('an unused mapping gives up its port after --data-timeout, as the relay does', async () => {
-    const tight = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_window', 'passive-ports': '41700-41700', 'data-timeout': 1 });
+    const tight = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_window', 'passive-ports': '41700-41700', 'data-timeout': 1 });
     try {
       const a = await FtpClient.connect('127.0.0.1', tight.port);
       await a.login();
@@ -244,36 +267,36 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
   });
 
   test('a table of the same name that is not ours, or is held by a live ftp-alg, is left alone', async () => {
-    expect((await run('nft', ['-f', '-'], { input: 'table inet ftp_alg_test_foreign { }\n' })).code).toBe(0);
-    expect((await run('nft', ['-f', '-'], { input: `table inet ftp_alg_test_held { comment "ftp-alg pid ${process.ppid}"; }\n` })).code).toBe(0);
+    expect((await run('nft', ['-f', '-'], { input: 'table inet ftp_alg_kernelwt_foreign { }\n' })).code).toBe(0);
+    expect((await run('nft', ['-f', '-'], { input: `table inet ftp_alg_kernelwt_held { comment "ftp-alg pid ${process.ppid}"; }\n` })).code).toBe(0);
     try {
-      await expect(startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_foreign' })).rejects.toThrow(/table inet ftp_alg_test_foreign exists and is not ftp-alg's/);
-      await expect(startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_held' })).rejects.toThrow(new RegExp(`in use by ftp-alg \\(pid ${process.ppid}\\)`));
-      expect((await nft('list', 'table', 'inet', 'ftp_alg_test_foreign')).code).toBe(0);
-      expect((await nft('list', 'table', 'inet', 'ftp_alg_test_held')).code).toBe(0);
+      await expect(startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_foreign' })).rejects.toThrow(/table inet ftp_alg_kernelwt_foreign exists and is not ftp-alg's/);
+      await expect(startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_held' })).rejects.toThrow(new RegExp(`in use by ftp-alg \\(pid ${process.ppid}\\)`));
+      expect((await nft('list', 'table', 'inet', 'ftp_alg_kernelwt_foreign')).code).toBe(0);
+      expect((await nft('list', 'table', 'inet', 'ftp_alg_kernelwt_held')).code).toBe(0);
     } finally {
-      await nft('delete', 'table', 'inet', 'ftp_alg_test_foreign');
-      await nft('delete', 'table', 'inet', 'ftp_alg_test_held');
+      await nft('delete', 'table', 'inet', 'ftp_alg_kernelwt_foreign');
+      await nft('delete', 'table', 'inet', 'ftp_alg_kernelwt_held');
     }
   });
 
   test('a table a dead ftp-alg left behind is replaced', async () => {
     const gone = await run('sh', ['-c', 'echo $$']);
     const deadPid = Number(gone.stdout.toString().trim());
-    expect((await run('nft', ['-f', '-'], { input: `table inet ftp_alg_test_stale { comment "ftp-alg pid ${deadPid}"; }\n` })).code).toBe(0);
-    const g = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_stale' });
+    expect((await run('nft', ['-f', '-'], { input: `table inet ftp_alg_kernelwt_stale { comment "ftp-alg pid ${deadPid}"; }\n` })).code).toBe(0);
+    const g = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_stale' });
     try {
-      expect((await nft('list', 'table', 'inet', 'ftp_alg_test_stale')).stdout.toString()).toContain(`ftp-alg pid ${process.pid}`);
+      expect((await nft('list', 'table', 'inet', 'ftp_alg_kernelwt_stale')).stdout.toString()).toContain(`ftp-alg pid ${process.pid}`);
     } finally {
       await g.close();
     }
   });
 
   test('closing the gateway deletes its table', async () => {
-    const other = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_close' });
-    expect((await nft('list', 'table', 'inet', 'ftp_alg_test_close')).code).toBe(0);
+    const other = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_kernelwt_close' });
+    expect((await nft('list', 'table', 'inet', 'ftp_alg_kernelwt_close')).code).toBe(0);
     await other.close();
-    const after = await nft('list', 'table', 'inet', 'ftp_alg_test_close');
+    const after = await nft('list', 'table', 'inet', 'ftp_alg_kernelwt_close');
     expect(after.code).not.toBe(0);
   });
 });
