@@ -148,6 +148,8 @@ export class KernelNat {
   private running = false;
   private kickQueued = false;
   private closed = false;
+  /** Transactions sent to netfilter so far (reruns of a failed batch included): what batching saves shows here. */
+  private transactions = 0;
   /** When the kernel drops each mapping's elements by itself (by its delete script). */
   private readonly expiry = new Map<string, number>();
   /** Deletes the table if the process exits without close() (process.exit on a second SIGINT, a crash). */
@@ -168,6 +170,10 @@ export class KernelNat {
       };
       process.once('exit', this.exitHook);
     }
+  }
+
+  get transactionCount(): number {
+    return this.transactions;
   }
 
   /** How this gateway programs netfilter (libnftables in process, or an nft process per batch). */
@@ -276,6 +282,7 @@ export class KernelNat {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0);
       try {
+        this.transactions++;
         await this.channel.run(batch.map((b) => b.script).join(''));
         for (const b of batch) b.resolve();
       } catch (err) {
@@ -285,7 +292,10 @@ export class KernelNat {
         }
         // A batch is all or nothing: run each alone so that only the item
         // at fault (an element already expired, say) fails.
-        for (const b of batch) await this.channel.run(b.script).then(b.resolve, b.reject);
+        for (const b of batch) {
+          this.transactions++;
+          await this.channel.run(b.script).then(b.resolve, b.reject);
+        }
       }
     }
     this.running = false;

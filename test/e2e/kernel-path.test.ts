@@ -73,6 +73,25 @@ describe.skipIf(!HAVE.root)(`nft batches${needs('root', 'programs nftables: run 
     });
   }
 
+  test('a burst of maps and unmaps from one turn of the event loop is one transaction', async () => {
+    const table = 'ftp_alg_kernelwt_burst';
+    const nat = await KernelNat.create(table);
+    try {
+      const m = (port: number) => ({ source: ip('127.0.0.1'), via: ep('127.0.0.1', port), target: ep('127.0.0.1', 21) });
+      const ports = Array.from({ length: 20 }, (_, i) => 41000 + i);
+      const before = nat.transactionCount;
+      await Promise.all(ports.map((p) => nat.add(m(p), 30_000)));
+      expect(nat.transactionCount - before).toBe(1);
+      const listed = (await nft('list', 'map', 'inet', table, 'dnat4')).stdout.toString();
+      for (const p of ports) expect(listed).toContain(`. ${p} `);
+      await Promise.all(ports.map((p) => nat.remove(m(p))));
+      expect(nat.transactionCount - before).toBe(2);
+      expect((await nft('list', 'map', 'inet', table, 'dnat4')).stdout.toString()).not.toMatch(/410\d\d/);
+    } finally {
+      await nat.close();
+    }
+  });
+
   test('a gateway process that exits without closing leaves no table behind', async () => {
     const table = 'ftp_alg_kernelwt_exit';
     const script = `const { KernelNat } = await import(${JSON.stringify(DIST_KERNEL_NAT)}); await KernelNat.create('${table}'); process.stdout.write('created'); process.exit(3);`;
