@@ -14,6 +14,8 @@
  *   idle        2,000 idle logged-in sessions through one gateway: memory per session, errors
  *   transfers   200 concurrent downloads through one gateway: CPU s per GiB
  *   engine      LineFramer + ControlTranslator on a synthetic control stream, no sockets
+ *   small-files lftp mirror of 400 × 4 KiB and per-RETR latency: direct, relay, kernel data path,
+ *               kernel FTP helper (vsftpd, namespaces)
  *
  *   npm run build && npm run bench [-- --quick] [-- --only sessions,latency] [-- --json]
  *
@@ -39,7 +41,7 @@ import { detectKernelDataPath } from './lib/helpers.mjs';
 import { ftpProxyAvailable, ftpProxyVersion } from './lib/ftp-proxy.mjs';
 import { buildTable, printTable } from './lib/report.mjs';
 
-const PARTS = ['throughput', 'netns', 'sessions', 'latency', 'idle', 'transfers', 'engine'];
+const PARTS = ['throughput', 'netns', 'small-files', 'sessions', 'latency', 'idle', 'transfers', 'engine'];
 const ALIASES = { scale: ['idle', 'transfers'], all: PARTS, loopback: ['throughput'], namespaces: ['netns'] };
 
 const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-proxy etc.: sh bench/install.sh)
@@ -61,6 +63,8 @@ const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-prox
                        V8's young generation has not shrunk back yet and the RSS per session reads high)
   --concurrent N       concurrent transfers through one gateway (200; quick 50)
   --transfer-size B    bytes per concurrent transfer (16777216; quick 4194304)
+  --small-runs N       small-files runs per path, median reported (3; quick 1)
+  --retrs N            sequential 4 KiB RETRs per small-files run (150; quick 50)
   --engine-mb MB       control stream per engine pass (32; quick 8), --engine-reps N passes (5; quick 3)
   --dist DIR           the ftp-alg build to measure (default ./dist)
   --max-seconds S      hard stop for the whole run (3600)
@@ -90,6 +94,8 @@ try {
       'idle-seconds': { type: 'string' },
       concurrent: { type: 'string' },
       'transfer-size': { type: 'string' },
+      'small-runs': { type: 'string' },
+      retrs: { type: 'string' },
       'engine-mb': { type: 'string' },
       'engine-reps': { type: 'string' },
       dist: { type: 'string' },
@@ -127,6 +133,8 @@ const flags = {
   idleSeconds: num('idle-seconds', 10, 10, { integer: false }),
   concurrent: num('concurrent', 200, 50),
   transferSize: num('transfer-size', 16 * MiB, 4 * MiB),
+  smallRuns: num('small-runs', 3, 1),
+  retrs: num('retrs', 150, 50),
   engineMb: num('engine-mb', 32, 8, { integer: false }),
   engineReps: num('engine-reps', 5, 3),
   maxSeconds: num('max-seconds', 3600, 3600),
@@ -247,6 +255,7 @@ const { runNetns } = await import('./parts/netns.mjs');
 const { runSessions } = await import('./parts/sessions.mjs');
 const { runIdle, runTransfers } = await import('./parts/scale.mjs');
 const { runEngine } = await import('./parts/engine.mjs');
+const { runSmallFiles } = await import('./parts/small-files.mjs');
 
 const partTimes = {};
 async function part(name, fn) {
@@ -261,6 +270,7 @@ try {
   await part('engine', () => runEngine(ctx));
   await part('throughput', () => runThroughput(ctx));
   await part('netns', () => runNetns(ctx));
+  await part('small-files', () => runSmallFiles(ctx));
   if (only.includes('sessions') && only.includes('latency')) {
     // One server and gateway for both.
     await part('sessions', () => runSessions(ctx, { cost: true, latency: true }));

@@ -8,6 +8,9 @@ import { KiB, median } from './common.mjs';
 const RELAY_RATIO = 0.9;
 const ADDED_RTT_MS = 0.2;
 const IDLE_BYTES = 16 * KiB;
+/** Issue 14: added per 4 KiB transfer (median), and the mirror's ratio to direct. */
+const ADDED_PER_TRANSFER_MS = 0.3;
+const MIRROR_RATIO = 1.25;
 
 const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : '—');
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '—');
@@ -120,6 +123,7 @@ export function buildTable(results, { only }) {
       }),
     );
   }
+  if (only.includes('small-files')) rows.push(...smallFileRows(results['small-files']));
   const s = results.sessions;
   if (only.includes('sessions')) {
     const sec = `session cost: connect, login, PASV + LIST, QUIT (${s?.sessions ?? '?'} per path)`;
@@ -226,6 +230,55 @@ export function buildTable(results, { only }) {
       for (const [name, c] of Object.entries(e.chunkings)) {
         rows.push({ section: sec, metric: `synthetic session mix, ${name}`, value: `${f1(c.mbPerS)} MB/s, ${f2(c.linesPerS / 1e6)} M lines/s`, target: '—', ratio: '', verdict: 'info', data: c });
       }
+    }
+  }
+  return rows;
+}
+
+/** Each path against its reference: direct on loopback, NAT only through the NAT box. */
+function smallFileRows(p) {
+  const sec = `small files: lftp mirror of ${p?.files ?? 400} × 4 KiB; ${p?.retrsPerRun ?? '?'} sequential 4 KiB RETRs (ftplib, one session) × ${p?.runs ?? '?'} run(s)`;
+  if (!p) return [{ section: sec, metric: 'small files', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' }];
+  if (p.skipped) return [{ section: sec, metric: 'small files', value: `n/a (${p.skipped})`, target: '', ratio: '', verdict: 'n/a' }];
+  const rows = [];
+  const spec = [
+    { key: 'direct', kind: 'reference' },
+    { key: 'relay', base: 'direct', kind: 'target' },
+    { key: 'kernel', base: 'direct', kind: 'target' },
+    { key: 'natOnly', kind: 'reference' },
+    { key: 'helper', base: 'natOnly', kind: 'info' },
+  ];
+  for (const { key, base, kind } of spec) {
+    const r = p.rows[key];
+    if (!r) continue;
+    if (!r.available) {
+      rows.push({ section: sec, metric: r.label, value: `n/a (${r.reason})`, target: '', ratio: '', verdict: 'n/a' });
+      continue;
+    }
+    const b = base ? p.rows[base] : undefined;
+    const mirrorRatio = b?.mirrorS ? r.mirrorS / b.mirrorS : NaN;
+    const added = b?.retr && r.retr ? r.retr.median - b.retr.median : NaN;
+    const judge = (ok, miss) => (kind !== 'target' ? kind : ok ? 'met' : `MISSED by ${miss}`);
+    rows.push({
+      section: sec,
+      metric: `${r.label}: mirror`,
+      value: r.mirrorS !== undefined ? `${f2(r.mirrorS)} s` : 'FAILED',
+      target: kind === 'target' ? `≤ ${MIRROR_RATIO}× direct` : '—',
+      ratio: Number.isFinite(mirrorRatio) ? `${f2(mirrorRatio)}×` : '',
+      verdict: judge(mirrorRatio <= MIRROR_RATIO, `${f2(mirrorRatio - MIRROR_RATIO)}×`),
+      data: { seconds: r.mirrorS, runs: r.mirrorRuns, ratio: mirrorRatio },
+    });
+    rows.push({
+      section: sec,
+      metric: `${r.label}: one RETR (${r.mode})`,
+      value: r.retr ? `median ${f3(r.retr.median)} ms, p90 ${f3(r.retr.p90)} ms${Number.isFinite(added) ? `; +${f3(added)} ms` : ''}` : 'FAILED',
+      target: kind === 'target' ? `≤ +${ADDED_PER_TRANSFER_MS} ms (median)` : '—',
+      ratio: b?.retr && r.retr ? `${f2(r.retr.median / b.retr.median)}×` : '',
+      verdict: judge(added <= ADDED_PER_TRANSFER_MS, `${f3(added - ADDED_PER_TRANSFER_MS)} ms`),
+      data: { ...r.retr, addedMs: added },
+    });
+    if (r.gatewayCpuMsPerRetr !== undefined) {
+      rows.push({ section: sec, metric: `${r.label}: gateway CPU per RETR`, value: `${f3(r.gatewayCpuMsPerRetr)} ms`, target: '—', ratio: '', verdict: 'info' });
     }
   }
   return rows;

@@ -292,6 +292,10 @@ export class DataChannel {
     const down = new Pump((n) => this.progress(0, n));
     this.pumps = [up, down];
     const { socket: client, viaOnread } = adopt(accepted, up.onread);
+    // Nagle would hold a short last segment (the tail of a listing, a small
+    // file written in two parts) until the peer's ACK, which a delayed ACK
+    // can put off by up to 40 ms; the relay writes what it has read at once.
+    client.setNoDelay(true);
     this.track(client);
     const { dialTarget, dialFrom, dialFromPort, acceptTimeoutMs } = this.opts;
     const dialled = net.connect({
@@ -302,6 +306,7 @@ export class DataChannel {
       onread: down.onread,
       ...(dialFrom ? { localAddress: dialFrom } : {}),
       ...(dialFromPort ? { localPort: dialFromPort } : {}),
+      noDelay: true,
     });
     // onread delivers bytes whether or not anyone listens: read nothing before relay() has wired both pumps.
     dialled.pause();

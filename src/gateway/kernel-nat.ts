@@ -15,10 +15,12 @@
  * never share an element and one's cleanup cannot undo another's.
  */
 import { isTableName } from '../config.js';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Endpoint, IpAddress } from '../protocol/address.js';
+import { KernelNatError, openNftChannel, type NftChannel, type NftChannelKind } from './nft-channel.js';
+
+export { KernelNatError } from './nft-channel.js';
 
 export interface NatMapping {
   /** Who will open the data connection (the only source the mapping matches). */
@@ -100,44 +102,8 @@ export function renderMapping(table: string, m: NatMapping, action: 'add' | 'del
   return lines.join('\n') + '\n';
 }
 
-export class KernelNatError extends Error {}
-
 function nftProblem(why: string): KernelNatError {
   return new KernelNatError(/Operation not permitted/.test(why) ? `cannot program nftables: ${why} (needs root or CAP_NET_ADMIN)` : `cannot program nftables: ${why}`);
-}
-
-/** nft answers in milliseconds; one that hangs must not hold every later PASV behind it. */
-const NFT_TIMEOUT_MS = 10_000;
-
-/** Runs nft with `args` (and `script` on stdin); resolves with its stdout, rejects with its first error line. */
-function nft(args: string[], script = ''): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nft', args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: NFT_TIMEOUT_MS, killSignal: 'SIGKILL' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
-      if (stdout.length < 1 << 20) stdout += d;
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      if (stderr.length < 4096) stderr += d;
-    });
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      reject(new KernelNatError(err.code === 'ENOENT' ? 'nft not found (install the nftables package)' : `cannot run nft: ${err.message}`));
-    });
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve(stdout);
-      else if (signal) reject(new KernelNatError(`nft did not finish within ${NFT_TIMEOUT_MS} ms (killed)`));
-      else reject(new KernelNatError(stderr.split('\n').find((l) => l.trim() !== '')?.trim() ?? `nft exited with ${code}`));
-    });
-    child.stdin.on('error', () => undefined); // nft gone early: its exit code tells
-    child.stdin.end(script);
-  });
-}
-
-async function runNft(script: string): Promise<void> {
-  await nft(['-f', '-'], script);
 }
 
 /** A process that could still be an ftp-alg (a reused PID running something else is not). */
@@ -159,46 +125,91 @@ function alreadyGone(err: unknown): boolean {
   return err instanceof KernelNatError && /No such file or directory/.test(err.message);
 }
 
+interface QueuedScript {
+  script: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 export class KernelNat {
   /**
-   * nft runs one at a time, so an element's delete never overtakes its add;
-   * what queues up meanwhile goes in the next run as one batch, so a burst
-   * of PASVs costs a few nft runs, not one each.
+   * Changes queue up and go to netfilter as one transaction per turn of the
+   * event loop (setImmediate: after every socket that was ready has been
+   * read), so a burst of PASVs and 226s from many sessions costs one netlink
+   * round trip, and an unmap queued just before a reply is written runs after
+   * that reply is out. Batches run one at a time, in order, so an element's
+   * delete never overtakes its add.
    */
-  private pending: Array<{ script: string; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private pending: QueuedScript[] = [];
   private running = false;
+  private kickQueued = false;
   private closed = false;
+  /** Transactions sent to netfilter so far (reruns of a failed batch included): what batching saves shows here. */
+  private transactions = 0;
   /** When the kernel drops each mapping's elements by itself (by its delete script). */
   private readonly expiry = new Map<string, number>();
+  /** Deletes the table if the process exits without close() (process.exit on a second SIGINT, a crash). */
+  private readonly exitHook: (() => void) | undefined;
 
-  private constructor(readonly table: string) {}
+  private constructor(
+    readonly table: string,
+    private readonly channel: NftChannel,
+  ) {
+    const runSync = channel.runSync?.bind(channel);
+    if (runSync) {
+      this.exitHook = () => {
+        try {
+          runSync(`delete table inet ${table}\n`);
+        } catch {
+          // Already gone, or nothing more we can do on the way out.
+        }
+      };
+      process.once('exit', this.exitHook);
+    }
+  }
+
+  get transactionCount(): number {
+    return this.transactions;
+  }
+
+  /** How this gateway programs netfilter (libnftables in process, or an nft process per batch). */
+  get channelKind(): NftChannelKind {
+    return this.channel.kind;
+  }
 
   /**
    * Creates (or replaces, after a crash) our table. Rejects with a one-line
    * reason when nftables cannot be programmed (no nft, no CAP_NET_ADMIN).
+   * `channel` forces one way of talking to netfilter (bench, tests).
    */
-  static async create(table: string): Promise<KernelNat> {
+  static async create(table: string, opts: { channel?: NftChannelKind } = {}): Promise<KernelNat> {
     if (!isTableName(table)) throw new KernelNatError(`"${table}" is not an nftables table name (letters, digits, _; up to 32)`);
-    let existing: string | undefined;
+    const channel = openNftChannel(opts.channel);
     try {
-      existing = await nft(['list', 'table', 'inet', table]);
+      let existing: string | undefined;
+      try {
+        existing = await channel.run(`list table inet ${table}\n`);
+      } catch (err) {
+        const why = (err as Error).message;
+        if (!/No such file or directory/.test(why)) throw nftProblem(why);
+      }
+      if (existing !== undefined) {
+        // Replace only a table a dead ftp-alg left behind, never someone else's.
+        const owner = new RegExp(`comment "${OWNER} (\\d+)"`).exec(existing);
+        if (!owner) throw new KernelNatError(`table inet ${table} exists and is not ftp-alg's: choose another --nft-table`);
+        const pid = Number(owner[1]);
+        if (pid !== process.pid && isLiveNode(pid)) throw new KernelNatError(`table inet ${table} is in use by ftp-alg (pid ${pid}): give each gateway its own --nft-table`);
+      }
+      try {
+        await channel.run(`${existing !== undefined ? `delete table inet ${table}\n` : ''}${renderTable(table, process.pid)}`);
+      } catch (err) {
+        throw nftProblem((err as Error).message);
+      }
     } catch (err) {
-      const why = (err as Error).message;
-      if (!/No such file or directory/.test(why)) throw nftProblem(why);
+      channel.close();
+      throw err;
     }
-    if (existing !== undefined) {
-      // Replace only a table a dead ftp-alg left behind, never someone else's.
-      const owner = new RegExp(`comment "${OWNER} (\\d+)"`).exec(existing);
-      if (!owner) throw new KernelNatError(`table inet ${table} exists and is not ftp-alg's: choose another --nft-table`);
-      const pid = Number(owner[1]);
-      if (pid !== process.pid && isLiveNode(pid)) throw new KernelNatError(`table inet ${table} is in use by ftp-alg (pid ${pid}): give each gateway its own --nft-table`);
-    }
-    try {
-      await runNft(`${existing !== undefined ? `delete table inet ${table}\n` : ''}${renderTable(table, process.pid)}`);
-    } catch (err) {
-      throw nftProblem((err as Error).message);
-    }
-    return new KernelNat(table);
+    return new KernelNat(table, channel);
   }
 
   /** Why data between two other hosts will not pass, if it will not (forwarding off). */
@@ -207,8 +218,9 @@ export class KernelNat {
     return v4.trim() === '1' ? undefined : 'net.ipv4.ip_forward is 0: the kernel data path cannot pass data between two other hosts (only to and from this one)';
   }
 
+  /** Installs a mapping: the one netlink round trip on a transfer's critical path. */
   async add(m: NatMapping, timeoutMs: number): Promise<void> {
-    // Taken before nft commits, so the deadline is never later than the kernel's.
+    // Taken before the batch commits, so the deadline is never later than the kernel's.
     const deadline = Date.now() + Math.max(1, Math.ceil(timeoutMs / 1000)) * 1000;
     await this.enqueue(renderMapping(this.table, m, 'add', timeoutMs));
     this.expiry.set(renderMapping(this.table, m, 'delete', 0), deadline);
@@ -217,7 +229,8 @@ export class KernelNat {
   /**
    * Removes a mapping; elements that already expired are no error. Those
    * about to expire are left to the kernel: deleting one that is gone fails
-   * its whole nft batch, which then reruns item by item.
+   * its whole batch, which then reruns item by item. Callers need not wait:
+   * the delete goes out with the next batch.
    */
   async remove(m: NatMapping): Promise<void> {
     const script = renderMapping(this.table, m, 'delete', 0);
@@ -238,15 +251,25 @@ export class KernelNat {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.enqueue(`delete table inet ${this.table}\n`).catch((err: unknown) => {
-      if (!alreadyGone(err)) throw err;
-    });
+    if (this.exitHook) process.removeListener('exit', this.exitHook);
+    try {
+      await this.enqueue(`delete table inet ${this.table}\n`).catch((err: unknown) => {
+        if (!alreadyGone(err)) throw err;
+      });
+    } finally {
+      this.channel.close();
+    }
   }
 
   private enqueue(script: string): Promise<void> {
     return new Promise((resolve, reject) => {
       this.pending.push({ script, resolve, reject });
-      if (!this.running) void this.drain();
+      if (this.running || this.kickQueued) return;
+      this.kickQueued = true;
+      setImmediate(() => {
+        this.kickQueued = false;
+        if (!this.running) void this.drain();
+      });
     });
   }
 
@@ -255,7 +278,8 @@ export class KernelNat {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0);
       try {
-        await runNft(batch.map((b) => b.script).join(''));
+        this.transactions++;
+        await this.channel.run(batch.map((b) => b.script).join(''));
         for (const b of batch) b.resolve();
       } catch (err) {
         if (batch.length === 1) {
@@ -264,7 +288,10 @@ export class KernelNat {
         }
         // A batch is all or nothing: run each alone so that only the item
         // at fault (an element already expired, say) fails.
-        for (const b of batch) await runNft(b.script).then(b.resolve, b.reject);
+        for (const b of batch) {
+          this.transactions++;
+          await this.channel.run(b.script).then(b.resolve, b.reject);
+        }
       }
     }
     this.running = false;

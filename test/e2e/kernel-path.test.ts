@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import net from 'node:net';
+import { join } from 'node:path';
 import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { FtpClient } from '../../src/client/ftp-client.js';
 import { KernelNat, renderMapping, renderTable } from '../../src/gateway/kernel-nat.js';
@@ -16,6 +17,8 @@ import { reverseMatrix } from './reverse-matrix.js';
 import { pausedRetr } from '../helpers/slow-reader.js';
 
 const ip = (s: string) => parseIp(s)!;
+/** The build (test/global-setup.ts makes it), for a gateway process of its own. */
+const DIST_KERNEL_NAT = join(process.cwd(), 'dist/gateway/kernel-nat.js');
 const ep = (s: string, port: number): Endpoint => ({ ...ip(s), port });
 
 describe('nftables text of the kernel data path', () => {
@@ -40,27 +43,66 @@ describe('nftables text of the kernel data path', () => {
   });
 
   test.skipIf(!HAVE.root)(`the table loads in nft's check mode${needs('root', 'nft -c needs root')}`, async () => {
-    const r = await run('nft', ['-c', '-f', '-'], { input: renderTable('ftp_alg_check', 1) });
+    const r = await run('nft', ['-c', '-f', '-'], { input: renderTable('ftp_alg_test_check', 1) });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
   });
 });
 
 describe.skipIf(!HAVE.root)(`nft batches${needs('root', 'programs nftables: run as root')}`, () => {
-  test('a burst is batched; an item at fault (an expired element) fails alone and the others still land', async () => {
-    const nat = await KernelNat.create('ftp_alg_test_batch');
+  for (const channel of ['libnftables', 'nft process'] as const) {
+    test(`${channel}: a burst is batched; an item at fault (an expired element) fails alone and the others still land`, async () => {
+      const table = `ftp_alg_test_batch_${channel === 'libnftables' ? 'lib' : 'proc'}`;
+      const nat = await KernelNat.create(table, { channel });
+      expect(nat.channelKind).toBe(channel);
+      try {
+        const m = (port: number) => ({ source: ip('127.0.0.1'), via: ep('127.0.0.1', port), target: ep('127.0.0.1', port + 1) });
+        // Never added: its delete fails inside the batch; remove() treats that as done.
+        await Promise.all([nat.add(m(40100), 30_000), nat.remove(m(40200)), nat.add(m(40300), 30_000)]);
+        const listed = (await nft('list', 'map', 'inet', table, 'dnat4')).stdout.toString();
+        expect(listed).toMatch(/127\.0\.0\.1 \. 127\.0\.0\.1 \. 40100 .*: 127\.0\.0\.1 \. 40101/);
+        expect(listed).toMatch(/40300/);
+        await expect(nat.add({ ...m(40400), target: ep('::1', 1) }, 1000)).rejects.toThrow(/family/);
+        // After a failed batch the channel goes on (libnftables: on a fresh context).
+        await nat.remove(m(40100));
+        expect((await nft('list', 'map', 'inet', table, 'dnat4')).stdout.toString()).not.toMatch(/40100/);
+      } finally {
+        await nat.close();
+      }
+      expect((await nft('list', 'table', 'inet', table)).code).not.toBe(0);
+    });
+  }
+
+  test('a burst of maps and unmaps from one turn of the event loop is one transaction', async () => {
+    const table = 'ftp_alg_test_burst';
+    const nat = await KernelNat.create(table);
     try {
-      const m = (port: number) => ({ source: ip('127.0.0.1'), via: ep('127.0.0.1', port), target: ep('127.0.0.1', port + 1) });
-      // Never added: its delete fails inside the batch; remove() treats that as done.
-      await Promise.all([nat.add(m(40100), 30_000), nat.remove(m(40200)), nat.add(m(40300), 30_000)]);
-      const listed = (await nft('list', 'map', 'inet', 'ftp_alg_test_batch', 'dnat4')).stdout.toString();
-      expect(listed).toMatch(/127\.0\.0\.1 \. 127\.0\.0\.1 \. 40100 .*: 127\.0\.0\.1 \. 40101/);
-      expect(listed).toMatch(/40300/);
-      await expect(nat.add({ ...m(40400), target: ep('::1', 1) }, 1000)).rejects.toThrow(/family/);
+      const m = (port: number) => ({ source: ip('127.0.0.1'), via: ep('127.0.0.1', port), target: ep('127.0.0.1', 21) });
+      const ports = Array.from({ length: 20 }, (_, i) => 41000 + i);
+      const before = nat.transactionCount;
+      await Promise.all(ports.map((p) => nat.add(m(p), 30_000)));
+      expect(nat.transactionCount - before).toBe(1);
+      const listed = (await nft('list', 'map', 'inet', table, 'dnat4')).stdout.toString();
+      for (const p of ports) expect(listed).toContain(`. ${p} `);
+      await Promise.all(ports.map((p) => nat.remove(m(p))));
+      expect(nat.transactionCount - before).toBe(2);
+      expect((await nft('list', 'map', 'inet', table, 'dnat4')).stdout.toString()).not.toMatch(/410\d\d/);
     } finally {
       await nat.close();
     }
-    expect((await nft('list', 'table', 'inet', 'ftp_alg_test_batch')).code).not.toBe(0);
+  });
+
+  test('a gateway process that exits without closing leaves no table behind', async () => {
+    const table = 'ftp_alg_test_exit';
+    const script = `const { KernelNat } = await import(${JSON.stringify(DIST_KERNEL_NAT)}); await KernelNat.create('${table}'); process.stdout.write('created'); process.exit(3);`;
+    try {
+      const r = await run(process.execPath, ['--input-type=module', '-e', script]);
+      expect(r.stdout.toString()).toBe('created');
+      expect(r.code).toBe(3);
+      expect((await nft('list', 'table', 'inet', table)).code).not.toBe(0);
+    } finally {
+      await nft('delete', 'table', 'inet', table);
+    }
   });
 });
 

@@ -1,0 +1,207 @@
+/**
+ * Part: many small files, where the cost is per transfer, not per byte
+ * (issue 14). vsftpd serves 400 files of 4 KiB and one more 4 KiB file:
+ *
+ *   mirror     one `lftp mirror` of the 400 files (PASV), wall time of the lftp run
+ *   RETR       N sequential RETRs of the 4 KiB file from Python's ftplib on one
+ *              logged-in session (each with its PASV/PORT), time per retrbinary
+ *
+ * On private loopback namespaces (vsftpd, gateway and clients all inside):
+ *   direct         the client to vsftpd
+ *   relay          ftp-alg reverse in front of it, data relayed
+ *   kernel         ftp-alg reverse --data-path kernel (when the build has it), in a
+ *                  namespace of its own, against a direct path measured there
+ * Through a NAT box of namespaces (client 100.64.0.2 — gw — server 198.18.0.2):
+ *   NAT only       masquerade, PASV: the reference for the next row
+ *   kernel helper  masquerade + the kernel's FTP helper, PORT (nf_nat_ftp rewrites it)
+ *
+ * Runs are interleaved across the rows so that load drift hits all alike;
+ * medians are reported. Root needed (vsftpd, namespaces, nftables).
+ */
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { median, percentile } from '../lib/common.mjs';
+import { ADDR, buildLoopbackNamespace, buildNatTopology, gatewayRuleset } from '../lib/netns.mjs';
+import { startCliGateway } from '../lib/helpers.mjs';
+import { VSFTPD, startVsftpd } from '../lib/vsftpd.mjs';
+
+const FILES = 400;
+const FILE_BYTES = 4096;
+const SERVER_PORT = 2100;
+
+/**
+ * Per-RETR times (ms), one ftplib session per port, the sessions taking
+ * turns RETR by RETR; 10 warm-up rounds are not returned.
+ */
+const RETR_SCRIPT = `
+import ftplib, json, sys, time
+host, ports, n, passive = sys.argv[1], [int(p) for p in sys.argv[2].split(',')], int(sys.argv[3]), sys.argv[4] == 'PASV'
+sessions = []
+for port in ports:
+    f = ftplib.FTP()
+    f.connect(host, port, timeout=20)
+    f.login()
+    f.set_pasv(passive)
+    f.voidcmd('TYPE I')
+    sessions.append(f)
+got = [0]
+def sink(b):
+    got[0] += len(b)
+out = [[] for _ in ports]
+for i in range(10 + n):
+    for k, f in enumerate(sessions):
+        got[0] = 0
+        t0 = time.perf_counter()
+        f.retrbinary('RETR f4k.bin', sink)
+        if i >= 10:
+            out[k].append((time.perf_counter() - t0) * 1000)
+        if got[0] != ${FILE_BYTES}:
+            sys.exit('short file: %d bytes' % got[0])
+for f in sessions:
+    f.quit()
+print(json.dumps(out))
+`;
+
+function makeTree(root) {
+  mkdirSync(path.join(root, 'small'), { recursive: true });
+  for (let i = 0; i < FILES; i++) writeFileSync(path.join(root, 'small', `f${String(i).padStart(3, '0')}.bin`), randomBytes(FILE_BYTES), { mode: 0o644 });
+  writeFileSync(path.join(root, 'f4k.bin'), randomBytes(FILE_BYTES), { mode: 0o644 });
+  // vsftpd wants an anon_root the ftp user can read but not write.
+  for (const d of [path.dirname(root), root, path.join(root, 'small')]) chmodSync(d, 0o755);
+}
+
+async function mirrorOnce(t, ns, host, port, mode, dest) {
+  rmSync(dest, { recursive: true, force: true });
+  const script = [
+    'set net:max-retries 1',
+    'set net:timeout 20',
+    'set ftp:ssl-allow no',
+    `set ftp:passive-mode ${mode === 'PASV' ? 'on' : 'off'}`,
+    `open -u anonymous,bench ftp://${host}:${port}`,
+    `mirror --no-perms small ${dest}`,
+    'bye',
+  ].join('; ');
+  const t0 = process.hrtime.bigint();
+  const r = await t.execIn(ns, 'lftp', ['-c', script], 120_000);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.code !== 0) throw new Error(`lftp mirror exited ${r.code}: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+  const got = existsSync(dest) ? readdirSync(dest).length : 0;
+  if (got !== FILES) throw new Error(`lftp mirror fetched ${got} of ${FILES} files`);
+  return seconds;
+}
+
+async function retrTimes(t, ns, host, ports, mode, n) {
+  const r = await t.execIn(ns, 'python3', ['-c', RETR_SCRIPT, host, ports.join(','), String(n), mode], 300_000);
+  if (r.code !== 0) throw new Error(`ftplib RETRs exited ${r.code}: ${r.stderr.trim().split('\n').slice(-1)[0]}`);
+  return JSON.parse(r.stdout);
+}
+
+function summarize(row) {
+  return {
+    label: row.label,
+    mode: row.mode,
+    available: row.available,
+    reason: row.reason,
+    mirrorS: row.mirror.length ? median(row.mirror) : undefined,
+    mirrorRuns: row.mirror,
+    retr: row.retr.length ? { n: row.retr.length, median: median(row.retr), p90: percentile(row.retr, 90) } : undefined,
+    gatewayCpuMsPerRetr: row.cpuMs.length ? median(row.cpuMs) : undefined,
+  };
+}
+
+export async function runSmallFiles(ctx) {
+  const { flags, log, dir, cli, kernel } = ctx;
+  if (process.getuid?.() !== 0) return { skipped: 'needs root (vsftpd, namespaces, nftables)' };
+  if (!existsSync(VSFTPD)) return { skipped: `needs ${VSFTPD} (sh bench/install.sh)` };
+  const runs = flags.smallRuns;
+  const n = flags.retrs;
+  const root = path.join(dir, 'small-files', 'root');
+  makeTree(root);
+  const dest = path.join(dir, 'small-files', 'mirror');
+  log(`small files: lftp mirror of ${FILES} × ${FILE_BYTES / 1024} KiB and ${n} sequential 4 KiB RETRs from ftplib, ${runs} run(s) per path, interleaved (load ${ctx.load()})`);
+
+  const rows = {};
+  const newRow = (key, label, mode, extra = {}) => (rows[key] = { label, mode, available: true, mirror: [], retr: [], cpuMs: [], ...extra });
+  /** One ftplib session per path, their RETRs taken in turn: load drift hits every path alike. */
+  const measureRetrs = (paths, t, ns, host, tag) =>
+    ctx.attempt(`small files RETRs ${tag}`, async () => {
+      const cpu0 = paths.map((p) => p.row.gateway?.cpuSeconds());
+      const times = await retrTimes(t, ns, host, paths.map((p) => p.port), paths[0].row.mode, n);
+      paths.forEach((p, i) => {
+        p.row.retr.push(...times[i]);
+        // Per RETR, the 10 warm-up ones included: what the gateway spends whatever the load.
+        if (cpu0[i] !== undefined) p.row.cpuMs.push(((p.row.gateway.cpuSeconds() - cpu0[i]) * 1000) / (n + 10));
+      });
+    });
+  const measure = async (row, t, ns, host, port, tag) => {
+    await ctx.attempt(`small files ${row.label} mirror ${tag}`, async () => row.mirror.push(await mirrorOnce(t, ns, host, port, row.mode, dest)));
+    await measureRetrs([{ row, port }], t, ns, host, tag);
+  };
+
+  // ---- loopback: direct, relay and the kernel data path side by side in one namespace ----
+  // The kernel path's nat chains turn conntrack on for every connection of
+  // the namespace, the direct ones too: as on any host with a NAT rule.
+  const lo = await buildLoopbackNamespace();
+  const gateways = [];
+  let server;
+  try {
+    const netns = lo.name('k');
+    server = await startVsftpd({ dir, root, address: '127.0.0.1', port: SERVER_PORT, wrap: (cmd, args) => lo.wrap('k', cmd, args), netns });
+    const paths = [{ row: newRow('direct', 'direct (vsftpd)', 'PASV'), port: SERVER_PORT }];
+    const reverse = (port) => ['reverse', '--listen', `127.0.0.1:${port}`, '--server', `127.0.0.1:${SERVER_PORT}`, '--public-address', '127.0.0.1'];
+    const addGateway = async (key, label, port, more) => {
+      const gw = await startCliGateway({ cli, netns, listenPort: port, logPath: path.join(dir, `small-${key}.log`), args: [...reverse(port), ...more] });
+      gateways.push(gw);
+      paths.push({ row: newRow(key, label, 'PASV', { gateway: gw }), port });
+    };
+    await addGateway('relay', 'ftp-alg reverse (relay)', 2121, []);
+    if (kernel.reverse) await addGateway('kernel', 'ftp-alg reverse --data-path kernel', 2122, ['--data-path', 'kernel', ...(kernel.nftTable ? ['--nft-table', ctx.nftTable] : [])]);
+    else newRow('kernel', 'ftp-alg reverse --data-path kernel', 'PASV', { available: false, reason: 'not in this build' });
+    for (let run = 1; run <= runs; run++) {
+      for (const p of paths) await ctx.attempt(`small files ${p.row.label} mirror run ${run}`, async () => p.row.mirror.push(await mirrorOnce(lo, 'k', '127.0.0.1', p.port, 'PASV', dest)));
+      await measureRetrs(paths, lo, 'k', '127.0.0.1', `run ${run}`);
+    }
+  } finally {
+    for (const g of gateways) await g.stop();
+    await server?.stop();
+    await lo.destroy();
+  }
+
+  // ---- NAT box: NAT only (PASV) vs the kernel FTP helper (PORT) ----
+  let topo;
+  try {
+    topo = await buildNatTopology();
+    const server = await startVsftpd({ dir, root, address: ADDR.server, port: 21, wrap: (cmd, args) => topo.wrap('s', cmd, args), netns: topo.name('s') });
+    try {
+      const variants = [
+        { row: newRow('natOnly', 'NAT only (no ALG), PASV', 'PASV'), ruleset: {} },
+        { row: newRow('helper', 'kernel FTP helper, PORT', 'PORT'), ruleset: { helper: true } },
+      ];
+      for (let run = 1; run <= runs; run++) {
+        for (const v of variants) {
+          await topo.nft('g', gatewayRuleset(v.ruleset));
+          await measure(v.row, topo, 'c', ADDR.server, 21, `run ${run}`);
+        }
+      }
+    } finally {
+      await server.stop();
+    }
+  } catch (err) {
+    for (const key of ['natOnly', 'helper']) if (!rows[key]) newRow(key, key, 'PASV', { available: false, reason: err.message });
+    ctx.failures.push(`small files, NAT box: ${err.message}`);
+  } finally {
+    await topo?.destroy();
+    rmSync(path.join(dir, 'small-files'), { recursive: true, force: true });
+  }
+
+  const out = { files: FILES, fileBytes: FILE_BYTES, retrsPerRun: n, runs, rows: Object.fromEntries(Object.entries(rows).map(([k, r]) => [k, summarize(r)])) };
+  for (const r of Object.values(out.rows)) {
+    if (!r.available) log(`  ${r.label.padEnd(36)} n/a (${r.reason})`);
+    else {
+      const cpu = r.gatewayCpuMsPerRetr !== undefined ? `; gateway CPU ${r.gatewayCpuMsPerRetr.toFixed(3)} ms per RETR` : '';
+      log(`  ${r.label.padEnd(36)} mirror ${r.mirrorS?.toFixed(2) ?? '—'} s; RETR median ${r.retr?.median.toFixed(3) ?? '—'} ms, p90 ${r.retr?.p90.toFixed(3) ?? '—'} ms${cpu}`);
+    }
+  }
+  return out;
+}
