@@ -41,7 +41,7 @@ import { detectKernelDataPath } from './lib/helpers.mjs';
 import { ftpProxyAvailable, ftpProxyVersion } from './lib/ftp-proxy.mjs';
 import { buildTable, printTable } from './lib/report.mjs';
 
-const PARTS = ['throughput', 'netns', 'small-files', 'sessions', 'latency', 'idle', 'transfers', 'engine'];
+const PARTS = ['throughput', 'netns', 'small-files', 'sessions', 'latency', 'idle', 'transfers', 'hostile', 'engine'];
 const ALIASES = { scale: ['idle', 'transfers'], all: PARTS, loopback: ['throughput'], namespaces: ['netns'] };
 
 const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-proxy etc.: sh bench/install.sh)
@@ -65,6 +65,7 @@ const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-prox
   --transfer-size B    bytes per concurrent transfer (16777216; quick 4194304)
   --small-runs N       small-files runs per path, median reported (3; quick 1)
   --retrs N            sequential 4 KiB RETRs per small-files run (150; quick 50)
+  --hostile N          hostile sessions of each kind (pipelined, owed, endless) through one gateway (50; quick 10)
   --engine-mb MB       control stream per engine pass (32; quick 8), --engine-reps N passes (5; quick 3)
   --dist DIR           the ftp-alg build to measure (default ./dist)
   --max-seconds S      hard stop for the whole run (3600)
@@ -96,6 +97,7 @@ try {
       'transfer-size': { type: 'string' },
       'small-runs': { type: 'string' },
       retrs: { type: 'string' },
+      hostile: { type: 'string' },
       'engine-mb': { type: 'string' },
       'engine-reps': { type: 'string' },
       dist: { type: 'string' },
@@ -135,6 +137,7 @@ const flags = {
   transferSize: num('transfer-size', 16 * MiB, 4 * MiB),
   smallRuns: num('small-runs', 3, 1),
   retrs: num('retrs', 150, 50),
+  hostile: num('hostile', 50, 10),
   engineMb: num('engine-mb', 32, 8, { integer: false }),
   engineReps: num('engine-reps', 5, 3),
   maxSeconds: num('max-seconds', 3600, 3600),
@@ -256,6 +259,7 @@ const { runSessions } = await import('./parts/sessions.mjs');
 const { runIdle, runTransfers } = await import('./parts/scale.mjs');
 const { runEngine } = await import('./parts/engine.mjs');
 const { runSmallFiles } = await import('./parts/small-files.mjs');
+const { runHostile } = await import('./parts/hostile.mjs');
 
 const partTimes = {};
 async function part(name, fn) {
@@ -281,6 +285,7 @@ try {
   }
   await part('idle', () => runIdle(ctx));
   await part('transfers', () => runTransfers(ctx));
+  await part('hostile', () => runHostile(ctx));
 } finally {
   killAll();
   destroyAllSync();

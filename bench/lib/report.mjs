@@ -205,6 +205,25 @@ export function buildTable(results, { only }) {
       });
     }
   }
+  const h = results.hostile;
+  if (only.includes('hostile')) {
+    const sec = `hostile: ${h?.sessionsPerKind ?? '?'} sessions of each kind flooding one ftp-alg process without reading`;
+    if (!h?.perSession) rows.push({ section: sec, metric: 'hostile sessions', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    else {
+      for (const [name, k] of Object.entries(h.kinds)) {
+        rows.push({ section: sec, metric: `${name}: stopped being read`, value: `${k.stalled} of ${k.sessions}; ${k.writtenMiB.toFixed(1)} MiB written`, target: name === 'endless' ? '(read and dropped)' : `${k.sessions}`, ratio: '', verdict: name === 'endless' || k.stalled === k.sessions ? 'met' : 'MISSED' });
+      }
+      rows.push({ section: sec, metric: 'a normal client served meanwhile', value: h.served ? `yes, in ${h.servedMs} ms` : 'no', target: 'yes', ratio: '', verdict: h.served ? 'met' : 'MISSED' });
+      rows.push({
+        section: sec,
+        metric: 'gateway RSS per hostile session (after GC)',
+        value: `${f1(h.perSession.rss / KiB)} KiB (RSS ${f1(h.before.rss / 2 ** 20)} → ${f1(h.after.rss / 2 ** 20)} MiB; heap ${f1(h.before.heapUsed / 2 ** 20)} → ${f1(h.after.heapUsed / 2 ** 20)} MiB)`,
+        target: 'bounded (README: well under 1 MiB)',
+        ratio: '',
+        verdict: h.perSession.rss < 1024 * KiB ? 'met' : 'MISSED',
+      });
+    }
+  }
   const x = results.transfers;
   if (only.includes('transfers')) {
     const sec = `scale: ${x?.concurrent ?? '?'} concurrent downloads through one ftp-alg process`;

@@ -110,6 +110,10 @@ export const HARD_QUEUED_BYTES = 1024 * 1024;
  */
 export const MAX_WAITING_LOCAL_REPLIES = 32;
 export const MAX_OWED_REPLIES = 256;
+/** Input is framed this much at a time, as it is handled. */
+const FRAME_STEP = 4096;
+/** A command line this many times --max-line long, still without its end, closes the session. */
+export const DROP_LIMIT_LINES = 16;
 /** Refusals of one session that are logged one by one. */
 export const MAX_REFUSALS_LOGGED = 100;
 
@@ -151,8 +155,10 @@ export class ControlStream {
   private readonly order = new ReplyOrder();
   private readonly framers: Record<Side, LineFramer>;
   private readonly replies = new ReplyAssembler();
-  readonly ledgers: Record<Direction, RewriteLedger> = { 'client->server': new RewriteLedger(), 'server->client': new RewriteLedger() };
+  readonly ledgers: Record<Direction, RewriteLedger> = { 'client->server': new RewriteLedger(false), 'server->client': new RewriteLedger(false) };
   private readonly queues: Record<Side, Framed[]> = { client: [], server: [] };
+  /** Bytes received and not framed yet, and how many (what waits is counted here). */
+  private readonly unframed: Record<Side, Buffer[]> = { client: [], server: [] };
   private readonly queuedBytes: Record<Side, number> = { client: 0, server: 0 };
   private readonly paused: Record<Side, boolean> = { client: false, server: false };
   private readonly ended: Record<Side, boolean> = { client: false, server: false };
@@ -168,6 +174,7 @@ export class ControlStream {
   private overflowHead: Buffer | undefined;
   /** Inside a client command over the cap: its remaining pieces are dropped too. */
   private droppingCommand = false;
+  private droppedBytes = 0;
   private loggedIn = false;
   private nextDataId = 1;
   private readonly tracker = new TransferTracker();
@@ -369,24 +376,36 @@ export class ControlStream {
       this.out(side === 'client' ? 'client->server' : 'server->client', bytes.length, bytes, true);
       return this.flush();
     }
-    const items = this.framers[side].push(bytes);
-    if (items.some((i) => i.kind === 'line' || i.done)) this.actions.push({ type: 'activity' });
-    for (const item of items) {
-      this.queues[side].push(item);
-      this.queuedBytes[side] += item.raw.length;
-    }
+    this.unframed[side].push(bytes);
+    this.queuedBytes[side] += bytes.length;
     this.pump(side);
     return this.flush();
   }
 
-  /** Handles queued items of one side until it must wait; keeps reading paused while too much waits. */
+  /**
+   * Handles one side's input until it must wait; keeps reading paused while
+   * too much waits. Bytes are framed a few KiB at a time, as they are
+   * handled: what waits stays raw bytes, not thousands of little line
+   * objects (a pipelined "AUTH TLS" is 10 bytes, its framed line ten times that).
+   */
   private pump(side: Side): void {
     const queue = this.queues[side];
-    while (queue.length > 0 && this.phase.kind === 'parsing' && !this.blocked(side)) {
-      const item = queue.shift() as Framed;
-      this.queuedBytes[side] -= item.raw.length;
-      if (side === 'client') this.onClientItem(item);
-      else this.onServerItem(item);
+    const unframed = this.unframed[side];
+    while (this.phase.kind === 'parsing' && !this.blocked(side)) {
+      const item = queue.shift();
+      if (item) {
+        if (side === 'client') this.onClientItem(item);
+        else this.onServerItem(item);
+        continue;
+      }
+      const chunk = unframed.shift();
+      if (!chunk) break;
+      const piece = chunk.length > FRAME_STEP ? chunk.subarray(0, FRAME_STEP) : chunk;
+      if (piece !== chunk) unframed.unshift(chunk.subarray(FRAME_STEP));
+      this.queuedBytes[side] -= piece.length;
+      const items = this.framers[side].push(piece);
+      if (items.some((i) => i.kind === 'line' || i.done)) this.actions.push({ type: 'activity' });
+      queue.push(...items);
     }
     if (this.phase.kind !== 'parsing') return;
     this.passEnd(side);
@@ -395,7 +414,7 @@ export class ControlStream {
       this.close(`${side} sent over ${HARD_QUEUED_BYTES} bytes while paused`, side === 'client' ? '421 Too much pipelined input; closing control connection' : undefined);
       return;
     }
-    const wantPaused = waiting > MAX_QUEUED_BYTES || (this.blocked(side) && queue.length > 0);
+    const wantPaused = waiting > MAX_QUEUED_BYTES || (this.blocked(side) && (queue.length > 0 || unframed.length > 0));
     if (wantPaused !== this.paused[side]) {
       this.paused[side] = wantPaused;
       this.actions.push({ type: wantPaused ? 'pause' : 'resume', side });
@@ -420,7 +439,7 @@ export class ControlStream {
 
   /** The peer's FIN goes on once everything it sent before has been handled. */
   private passEnd(side: Side): void {
-    if (!this.ended[side] || this.endPassed[side] || this.queues[side].length > 0 || this.blocked(side)) return;
+    if (!this.ended[side] || this.endPassed[side] || this.queues[side].length > 0 || this.unframed[side].length > 0 || this.blocked(side)) return;
     this.endPassed[side] = true;
     const dir: Direction = side === 'client' ? 'client->server' : 'server->client';
     const tail = this.framers[side].end();
@@ -438,8 +457,15 @@ export class ControlStream {
       if (!this.droppingCommand) {
         this.refuse({ code: REASON.LINE_TOO_LONG, message: `command longer than ${this.config.maxLineBytes} bytes dropped` }, 'command', item.raw.subarray(0, 40).toString('latin1'));
         this.answer(`500 Command line too long (over ${this.config.maxLineBytes} bytes)`);
+        this.droppedBytes = 0;
       }
       this.droppingCommand = !item.done;
+      this.droppedBytes += item.raw.length;
+      // No client needs a command line many times the cap; reading and
+      // dropping one that never ends would only burn the gateway's time.
+      if (this.droppingCommand && this.droppedBytes > DROP_LIMIT_LINES * this.config.maxLineBytes) {
+        this.close('line far over the limit', `421 Command line over ${DROP_LIMIT_LINES * this.config.maxLineBytes} bytes without an end; closing control connection`);
+      }
       return;
     }
     this.trace('client->server', redactCommand(item.text));
@@ -695,7 +721,8 @@ export class ControlStream {
     this.actions.push({ type: 'login-settled' });
     for (const side of ['server', 'client'] as const) {
       const dir: Direction = side === 'client' ? 'client->server' : 'server->client';
-      const rest = [...this.queues[side].splice(0).map((i) => i.raw), this.framers[side].end()].filter((b): b is Buffer => b !== undefined);
+      // In the order they came: lines framed, the partial line after them, bytes not framed yet.
+      const rest = [...this.queues[side].splice(0).map((i) => i.raw), this.framers[side].end(), ...this.unframed[side].splice(0)].filter((b): b is Buffer => b !== undefined);
       this.queuedBytes[side] = 0;
       for (const b of rest) this.out(dir, b.length, b, true);
       if (this.paused[side]) {

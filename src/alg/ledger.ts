@@ -16,8 +16,17 @@ export interface LedgerEntry {
 
 export class RewriteLedger {
   readonly entries: LedgerEntry[] = [];
+  /** The newest entry, kept whether or not the history is. */
+  last: LedgerEntry | undefined;
   private inputOffset = 0;
   private cumulative = 0;
+
+  /**
+   * `history`: keep every entry (the capture analyser maps offsets through
+   * them). A live session keeps none: a client that has thousands of
+   * commands refused must not grow a list for as long as it stays.
+   */
+  constructor(private readonly history = true) {}
 
   /** Bytes that passed through unchanged. */
   passed(bytes: number): void {
@@ -29,7 +38,8 @@ export class RewriteLedger {
     this.cumulative += after - before;
     const entry = { offset: this.inputOffset, before, after, delta: this.cumulative };
     this.inputOffset += before;
-    this.entries.push(entry);
+    if (this.history) this.entries.push(entry);
+    this.last = entry;
     return entry;
   }
 

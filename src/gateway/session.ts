@@ -266,14 +266,41 @@ export class ControlSession {
 
   // ---- carrying out the stream's actions -----------------------------------
 
+  /**
+   * Carries out actions in order. Consecutive writes to one peer go out as
+   * one socket write: a pipelining client gets hundreds of replies from one
+   * read, and one write each would cost more than everything else here.
+   */
   private perform(actions: Action[]): void {
+    const pending: Record<Side, Buffer[]> = { client: [], server: [] };
+    const flush = () => {
+      for (const side of ['client', 'server'] as const) {
+        const bufs = pending[side];
+        if (bufs.length === 0 || this.phase.kind !== 'running') continue;
+        pending[side] = [];
+        const { server, stream } = this.phase;
+        this.write(side, side === 'client' ? this.client : server, bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs), stream);
+      }
+    };
+    try {
+      this.carryOut(actions, pending, flush);
+    } finally {
+      flush();
+    }
+  }
+
+  private carryOut(actions: Action[], pending: Record<Side, Buffer[]>, flush: () => void): void {
     for (const action of actions) {
+      if (this.phase.kind !== 'running') return;
+      if (action.type === 'write') {
+        pending[action.to].push(action.bytes);
+        continue;
+      }
+      // What the log says need not wait for the bytes; everything else comes after them.
+      if (action.type !== 'event') flush();
       if (this.phase.kind !== 'running') return;
       const { server, stream } = this.phase;
       switch (action.type) {
-        case 'write':
-          this.write(action.to, action.to === 'client' ? this.client : server, action.bytes, stream);
-          break;
         case 'end': {
           const socket = action.to === 'client' ? this.client : server;
           if (!socket.writableEnded) socket.end();

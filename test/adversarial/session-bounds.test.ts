@@ -64,9 +64,9 @@ describe('crash isolation: one error boundary per session', () => {
       await bystander.login();
       const victim = await FtpClient.connect('127.0.0.1', port);
       await victim.login();
-      // The rewritten 227 goes out before its event is reported; the throw comes right after.
-      expect((await victim.send('PASV')).code).toBe(227);
-      const reply = await victim.read();
+      // The rewritten 227 may or may not have gone out before the throw; the 421 comes last.
+      let reply = await victim.send('PASV');
+      if (reply.code === 227) reply = await victim.read();
       expect(reply.code).toBe(421);
       expect(reply.text).toMatch(/Internal gateway error/);
       const error = await log.waitFor('internal-error');

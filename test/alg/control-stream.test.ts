@@ -64,7 +64,7 @@ class Driver {
           this.events.push(a.event);
           if (a.event.event === 'rewrite') {
             const dir = a.event.direction;
-            const entry = this.stream.ledgers[dir].entries.at(-1)!;
+            const entry = this.stream.ledgers[dir].last!;
             const outputSoFar = Buffer.concat(this.out[dir === 'client->server' ? 'server' : 'client']).length;
             this.rewriteChecks.push({ dir, outputSoFar, inputEnd: entry.offset + entry.before, delta: a.event.delta });
           }
@@ -316,6 +316,16 @@ describe('bounded input: a peer that floods waits unread', () => {
     d.run(d.stream.congestion('client', false));
     expect(d.text('server')).toBe('NOOP\r\nNOOP\r\n');
     expect(d.paused.client).toBe(false);
+  });
+
+  test('a command line that never ends is dropped, then the session is closed', () => {
+    const d = new Driver().server(GREETING);
+    d.client('A'.repeat(2000));
+    expect(d.codes('refuse')).toMatchObject([{ code: 'LINE_TOO_LONG' }]);
+    expect(d.closed).toBeUndefined();
+    for (let i = 0; i < 20 && !d.closed; i++) d.client('A'.repeat(1000));
+    expect(d.closed).toMatchObject({ reason: 'line far over the limit', lastWords: expect.stringMatching(/^421 /) });
+    expect(d.text('server')).toBe('');
   });
 
   test('a client ignoring the pause is closed past the hard cap', () => {
