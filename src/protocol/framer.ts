@@ -258,3 +258,16 @@ export function abortLine(body: Buffer, eol: Eol): FramedLine | undefined {
   const raw = Buffer.concat([m[1] === '' ? Buffer.alloc(0) : SYNCH, verb, Buffer.from(eol, 'latin1')]);
   return { kind: 'line', raw, text: m[2]!, eol };
 }
+
+/**
+ * An ABOR line as its client sent it on the wire, in three parts: bytes
+ * before the urgent one, the part whose last byte goes as urgent data, and
+ * the rest. Telnet Synch makes its DM urgent (RFC 854, lftp); a plain ABOR
+ * goes urgent whole, as Python's ftplib sends it. Servers differ in which
+ * form they take (ProFTPD hangs on a plain ABOR whose LF is urgent,
+ * Pure-FTPd ignores a line with Telnet bytes), so the client's form is kept.
+ */
+export function abortUrgentParts(raw: Buffer): [Buffer, Buffer, Buffer] {
+  if (raw.subarray(0, SYNCH.length).equals(SYNCH)) return [raw.subarray(0, 3), raw.subarray(3, 4), raw.subarray(4)];
+  return [raw.subarray(0, 0), raw, raw.subarray(raw.length)];
+}
