@@ -5,7 +5,7 @@
  * src/alg, data relaying in data.ts.
  */
 import type { Socket } from 'node:net';
-import { LineFramer, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
+import { LineFramer, abortUrgentParts, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
 import { parseCommand, redactCommand, transferDirection, TRANSFER_VERBS } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
 import { classifyAddress, formatEndpoint, ipOf, sameAddress, type IpAddress } from '../protocol/address.js';
@@ -26,6 +26,7 @@ import { REASON, type Refusal } from '../alg/policy.js';
 import { DataChannel, type DataChannelOptions } from './data.js';
 import { NatChannel } from './nat-channel.js';
 import { KernelNatError, type KernelNat } from './kernel-nat.js';
+import { sendUrgent } from './original-dst.js';
 import { PortsExhaustedError, type PortPool } from './ports.js';
 import type { Direction, EventSink } from './events.js';
 
@@ -332,12 +333,19 @@ export class ControlSession {
     }
     this.trace('client->server', redactCommand(item.text));
     const cmd = parseCommand(item.text);
+    if (cmd.malformed) {
+      this.ledgers['client->server'].rewrote(item.received ?? item.raw.length, 0);
+      this.refuse({ code: REASON.MALFORMED_COMMAND, message: cmd.malformed }, cmd.verb || 'command', item.text);
+      this.answer(`500 Syntax error, command unrecognized (${cmd.malformed})`);
+      return;
+    }
     if (cmd.verb === 'QUIT') this.quitSent = true;
     const decision: ClientDecision = this.translator!.onClientCommand(cmd);
     switch (decision.type) {
       case 'forward':
-        this.pass(server, item, 'client->server');
         this.order.sent(decision.sent);
+        if (cmd.verb === 'ABOR') return this.passAbort(server, item);
+        this.pass(server, item, 'client->server');
         return;
       case 'tls-passthrough':
         this.pass(server, item, 'client->server');
@@ -710,8 +718,29 @@ export class ControlSession {
   }
 
   private pass(dest: Socket, item: Framed, dir: Direction): void {
-    this.ledgers[dir].passed(item.raw.length);
+    this.account(item, dir);
     this.write(dest, item.raw, dir);
+  }
+
+  /** A line the framer repaired stands for another number of input bytes than it has. */
+  private account(item: Framed, dir: Direction): void {
+    const received = item.kind === 'line' ? item.received : undefined;
+    if (received === undefined) this.ledgers[dir].passed(item.raw.length);
+    else this.ledgers[dir].rewrote(received, item.raw.length);
+  }
+
+  /**
+   * ABOR with urgent data, as the client sent it: vsftpd notices an ABOR
+   * during a transfer only through SIGURG. The urgent byte goes once all
+   * before it has reached the kernel, or it would overtake it.
+   */
+  private async passAbort(server: Socket, item: FramedLine): Promise<void> {
+    this.account(item, 'client->server');
+    if (server.destroyed || server.writableEnded) return;
+    const [before, urgent, after] = abortUrgentParts(item.raw);
+    await new Promise<void>((resolve) => server.write(before, () => resolve()));
+    if (!sendUrgent(server, urgent)) this.write(server, urgent, 'client->server');
+    this.write(server, after, 'client->server');
   }
 
   /**
