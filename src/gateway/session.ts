@@ -732,7 +732,9 @@ export class ControlSession {
   /**
    * ABOR with urgent data, as the client sent it: vsftpd notices an ABOR
    * during a transfer only through SIGURG. The urgent byte goes once all
-   * before it has reached the kernel, or it would overtake it.
+   * before it has reached the kernel, or it would overtake it. Then the data
+   * channel closes on both sides (RFC 959 §4.1.3): the client wants no more
+   * of it, and its completion reply must not wait for data nobody reads.
    */
   private async passAbort(server: Socket, item: FramedLine): Promise<void> {
     this.account(item, 'client->server');
@@ -741,6 +743,7 @@ export class ControlSession {
     await new Promise<void>((resolve) => server.write(before, () => resolve()));
     if (!sendUrgent(server, urgent)) this.write(server, urgent, 'client->server');
     this.write(server, after, 'client->server');
+    this.data?.close('the client aborted the transfer (ABOR)');
   }
 
   /**
