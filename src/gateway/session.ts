@@ -126,6 +126,8 @@ export class ControlSession {
   private lastFinalCode: number | undefined;
   /** The data channel the next transfer uses. */
   private data: DataChannel | NatChannel | undefined;
+  /** The channel of the transfer the client sent ABOR for. */
+  private abortedChannel: DataChannel | NatChannel | undefined;
   /** Every channel not yet closed, the current one and any still draining. */
   private readonly channels = new Set<DataChannel | NatChannel>();
   private overflowing = false;
@@ -559,6 +561,10 @@ export class ControlSession {
    */
   private async completeTransfer(reply: Reply, items: Framed[], sent: SentCommand): Promise<void> {
     const channel = this.data!;
+    if (channel === this.abortedChannel) {
+      this.abortedChannel = undefined;
+      channel.close(`the client aborted the transfer (ABOR); ${reply.code} from the server`);
+    }
     const waitForData =
       channel instanceof DataChannel &&
       completionAwaitsData(reply.code) &&
@@ -732,9 +738,10 @@ export class ControlSession {
   /**
    * ABOR with urgent data, as the client sent it: vsftpd notices an ABOR
    * during a transfer only through SIGURG. The urgent byte goes once all
-   * before it has reached the kernel, or it would overtake it. Then the data
-   * channel closes on both sides (RFC 959 §4.1.3): the client wants no more
-   * of it, and its completion reply must not wait for data nobody reads.
+   * before it has reached the kernel, or it would overtake it. The server
+   * decides how the transfer ends; its completion reply then closes the data
+   * channel at once (RFC 959 §4.1.3) instead of waiting for data the
+   * aborting client no longer reads.
    */
   private async passAbort(server: Socket, item: FramedLine): Promise<void> {
     this.account(item, 'client->server');
@@ -743,7 +750,7 @@ export class ControlSession {
     await new Promise<void>((resolve) => server.write(before, () => resolve()));
     if (!sendUrgent(server, urgent)) this.write(server, urgent, 'client->server');
     this.write(server, after, 'client->server');
-    this.data?.close('the client aborted the transfer (ABOR)');
+    this.abortedChannel = this.data;
   }
 
   /**
