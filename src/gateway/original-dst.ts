@@ -6,8 +6,8 @@
  *   redirected it to us? Linux keeps the answer in conntrack and hands it out
  *   through getsockopt(SO_ORIGINAL_DST);
  * - ABOR: clients send one byte of it as TCP urgent data, which Linux drops
- *   from the stream unless the socket has SO_OOBINLINE (vsftpd, ProFTPD and
- *   pyftpdlib all set it), and a server that aborts on SIGURG (vsftpd with
+ *   from the stream unless the socket has SO_OOBINLINE (vsftpd and pyftpdlib
+ *   set it), and a server that aborts on SIGURG (vsftpd with
  *   async_abor_enable) only notices an ABOR that carries urgent data again:
  *   send(MSG_OOB).
  */

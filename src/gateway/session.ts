@@ -738,8 +738,8 @@ export class ControlSession {
   /**
    * ABOR with urgent data, as the client sent it: a server that aborts on
    * SIGURG (vsftpd with async_abor_enable) notices nothing else during a
-   * transfer. The urgent byte goes once all
-   * before it has reached the kernel, or it would overtake it. The server
+   * transfer. The urgent byte goes once all before it has reached the
+   * kernel, or it would overtake it. The server
    * decides how the transfer ends; its completion reply then closes the data
    * channel at once (RFC 959 §4.1.3) instead of waiting for data the
    * aborting client no longer reads.
