@@ -12,7 +12,7 @@
  * ledger of its direction: the offset/delta contract of `rewrite` events
  * holds by construction.
  */
-import { LineFramer, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
+import { LineFramer, abortUrgentParts, encodeLine, encodeRewrittenLine, rawBody, type Framed, type FramedLine } from '../protocol/framer.js';
 import { parseCommand, redactCommand, transferDirection, TRANSFER_VERBS } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
 import { formatEndpoint, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
@@ -64,6 +64,13 @@ export type DataFailure = 'ports-exhausted' | 'listeners-exceeded' | 'listen-fai
 
 export type Action =
   | { type: 'write'; to: Side; bytes: Buffer }
+  /**
+   * ABOR as the client sent it, with its urgent byte (RFC 959 §4.1.3): write
+   * `before`, then `urgent` as TCP urgent data once all before it has left,
+   * then `after`; call urgentSent() when done. Nothing else goes to the
+   * server meanwhile.
+   */
+  | { type: 'write-urgent'; to: 'server'; before: Buffer; urgent: Buffer; after: Buffer }
   /** The peer's end of stream, passed on once everything before it went out. */
   | { type: 'end'; to: Side }
   | { type: 'event'; event: StreamEvent }
@@ -74,7 +81,7 @@ export type Action =
    * The transfer's final reply arrived: let the channel finish (flush what it
    * relayed toward `toward` when `awaitData`), then call dataFinished(id).
    */
-  | { type: 'finish-data'; id: number; code: number; awaitData: boolean; toward: Side }
+  | { type: 'finish-data'; id: number; code: number; awaitData: boolean; toward: Side; aborted: boolean }
   | { type: 'pause'; side: Side }
   | { type: 'resume'; side: Side }
   /** The login timer has no more use: logged in, or the login went out of sight (TLS). */
@@ -121,7 +128,9 @@ type ClientWait =
   | { kind: 'none' }
   | { kind: 'active-open'; id: number; item: FramedLine; decision: Extract<ClientDecision, { type: 'active' }> }
   /** AUTH passed through: nothing more is read until the server has answered it. */
-  | { kind: 'auth' };
+  | { kind: 'auth' }
+  /** An ABOR goes out with its urgent byte: nothing else may overtake it. */
+  | { kind: 'urgent' };
 
 type ServerWait =
   | { kind: 'none' }
@@ -182,6 +191,8 @@ export class ControlStream {
   /** The data channel the next transfer uses. */
   private currentData: number | undefined;
   private releasedData: number | undefined;
+  /** The channel of the transfer the client sent ABOR for. */
+  private abortedData: number | undefined;
   private actions: Action[] = [];
   /** After QUIT the server closing first is the normal end, not its doing. */
   quitSent = false;
@@ -243,6 +254,14 @@ export class ControlStream {
     return this.flush();
   }
 
+  /** The ABOR and its urgent byte are out. */
+  urgentSent(): Action[] {
+    if (this.phase.kind === 'closed' || this.clientWait.kind !== 'urgent') return [];
+    this.clientWait = { kind: 'none' };
+    this.pump('client');
+    return this.flush();
+  }
+
   /** Writes toward `side` piled up (true) or drained (false): the rule is one for all bytes, relayed or ours. */
   congestion(side: Side, congested: boolean): Action[] {
     if (this.phase.kind === 'closed' || this.congested[side] === congested) return [];
@@ -292,7 +311,7 @@ export class ControlStream {
     const reply = `425 Can't open data connection through the gateway (${why})`;
     if (cw.kind === 'active-open' && cw.id === id) {
       this.clientWait = { kind: 'none' };
-      this.out('client->server', cw.item.raw.length, undefined);
+      this.out('client->server', consumed(cw.item), undefined);
       this.answer(reply);
       this.pump('client');
     }
@@ -470,16 +489,24 @@ export class ControlStream {
     }
     this.trace('client->server', redactCommand(item.text));
     const cmd = parseCommand(item.text);
+    if (cmd.malformed) {
+      // No two servers read such a line alike: one may take it for PORT.
+      this.out('client->server', consumed(item), undefined);
+      this.refuse({ code: REASON.MALFORMED_COMMAND, message: cmd.malformed }, cmd.verb || 'command', item.text);
+      this.answer(`500 Syntax error, command unrecognized (${cmd.malformed})`);
+      return;
+    }
     if (cmd.verb === 'QUIT') this.quitSent = true;
     const decision = this.translator.onClientCommand(cmd);
     if (decision.type !== 'answer') this.track(this.tracker.commandSent({ verb: cmd.verb, argument: cmd.arg }, this.config.now()));
     switch (decision.type) {
       case 'forward':
-        this.out('client->server', item.raw.length, item.raw, true);
         this.order.sent(decision.sent);
+        if (cmd.verb === 'ABOR') return this.forwardAbort(item);
+        this.passLine('client->server', item);
         return;
       case 'tls-passthrough':
-        this.out('client->server', item.raw.length, item.raw, true);
+        this.passLine('client->server', item);
         this.order.sent(decision.sent);
         // After a 234 the client's next bytes are TLS, after a refusal plain
         // FTP again: nothing more is read until the server has answered.
@@ -490,7 +517,7 @@ export class ControlStream {
         this.order.sent(decision.sent);
         return;
       case 'answer':
-        this.out('client->server', item.raw.length, undefined);
+        this.out('client->server', consumed(item), undefined);
         if (decision.refusal) this.refuse(decision.refusal, cmd.verb, item.text);
         this.answer(decision.reply);
         return;
@@ -633,13 +660,18 @@ export class ControlStream {
       // so far has been flushed to it: a client that sees 226 first may
       // close the data connection and lose the tail.
       const id = this.currentData;
+      // After ABOR the client reads no more data: the channel closes at
+      // once instead of waiting to flush (RFC 959 §4.1.3).
+      const aborted = this.abortedData === id;
+      if (aborted) this.abortedData = undefined;
       this.serverWait = { kind: 'finish', id, reply, items };
       this.actions.push({
         type: 'finish-data',
         id,
         code: reply.code,
-        awaitData: completionAwaitsData(reply.code),
+        awaitData: !aborted && completionAwaitsData(reply.code),
         toward: transferDirection(sent.verb) === 'to-server' ? 'server' : 'client',
+        aborted,
       });
       return;
     }
@@ -744,6 +776,23 @@ export class ControlStream {
     this.pump('client');
   }
 
+  /**
+   * ABOR goes on in the client's form, its urgent byte as urgent data: a
+   * server that aborts on SIGURG notices nothing else during a transfer.
+   */
+  private forwardAbort(item: FramedLine): void {
+    const [before, urgent, after] = abortUrgentParts(item.raw);
+    this.record('client->server', consumed(item), item.raw.length, item.received === undefined);
+    this.actions.push({ type: 'write-urgent', to: 'server', before, urgent, after });
+    this.clientWait = { kind: 'urgent' };
+    this.abortedData = this.currentData;
+  }
+
+  /** A line passed on as it came (a line the framer repaired stands for another number of input bytes). */
+  private passLine(dir: Direction, item: FramedLine): void {
+    this.out(dir, consumed(item), item.raw, item.received === undefined);
+  }
+
   /** Answers the client ourselves, in its turn (see ReplyOrder). */
   private answer(reply: string): void {
     for (const r of this.order.local(reply)) this.writeLocal(r);
@@ -771,7 +820,7 @@ export class ControlStream {
    */
   private replaceLine(dir: Direction, item: FramedLine, text: string, kind: string, reason: string): void {
     const bytes = dir === 'client->server' ? encodeLine(text, item.eol) : encodeRewrittenLine(text, item.eol);
-    this.rewrite(dir, kind, item.text, text, item.raw.length, bytes, reason);
+    this.rewrite(dir, kind, item.text, text, consumed(item), bytes, reason);
   }
 
   private rewrite(dir: Direction, kind: string, before: string, after: string, consumed: number, bytes: Buffer, reason: string): void {
@@ -785,10 +834,18 @@ export class ControlStream {
    * entry, so the ledger always matches what was written.
    */
   private out(dir: Direction, consumed: number, bytes: Buffer | undefined, unchanged = false) {
-    if (unchanged && bytes) this.ledgers[dir].passed(consumed);
-    const entry = unchanged && bytes ? undefined : this.ledgers[dir].rewrote(consumed, bytes?.length ?? 0);
+    const entry = this.record(dir, consumed, bytes?.length ?? 0, unchanged && bytes !== undefined);
     if (bytes && bytes.length > 0) this.actions.push({ type: 'write', to: SIDE_OF[dir], bytes });
     return entry;
+  }
+
+  /** The ledger's half of out(), for bytes that leave by another action. */
+  private record(dir: Direction, consumed: number, produced: number, unchanged: boolean) {
+    if (unchanged) {
+      this.ledgers[dir].passed(consumed);
+      return undefined;
+    }
+    return this.ledgers[dir].rewrote(consumed, produced);
   }
 
   /**
@@ -835,3 +892,8 @@ export class ControlStream {
   }
 }
 
+
+/** Input bytes a framed item stands for: a line the framer repaired (a lost urgent byte) differs from its bytes. */
+function consumed(item: Framed): number {
+  return item.kind === 'line' ? (item.received ?? item.raw.length) : item.raw.length;
+}

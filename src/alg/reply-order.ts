@@ -60,7 +60,20 @@ export class ReplyOrder {
       const stat = this.queue.findIndex((e) => e.kind === 'server' && e.sent?.verb === 'STAT');
       if (stat > 0) return stat;
     }
+    if (this.abortFolded(code)) return 1;
     return 0;
+  }
+
+  /**
+   * ABOR is owed a reply, but this one cannot be ABOR's (only 225, 226 or an
+   * error can): the server answered the aborted transfer and ABOR with one
+   * reply. pyftpdlib does when the transfer had already finished ("226 ABOR
+   * command successful" and nothing else), so this reply is the next command's.
+   */
+  private abortFolded(code: number | undefined): boolean {
+    const [head, next] = this.queue;
+    if (code === undefined || head?.kind !== 'server' || head.sent?.verb !== 'ABOR' || next?.kind !== 'server') return false;
+    return code !== 225 && code !== 226 && code < 400;
   }
 
   /** The command a final reply with this code answers (undefined: the greeting, or nothing owed). */
@@ -72,8 +85,10 @@ export class ReplyOrder {
 
   /** The server's final reply (with its code) has gone out: the local replies now due. */
   finalReplied(code?: number): string[] {
+    const folded = this.abortFolded(code);
     const i = this.answeredIndex(code);
     if (i >= 0) this.queue.splice(i, 1);
+    if (folded) this.queue.shift(); // ABOR's reply was folded into the transfer's: nothing more comes for it
     const due: string[] = [];
     while (this.queue[0]?.kind === 'local') {
       due.push((this.queue.shift() as { reply: string }).reply);

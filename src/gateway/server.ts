@@ -12,6 +12,7 @@ import { formatEndpoint, ipOf, networkOf } from '../protocol/address.js';
 import type { EventSink } from './events.js';
 import { KernelNat } from './kernel-nat.js';
 import { KernelDataPath, RelayDataPath } from './data-path.js';
+import { keepUrgentInline } from './original-dst.js';
 
 export interface GatewayOptions {
   mode: 'reverse' | 'forward';
@@ -122,6 +123,11 @@ export class Gateway {
   private retired: Promise<void> | undefined;
   private released: Promise<void> | undefined;
   private listenerGone: Promise<void> | undefined;
+  /**
+   * How the last client's ABOR urgent byte is handled: kept in line by the
+   * socket (SO_OOBINLINE), or lost and the ABOR repaired by the framer.
+   */
+  urgentData: 'inline' | 'repair' | undefined;
 
   private constructor(
     private readonly listener: net.Server,
@@ -175,6 +181,7 @@ export class Gateway {
       return;
     }
     socket.setNoDelay(true);
+    this.keepUrgentInline(socket);
     const session = new ControlSession(sessionId(), socket, this.opts.session, this.opts.sink, this.opts.dialServer);
     this.sessions.add(session);
     this.perClient.set(client, fromClient + 1);
@@ -185,6 +192,16 @@ export class Gateway {
       else this.perClient.delete(client);
     });
     session.start().catch((err: Error) => session.close(`internal error: ${err.message}`, '421 Internal gateway error'));
+  }
+
+  /** Before the first read (the socket is paused on accept), so that no urgent byte is lost. */
+  private keepUrgentInline(socket: Socket): void {
+    const result = keepUrgentInline(socket);
+    const path = result.inline ? 'inline' : 'repair';
+    if (!result.inline && this.urgentData !== 'repair') {
+      this.opts.sink({ event: 'warning', message: `${result.reason}: the byte a client sends urgent with ABOR is lost; ABOR is repaired instead` });
+    }
+    this.urgentData = path;
   }
 
   /**

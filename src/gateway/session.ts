@@ -12,6 +12,7 @@ import type { TranslatorConfig } from '../alg/translator.js';
 import { REASON } from '../codes.js';
 import type { Refusal } from '../alg/policy.js';
 import { DataOpenError, type Channel, type DataPath } from './data-path.js';
+import { sendUrgent } from './original-dst.js';
 import type { Direction, EventSink, GatewayEvent } from './events.js';
 
 export interface SessionConfig {
@@ -301,6 +302,9 @@ export class ControlSession {
       if (this.phase.kind !== 'running') return;
       const { server, stream } = this.phase;
       switch (action.type) {
+        case 'write-urgent':
+          this.writeUrgent(server, action.before, action.urgent, action.after, stream);
+          break;
         case 'end': {
           const socket = action.to === 'client' ? this.client : server;
           if (!socket.writableEnded) socket.end();
@@ -318,7 +322,7 @@ export class ControlSession {
           break;
         }
         case 'finish-data':
-          this.finishData(action.id, action.code, action.awaitData, action.toward, stream);
+          this.finishData(action, stream);
           break;
         case 'pause':
           this.pauseFor(action.side === 'client' ? this.client : server, 'stream');
@@ -406,13 +410,35 @@ export class ControlSession {
     };
   }
 
-  private finishData(id: number, code: number, awaitData: boolean, toward: Side, stream: ControlStream): void {
+  private finishData(action: Extract<Action, { type: 'finish-data' }>, stream: ControlStream): void {
+    const { id, code, awaitData, toward, aborted } = action;
     const channel = this.channels.get(id);
+    if (aborted) channel?.close(`the client aborted the transfer (ABOR); ${code} from the server`);
     const finished = channel ? channel.finish(code, awaitData, toward) : Promise.resolve();
     finished.then(
       () => this.guarded(() => this.perform(stream.dataFinished(id))),
-      (err: unknown) => this.guarded(() => { throw err; }),
+      (err: unknown) =>
+        this.guarded(() => {
+          throw err;
+        }),
     );
+  }
+
+  /**
+   * The urgent byte bypasses Node's write queue (a send with MSG_OOB on the
+   * socket), so it goes only once everything before it has left; where it
+   * cannot (no native call), the bytes go as ordinary data.
+   */
+  private writeUrgent(server: Socket, before: Buffer, urgent: Buffer, after: Buffer, stream: ControlStream): void {
+    const rest = () =>
+      this.guarded(() => {
+        if (this.phase.kind !== 'running' || server.destroyed || server.writableEnded) return;
+        if (!sendUrgent(server, urgent)) server.write(urgent);
+        server.write(after);
+        this.perform(stream.urgentSent());
+      });
+    if (server.destroyed || server.writableEnded) return;
+    server.write(before, rest);
   }
 
   private write(to: Side, dest: Socket, buf: Buffer, stream: ControlStream): void {

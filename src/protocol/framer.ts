@@ -11,6 +11,9 @@
  * A line longer than the cap is not buffered: its bytes are handed out as
  * `overflow` pieces as they arrive, so memory stays bounded whatever the peer
  * sends; the caller decides whether to relay or drop them.
+ *
+ * One line is repaired rather than passed as it came: ABOR, whose last
+ * Telnet or line byte clients send as TCP urgent data (see abortLine).
  */
 
 export type Eol = '\r\n' | '\n';
@@ -22,6 +25,11 @@ export interface FramedLine {
   /** Latin-1 text without terminator and without Telnet command sequences: for parsing only. */
   text: string;
   eol: Eol;
+  /**
+   * Input bytes this line stands for, when not `raw.length`: an ABOR the
+   * framer repaired, or the line after one whose delayed LF it swallowed.
+   */
+  received?: number;
 }
 
 export interface FramedOverflow {
@@ -43,6 +51,10 @@ export class LineFramer {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private overflowing = false;
+  /** An ABOR ended at a bare CR that closed its chunk: a leading LF next is its own. */
+  private swallowLf = false;
+  /** Input bytes swallowed since the last line, reported with the next one. */
+  private carry = 0;
 
   constructor(readonly maxLineBytes: number = DEFAULT_MAX_LINE_BYTES) {
     if (!Number.isInteger(maxLineBytes) || maxLineBytes < 8) {
@@ -58,9 +70,32 @@ export class LineFramer {
   push(chunk: Buffer): Framed[] {
     const out: Framed[] = [];
     let start = 0;
+    if (this.swallowLf && chunk.length > 0) {
+      // The LF of an ABOR already sent on at its CR: it arrived after all.
+      this.swallowLf = false;
+      if (chunk[0] === LF) {
+        start = 1;
+        this.carry += 1;
+      }
+    }
     while (start < chunk.length) {
       const lf = chunk.indexOf(LF, start);
       const end = lf === -1 ? chunk.length : lf + 1;
+      if (!this.overflowing) {
+        const cr = chunk.indexOf(CR, start);
+        if (cr !== -1 && cr < end && chunk[cr + 1] !== LF) {
+          const abor = abortLine(this.peek(chunk.subarray(start, cr)), '\r\n');
+          if (abor) {
+            const received = this.pendingBytes + cr + 1 - start;
+            this.pending = [];
+            this.pendingBytes = 0;
+            out.push(this.withCarry(abor, received));
+            start = cr + 1;
+            this.swallowLf = start === chunk.length;
+            continue;
+          }
+        }
+      }
       const piece = chunk.subarray(start, end);
       start = end;
 
@@ -80,7 +115,10 @@ export class LineFramer {
         this.pendingBytes += piece.length;
         continue;
       }
-      out.push(lineFromRaw(this.take(piece)));
+      const raw = this.take(piece);
+      const line = lineFromRaw(raw);
+      const abor = abortLine(raw.subarray(0, raw.length - line.eol.length), line.eol);
+      out.push(this.withCarry(abor ?? line, raw.length));
     }
     return out;
   }
@@ -89,6 +127,18 @@ export class LineFramer {
   end(): Buffer | undefined {
     if (this.pendingBytes === 0) return undefined;
     return this.take(Buffer.alloc(0));
+  }
+
+  /** The line so far with `more` appended, without consuming it. */
+  private peek(more: Buffer): Buffer {
+    return this.pending.length === 0 ? more : Buffer.concat([...this.pending, more]);
+  }
+
+  /** Marks how many input bytes a line stands for when that is not its length. */
+  private withCarry(line: FramedLine, received: number): FramedLine {
+    const total = received + this.carry;
+    this.carry = 0;
+    return total === line.raw.length ? line : { ...line, received: total };
   }
 
   private take(last: Buffer): Buffer {
@@ -112,6 +162,8 @@ export function lineFromRaw(raw: Buffer): FramedLine {
 }
 
 const IAC = 0xff;
+const IP = 0xf4;
+const DM = 0xf2;
 const SB = 0xfa;
 const SE = 0xf0;
 const WILL = 0xfb;
@@ -179,4 +231,43 @@ export function rawBody(line: FramedLine): string {
 export function encodeRewrittenLine(body: string, eol: Eol): Buffer {
   if (body.includes('\n') || /[^\x00-\xff]/.test(body)) throw new Error('refusing to encode a rewritten line containing LF or a character above U+00FF');
   return Buffer.from(body + eol, 'latin1');
+}
+
+/** What may stand before ABOR: Telnet IAC IP IAC DM, with any one byte of it lost. */
+const ABOR_BODY = /^([\xff\xf4\xf2]{0,8})(abor)$/i;
+const SYNCH = Buffer.from([IAC, IP, IAC, DM]);
+
+/**
+ * ABOR as the server must see it, or undefined when `body` (a line without
+ * its terminator) is not an ABOR.
+ *
+ * RFC 959 §4.1.3 has clients send Telnet IP and Synch (IAC IP IAC DM, the DM
+ * as TCP urgent data) before ABOR; Python's ftplib sends `ABOR\r\n` itself as
+ * urgent data. A receiver without SO_OOBINLINE loses the urgent byte: lftp's
+ * DM (`IAC IP IAC ABOR`), BSD ftp's second IAC (`IAC IP DM ABOR`, which
+ * ProFTPD reads as `\xf2ABOR`), ftplib's LF (`ABOR\r`, which the client
+ * never completes: it waits for the reply). Those become the whole Synch and
+ * ABOR again, and a bare CR ends the line, so that the next command is never
+ * glued to it.
+ */
+export function abortLine(body: Buffer, eol: Eol): FramedLine | undefined {
+  if (body.length > 12) return undefined;
+  const m = ABOR_BODY.exec(body.toString('latin1'));
+  if (!m || (m[1] !== '' && !m[1]!.includes('\xff'))) return undefined;
+  const verb = Buffer.from(m[2]!, 'latin1');
+  const raw = Buffer.concat([m[1] === '' ? Buffer.alloc(0) : SYNCH, verb, Buffer.from(eol, 'latin1')]);
+  return { kind: 'line', raw, text: m[2]!, eol };
+}
+
+/**
+ * An ABOR line as its client sent it on the wire, in three parts: bytes
+ * before the urgent one, the part whose last byte goes as urgent data, and
+ * the rest. Telnet Synch makes its DM urgent (RFC 854, lftp); a plain ABOR
+ * goes urgent whole, as Python's ftplib sends it. Servers differ in which
+ * form they take (ProFTPD hangs on a plain ABOR whose LF is urgent,
+ * Pure-FTPd ignores a line with Telnet bytes), so the client's form is kept.
+ */
+export function abortUrgentParts(raw: Buffer): [Buffer, Buffer, Buffer] {
+  if (raw.subarray(0, SYNCH.length).equals(SYNCH)) return [raw.subarray(0, 3), raw.subarray(3, 4), raw.subarray(4)];
+  return [raw.subarray(0, 0), raw, raw.subarray(raw.length)];
 }

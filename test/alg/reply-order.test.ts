@@ -167,3 +167,36 @@ describe('awaitsTransfer: a transfer command still owes its final reply', () => 
     expect(order.awaitsTransfer()).toBe(false);
   });
 });
+
+describe('ABOR: one reply or two for the aborted transfer and ABOR', () => {
+  /** Sends the verbs after the greeting, then feeds final reply codes; returns the verb each answered. */
+  function answered(verbs: string[], codes: number[]): Array<string | undefined> {
+    const order = new ReplyOrder();
+    order.finalReplied(220);
+    for (const verb of verbs) order.sent({ verb });
+    return codes.map((code) => {
+      const verb = order.answers(code)?.verb;
+      order.finalReplied(code);
+      return verb;
+    });
+  }
+
+  test.each([
+    { title: '426 for the transfer, 226 for ABOR', codes: [426, 226, 213], expected: ['RETR', 'ABOR', 'SIZE'] },
+    { title: '226 for the transfer, 225 for ABOR (vsftpd)', codes: [226, 225, 213], expected: ['RETR', 'ABOR', 'SIZE'] },
+    { title: 'one 226 for both (pyftpdlib once the transfer finished): the next reply is SIZE’s', codes: [226, 213], expected: ['RETR', 'SIZE'] },
+    { title: 'an error to ABOR is still ABOR’s', codes: [426, 500, 213], expected: ['RETR', 'ABOR', 'SIZE'] },
+  ])('$title', ({ codes, expected }) => {
+    expect(answered(['RETR', 'ABOR', 'SIZE'], codes)).toEqual(expected);
+  });
+
+  test('after a folded ABOR nothing more is owed for it', () => {
+    const order = new ReplyOrder();
+    order.finalReplied(220);
+    for (const verb of ['RETR', 'ABOR', 'NOOP']) order.sent({ verb });
+    order.finalReplied(226);
+    expect(order.local('500 refused')).toEqual([]);
+    expect(order.finalReplied(200)).toEqual(['500 refused']);
+    expect(order.owed).toBe(0);
+  });
+});

@@ -176,7 +176,8 @@ describe('a held multi-line 227 with a line over --max-line', () => {
 describe('commands from the client arrive at the server intact and in order', () => {
   const STREAMS: Array<{ title: string; bytes: Buffer }> = [
     { title: 'pipelined NOOP, SYST, NOOP', bytes: Buffer.from('NOOP\r\nSYST\r\nNOOP\r\n', 'latin1') },
-    { title: '8-bit names, IAC IAC, bare LF, NUL', bytes: Buffer.from('SITE CHMOD 644 caf\xe9 \xff\xff.txt\r\nNOOP\nSTAT a\x00b\r\n', 'latin1') },
+    // (A NUL inside a command is refused now: servers disagree on where such a line ends; see test/adversarial/grammar.test.ts.)
+    { title: '8-bit names, IAC IAC, bare LF', bytes: Buffer.from('SITE CHMOD 644 caf\xe9 \xff\xff.txt\r\nNOOP\nSTAT a b\r\n', 'latin1') },
     { title: 'Telnet IP and DM before ABOR (RFC 959 §4.1.3)', bytes: Buffer.from('\xff\xf4\xff\xf2ABOR\r\nNOOP\r\n', 'latin1') },
   ];
 

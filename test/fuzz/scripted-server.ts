@@ -6,6 +6,7 @@
  * counts replies with its own small splitter. What they check the gateway
  * against must not be the gateway's own parser.
  */
+import { keepUrgentInline } from '../../src/gateway/original-dst.js';
 import net, { type AddressInfo, type Socket } from 'node:net';
 
 /** A reply the server sends after the `afterCommands`-th command from now, cut in two at `splitAt`. */
@@ -71,7 +72,11 @@ export class ScriptedFtpServer {
     private readonly data: net.Server,
     readonly payload: Buffer,
   ) {
-    control.on('connection', (s) => this.onControl(s));
+    control.on('connection', (s) => {
+      // As vsftpd does: the urgent byte of an ABOR stays in the stream.
+      keepUrgentInline(s);
+      this.onControl(s);
+    });
     data.on('connection', (s) => {
       this.track(s);
       s.end(payload);

@@ -167,6 +167,67 @@ describe('LineFramer Telnet handling', () => {
   });
 });
 
+describe('LineFramer ABOR with urgent data (RFC 959 §4.1.3)', () => {
+  const synchAbor = bytes([IAC, IP, IAC, DM], 'ABOR\r\n');
+  test.each([
+    // What each client sends, cut where a read stops at the urgent mark (SO_OOBINLINE) …
+    { title: 'lftp, DM urgent, kept in line', input: [bytes([IAC, IP, IAC]), bytes([DM], 'ABOR\r\n')], raw: synchAbor, received: undefined },
+    { title: 'BSD ftp, last IAC urgent, kept in line', input: [bytes([IAC, IP]), bytes([IAC, DM], 'ABOR\r\n')], raw: synchAbor, received: undefined },
+    { title: 'ftplib, LF urgent, kept in line', input: [bytes('ABOR\r'), bytes('\n')], raw: bytes('ABOR\r\n'), received: 5 },
+    // … and without SO_OOBINLINE, the urgent byte lost.
+    { title: 'lftp, DM lost', input: [bytes([IAC, IP, IAC], 'ABOR\r\n')], raw: synchAbor, received: 9 },
+    { title: 'BSD ftp, IAC lost (ProFTPD would read \\xf2ABOR)', input: [bytes([IAC, IP, DM], 'ABOR\r\n')], raw: synchAbor, received: 9 },
+    { title: 'ftplib, LF lost', input: [bytes('ABOR\r')], raw: bytes('ABOR\r\n'), received: 5 },
+    { title: 'ftplib, LF lost, lower case', input: [bytes('abor\r')], raw: bytes('abor\r\n'), received: 5 },
+    { title: 'plain ABOR with bare LF keeps its LF', input: [bytes('ABOR\n')], raw: bytes('ABOR\n'), received: undefined },
+  ])('$title', ({ input, raw, received }) => {
+    const out = feed(new LineFramer(), input);
+    expect(out).toHaveLength(1);
+    const line = out[0] as FramedLine;
+    expect(line.raw.toString('latin1')).toBe(raw.toString('latin1'));
+    expect(line.text.toUpperCase()).toBe('ABOR');
+    expect(line.received).toBe(received);
+  });
+
+  test('the LF that follows an ABOR sent on at its CR is swallowed and counted with the next line', () => {
+    const framer = new LineFramer();
+    const out = feed(framer, [bytes('ABOR\r'), bytes('\nNOOP\r\n')]);
+    expect(summary(out).map((l) => l.raw)).toEqual(['ABOR\r\n', 'NOOP\r\n']);
+    expect((out[1] as FramedLine).received).toBe(7);
+  });
+
+  test.each([
+    { title: 'in one chunk', input: ['ABOR\rNOOP\r\n'] },
+    { title: 'in two chunks', input: ['ABOR\r', 'NOOP\r\n'] },
+    { title: 'after a Synch that lost its DM', input: ['\xff\xf4\xffABOR\r', 'NOOP\r\n'] },
+  ])('ABOR ended by a bare CR is never glued to the next command ($title)', ({ input }) => {
+    const out = summary(feed(new LineFramer(), input.map((s) => bytes(s))));
+    expect(out.map((l) => l.text?.toUpperCase())).toEqual(['ABOR', 'NOOP']);
+    expect(out[1]!.raw).toBe('NOOP\r\n');
+  });
+
+  test.each([
+    { title: 'a longer verb', input: 'ABORT\r' },
+    { title: 'an argument', input: 'ABOR x\r' },
+    { title: 'another command', input: 'RETR a\r' },
+    { title: 'high bytes without IAC', input: '\xf2\xf4ABOR\r' },
+  ])('a bare CR at the end of a chunk ends no other line ($title)', ({ input }) => {
+    const framer = new LineFramer();
+    expect(framer.push(bytes(input))).toEqual([]);
+    expect(framer.push(bytes('\n')).map((f) => f.raw.toString('latin1'))).toEqual([`${input}\n`]);
+  });
+
+  fcTest.prop([fc.constantFrom('ABOR\r\n', 'ABOR\r', '\xff\xf4\xff\xf2ABOR\r\n', '\xff\xf4\xffABOR\r\n'), chunkingArb(6)])(
+    'ABOR then NOOP: the same two lines whatever the chunking',
+    (abor, chunking) => {
+      const out = feed(new LineFramer(), split(bytes(abor, 'NOOP\r\n'), chunking));
+      expect(out.map((f) => (f as FramedLine).text)).toEqual(['ABOR', 'NOOP']);
+      expect(out[1]!.raw.toString('latin1')).toBe('NOOP\r\n');
+      expect(out.reduce((n, f) => n + ((f as FramedLine).received ?? f.raw.length), 0)).toBe(abor.length + 6);
+    },
+  );
+});
+
 describe('stripTelnet', () => {
   test.each([
     { title: 'no IAC', input: bytes('NOOP'), expected: 'NOOP' },
@@ -334,7 +395,12 @@ const lineByte = fc.oneof(
   { weight: 6, arbitrary: fc.integer({ min: 0, max: 255 }).filter((b) => b !== LF) },
   { weight: 1, arbitrary: fc.constantFrom(0x0d, 0xff, 0xf4, 0xf2, 0xfa, 0xf0, 0xfb) },
 );
-const body = (maxLength: number) => fc.array(lineByte, { maxLength }).map((b) => Buffer.from(b));
+// ABOR lines are repaired, not passed verbatim: they have their own tests.
+const body = (maxLength: number) =>
+  fc
+    .array(lineByte, { maxLength })
+    .map((b) => Buffer.from(b))
+    .filter((b) => !/abor/i.test(b.toString('latin1')));
 const lineArb = (maxLength: number) =>
   fc.record({ body: body(maxLength), eol: fc.constantFrom('\r\n', '\n') }).map(({ body: b, eol }) => {
     const bytes = Buffer.concat([b, Buffer.from(eol)]);

@@ -10,7 +10,7 @@ import {
   replyText,
   type ReplyEvent,
 } from '../../src/protocol/reply.js';
-import { TRANSFER_VERBS, parseCommand, redactCommand } from '../../src/protocol/command.js';
+import { TRANSFER_VERBS, redactCommand } from '../../src/protocol/command.js';
 
 const line = (text: string): FramedLine => lineFromRaw(Buffer.from(`${text}\r\n`, 'latin1'));
 
@@ -193,25 +193,6 @@ describe('ReplyAssembler', () => {
     a.push(line(' EPSV'));
     const event = a.push(line('211 End'));
     expect(event?.kind === 'reply' && replyText(event.reply)).toBe('211-Features:\n EPSV\n211 End');
-  });
-});
-
-describe('parseCommand', () => {
-  test.each([
-    { title: 'verb and argument', input: 'USER anonymous', expected: { verb: 'USER', arg: 'anonymous' } },
-    { title: 'verb upper-cased', input: 'user anonymous', expected: { verb: 'USER', arg: 'anonymous' } },
-    { title: 'mixed-case verb', input: 'ePsV', expected: { verb: 'EPSV', arg: '' } },
-    { title: 'no argument', input: 'NOOP', expected: { verb: 'NOOP', arg: '' } },
-    { title: 'leading spaces', input: '   pwd', expected: { verb: 'PWD', arg: '' } },
-    { title: 'leading tab', input: '\tCDUP', expected: { verb: 'CDUP', arg: '' } },
-    { title: 'trailing space after the verb', input: 'CWD ', expected: { verb: 'CWD', arg: '' } },
-    { title: 'argument verbatim, case kept', input: 'RETR Some File.TXT', expected: { verb: 'RETR', arg: 'Some File.TXT' } },
-    { title: 'argument verbatim, extra spaces kept', input: 'PORT  192,0,2,1,4,1 ', expected: { verb: 'PORT', arg: ' 192,0,2,1,4,1 ' } },
-    { title: 'argument with Latin-1 bytes', input: 'STOR caf\xe9', expected: { verb: 'STOR', arg: 'caf\xe9' } },
-    { title: 'EPRT argument', input: 'EPRT |2|fd00::1|6446|', expected: { verb: 'EPRT', arg: '|2|fd00::1|6446|' } },
-    { title: 'empty line', input: '', expected: { verb: '', arg: '' } },
-  ])('$title', ({ input, expected }) => {
-    expect(parseCommand(input)).toEqual(expected);
   });
 });
 
