@@ -83,8 +83,8 @@ const PEER_QUIRKS: Declared[] = [
   },
   {
     id: 'proftpd-urgent-lf',
-    why: "ProFTPD loses the urgent byte of ftplib's abort() (the LF of ABOR, sent with MSG_OOB) and reads \"ABOR NOOP\" as one command",
-    covers: (c, path) => path === 'direct' && c.server === 'proftpd' && c.op.name === 'ftplib abort',
+    why: "ProFTPD loses the urgent byte of ftplib's abort() (the LF of ABOR, sent with MSG_OOB) and reads \"ABOR NOOP\" as one command; ftp-alg forwards ABOR in the client's form, urgent LF included, so ProFTPD does the same behind it",
+    covers: (c) => c.server === 'proftpd' && c.op.name === 'ftplib abort',
     match: [/put urgent\* b'ABOR/, /500 'ABOR.NOOP' not understood/],
   },
   {
@@ -102,12 +102,6 @@ const PEER_QUIRKS: Declared[] = [
  * through ftp-alg. A declaration that starts passing fails its test: remove it.
  */
 const KNOWN_GAPS: Declared[] = [
-  {
-    id: 'abor-urgent',
-    why: "ftp-alg reads the control connection without SO_OOBINLINE: the urgent LF of ftplib's ABOR is lost, the rest is glued to the next command (vsftpd: 500 Unknown command; pyftpdlib: 500 Command \"ABOR\\rNOOP\"; ProFTPD: 500 'ABOR NOOP' not understood; Pure-FTPd: no reply at all)",
-    covers: (c, path) => path !== 'direct' && c.op.name === 'ftplib abort',
-    match: [/put urgent\* b'ABOR/, /after ABOR: 500 (Unknown command|Command "ABOR|'ABOR.NOOP' not understood)|TimeoutError: timed out/],
-  },
 ];
 
 interface Outcome {
