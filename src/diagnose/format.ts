@@ -80,6 +80,7 @@ function sessionBlock(s: SessionReport, at: (capture: number, packet: number, ti
     `session ${s.id}  ${ep(s.client)} → ${ep(s.server)}  (${s.handshake}${s.detectedBy === 'greeting' ? ', found by its 220 greeting' : ''}; ` +
       `#${s.start.packet}–#${s.end.packet}; ${plural(s.commands, 'command')}, ${plural(s.replies, 'reply').replace('replys', 'replies')})`,
   );
+  if (s.roles !== 'syn') out.push(...wrap(`roles: ${safe(s.rolesReason)}`, '  '));
   if (s.tls) out.push(`  TLS from ${at(s.capture, s.tls.packet, s.tls.time)}: the rest of the control channel is encrypted`);
   if (s.epsvAll) out.push(`  EPSV ALL at ${at(s.capture, s.epsvAll.packet, s.epsvAll.time)}`);
   if (s.dataConnections.length === 0) out.push('  no data connection announced');
@@ -105,7 +106,8 @@ function channelLines(d: DataChannelReport, capture: number, at: (capture: numbe
 function pairBlock(p: PairReport): string[] {
   const out = [
     `pair ${p.sessions[0]} ⇄ ${p.sessions[1]}: client side is capture ${p.clientSide} (by ${p.clientSideBy}); ` +
-      (p.middlebox === 'forwards-segments' ? 'the middlebox forwards segments' : 'the middlebox re-segments (a proxy)'),
+      (p.middleboxKind === 'translated' ? 'the middlebox translates one TCP connection (NAT/ALG)' : 'the middlebox terminates TCP and opens its own connection (a proxy)'),
+    ...wrap(`why: ${p.middleboxEvidence.join('; ')}`, '  '),
   ];
   if (p.rewrites.length === 0) out.push('  no line rewritten');
   for (const w of p.rewrites) {

@@ -16,6 +16,7 @@ import { LineFramer, lineFromRaw } from '../protocol/framer.js';
 import { replyCode } from '../protocol/reply.js';
 import { align, type AlignOp } from './align.js';
 import type { FtpSession } from './ftp.js';
+import { isSiteLocal } from '../protocol/address.js';
 import type { Finding, PairReport, RewriteReport, SequenceMismatch } from './report.js';
 import { DIRECTIONS, piecesIn, reverse, type Connection, type Direction, type SegmentView, type Stream } from './tcp.js';
 
@@ -66,22 +67,105 @@ function handshakeGaps(c: Connection): { toSynAck: number; toAck: number } | und
   return { toSynAck: c.synAck.t - c.syn.t, toAck: c.handshakeAck.t - c.synAck.t };
 }
 
-/**
- * Near the client, SYN→SYN-ACK spans the whole round trip and SYN-ACK→ACK is
- * immediate; near the server it is the other way round. Needs no clock
- * synchronisation between the two captures.
- */
-function clientSideFirst(a: Connection, b: Connection): boolean | undefined {
-  const ga = handshakeGaps(a);
-  const gb = handshakeGaps(b);
-  if (!ga || !gb) return undefined;
-  const score = ga.toSynAck - gb.toSynAck + (gb.toAck - ga.toAck);
-  if (Math.abs(score) < 1e-7) return undefined;
-  return score > 0;
+export interface ClientSideDecision {
+  /** The capture taken nearer the client. */
+  capture: number;
+  by: PairReport['clientSideBy'];
+  reason: string;
 }
 
+/**
+ * Which of the two captures is nearer the client, decided once for all
+ * paired sessions (a decision per session flips with timing noise), from the
+ * most to the least telling evidence:
+ * - addresses: the client's address is site-local in one capture only (the
+ *   inside of a client's NAT), or the server's is (the inside of a server's);
+ * - syn-order: the two captures share a clock (their connections overlap in
+ *   time) and in every pair the SYN appears first in the same capture — a
+ *   NAT forwards the client's SYN, a proxy dials only after accepting it;
+ * - handshake-timing: near the client SYN→SYN-ACK spans the whole round trip
+ *   and SYN-ACK→ACK is immediate, near the server the other way round (needs
+ *   no common clock), summed over all pairs;
+ * - argument-order: nothing tells; the first file is taken as the client side.
+ */
+export function decideClientSide(pairs: ReadonlyArray<readonly [PairSide, PairSide]>, captures: [number, number]): ClientSideDecision {
+  const [one, two] = captures;
+  let votes = 0;
+  for (const [a, b] of pairs) {
+    const [ca, cb] = [a.session.conn, b.session.conn];
+    if (isSiteLocal(ca.client) !== isSiteLocal(cb.client)) votes += isSiteLocal(ca.client) ? 1 : -1;
+    if (isSiteLocal(ca.server) !== isSiteLocal(cb.server)) votes += isSiteLocal(ca.server) ? -1 : 1;
+  }
+  if (votes !== 0) {
+    const capture = votes > 0 ? one : two;
+    return { capture, by: 'addresses', reason: `capture ${capture} shows the inside (site-local) address of the client, or the other capture shows the server's` };
+  }
+  const timed = pairs.filter(([a, b]) => a.session.conn.syn && b.session.conn.syn);
+  const overlap = (x: Connection, y: Connection) => x.first.t <= y.last.t && y.first.t <= x.last.t;
+  if (timed.length > 0 && timed.every(([a, b]) => overlap(a.session.conn, b.session.conn))) {
+    const firstEarlier = timed.filter(([a, b]) => a.session.conn.syn!.t < b.session.conn.syn!.t).length;
+    const secondEarlier = timed.filter(([a, b]) => b.session.conn.syn!.t < a.session.conn.syn!.t).length;
+    if (firstEarlier === timed.length || secondEarlier === timed.length) {
+      const capture = firstEarlier === timed.length ? one : two;
+      return { capture, by: 'syn-order', reason: `in all ${timed.length} paired session(s) the client's SYN appears first in capture ${capture} (the captures share a clock)` };
+    }
+  }
+  let score = 0;
+  for (const [a, b] of pairs) {
+    const ga = handshakeGaps(a.session.conn);
+    const gb = handshakeGaps(b.session.conn);
+    if (ga && gb) score += ga.toSynAck - gb.toSynAck + (gb.toAck - ga.toAck);
+  }
+  if (Math.abs(score) >= 1e-7) {
+    const capture = score > 0 ? one : two;
+    return { capture, by: 'handshake-timing', reason: `summed over the paired sessions, SYN→SYN-ACK is longer and SYN-ACK→ACK shorter in capture ${capture}` };
+  }
+  return { capture: one, by: 'argument-order', reason: `nothing in the captures tells; capture ${one} (the first argument) is taken as the client side` };
+}
+
+/** Same connection forwarded (NAT, kernel ALG) or two connections (a proxy), and why. */
+export function classifyMiddlebox(
+  near: Connection,
+  far: Connection,
+  segOps: Record<Direction, AlignOp<SegmentView>[]>,
+  forwards: boolean,
+): { kind: PairReport['middleboxKind']; evidence: string[] } {
+  const translated = (why: string) => ({ kind: 'translated' as const, evidence: [why] });
+  const terminated = (why: string) => ({ kind: 'terminated' as const, evidence: [why] });
+  if (near.syn && far.syn && near.syn.isn === far.syn.isn) return translated(`the client's SYN carries the same ISN (${near.syn.isn}) on both sides: one connection, forwarded`);
+  if (near.synAck && far.synAck && near.synAck.isn === far.synAck.isn) return translated(`the server's SYN-ACK carries the same ISN (${near.synAck.isn}) on both sides: one connection, forwarded`);
+  const paired = DIRECTIONS.flatMap((d) => segOps[d].flatMap((op) => (op.kind === 'same' || op.kind === 'changed' ? [[op.a.seg, op.b.seg] as const] : [])));
+  const same = (field: 'tsval' | 'ipId') => {
+    const both = paired.filter(([x, y]) => x[field] !== undefined && y[field] !== undefined);
+    return { compared: both.length, equal: both.filter(([x, y]) => x[field] === y[field]).length, varies: new Set(both.map(([x]) => x[field])).size > 1 };
+  };
+  const ts = same('tsval');
+  if (ts.compared >= 3) {
+    return ts.equal >= 0.8 * ts.compared
+      ? translated(`${ts.equal} of ${ts.compared} forwarded segments carry the same TCP timestamp on both sides: one connection, forwarded`)
+      : terminated(`TCP timestamps differ between the sides (${ts.equal} of ${ts.compared} equal): two connections, the middlebox terminates TCP (a proxy)`);
+  }
+  const id = same('ipId');
+  if (id.compared >= 3 && id.varies) {
+    return id.equal >= 0.8 * id.compared
+      ? translated(`${id.equal} of ${id.compared} forwarded segments keep their IPv4 identification: one connection, forwarded`)
+      : terminated(`IPv4 identification fields are unrelated between the sides: two connections, the middlebox terminates TCP (a proxy)`);
+  }
+  const closer = (c: Connection) => {
+    const fc = c.fin['client->server'];
+    const fs = c.fin['server->client'];
+    if (!fc || !fs) return undefined;
+    return fc.packet < fs.packet ? 'client' : 'server';
+  };
+  const [cn, cf] = [closer(near), closer(far)];
+  if (cn && cf && cn !== cf) return terminated(`the ${cn} closed first on the client's side, the ${cf} on the server's: two connections, closed separately (a proxy)`);
+  if (!forwards) return terminated('the middlebox re-cuts the stream into segments of its own: it terminates TCP (a proxy)');
+  return translated('ISNs differ but every segment is forwarded one to one, in the same order: one connection, with ISNs randomised by the middlebox');
+}
+
+// The TCP timestamp, which a forwarding middlebox keeps, tells apart pure ACKs that look alike.
 const segKey = (v: SegmentView) =>
-  `${v.seg.flags.syn ? 'S' : ''}${v.seg.flags.fin ? 'F' : ''}${v.seg.flags.rst ? 'R' : ''}:${v.seg.payload.toString('latin1')}`;
+  `${v.seg.flags.syn ? 'S' : ''}${v.seg.flags.fin ? 'F' : ''}${v.seg.flags.rst ? 'R' : ''}${v.seg.tsval ?? ''}:${v.seg.payload.toString('latin1')}`;
 
 interface Line {
   offset: number;
@@ -203,9 +287,8 @@ export interface PairResult {
   findings: Finding[];
 }
 
-export function analysePair(first: PairSide, second: PairSide): PairResult {
-  const order = clientSideFirst(first.session.conn, second.session.conn);
-  const [client, server] = order === false ? [second, first] : [first, second];
+export function analysePair(first: PairSide, second: PairSide, side: ClientSideDecision): PairResult {
+  const [client, server] = side.capture === second.capture ? [second, first] : [first, second];
   const sideOf = (d: Direction) => (d === 'client->server' ? { sender: client, receiver: server } : { sender: server, receiver: client });
 
   const segOps = {} as Record<Direction, AlignOp<SegmentView>[]>;
@@ -220,6 +303,9 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
     if (Math.max(dataIn, dataOut) > 0 && paired < 0.8 * Math.max(dataIn, dataOut)) forwards = false;
   }
 
+  const middlebox = classifyMiddlebox(client.session.conn, server.session.conn, segOps, forwards);
+  // Only a middlebox that forwards the same connection's segments keeps them comparable.
+  const sameSegments = forwards && middlebox.kind === 'translated';
   const rewrites: RewriteReport[] = [];
   const ledgers = {} as Record<Direction, RewriteLedger>;
   const unreadable: string[] = [];
@@ -229,7 +315,7 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
     ledgers[d] = ledger;
     const inStream = sender.session.streams[d];
     const input = contiguous(inStream);
-    const output: Content | undefined = forwards
+    const output: Content | undefined = sameSegments
       ? forwardedContent(segOps[d], inStream)
       : (() => {
           const s = receiver.session.streams[d];
@@ -270,8 +356,11 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
   const report: PairReport = {
     sessions: [first.id, second.id],
     clientSide: client.capture,
-    clientSideBy: order === undefined ? 'argument-order' : 'handshake-timing',
+    clientSideBy: side.by,
+    clientSideReason: side.reason,
     middlebox: forwards ? 'forwards-segments' : 're-segments',
+    middleboxKind: middlebox.kind,
+    middleboxEvidence: middlebox.evidence,
     rewrites,
     ledgers: { 'client->server': [...ledgers['client->server'].entries], 'server->client': [...ledgers['server->client'].entries] },
     sequenceCheck: { checked: false, segments: 0, acks: 0 },
@@ -279,7 +368,8 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
 
   const check = report.sequenceCheck;
   const noHandshake = [first, second].find((p) => !p.session.conn.syn || !p.session.conn.synAck);
-  if (!forwards) check.reason = 'the middlebox re-segments the stream (a proxy that terminates TCP): its sequence numbers are its own';
+  if (middlebox.kind === 'terminated') check.reason = `the middlebox terminates TCP (${middlebox.evidence.join('; ')}): each side has its own sequence numbers, there is nothing to adjust`;
+  else if (!forwards) check.reason = 'the middlebox re-segments the stream: its sequence numbers cannot be compared segment by segment';
   else if (noHandshake) check.reason = `the control connection's handshake is not in capture ${noHandshake.capture}: sequence numbers cannot be related to the ISNs`;
   else if (unreadable.length > 0) check.reason = `cannot rebuild the ledger: ${unreadable.join('; ')}`;
   if (check.reason) return { report, findings: [] };

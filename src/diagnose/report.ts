@@ -59,6 +59,16 @@ export interface SessionReport {
   server: Endpoint;
   /** `port-21`, or `greeting` (a 220 from the server on another port). */
   detectedBy: 'port-21' | 'greeting';
+  /**
+   * How client and server were told apart, most reliable first: `syn` (who
+   * sent the SYN), `syn-ack` (who answered it), `greeting` (who sent the 220,
+   * in a capture that starts after the handshake), `replies` (who sent FTP
+   * replies while the other sent commands), `port-guess` (port 21, a
+   * privileged port, or the lower port).
+   */
+  roles: 'syn' | 'syn-ack' | 'greeting' | 'replies' | 'port-guess';
+  /** The same in words, naming the packet or line it rests on. */
+  rolesReason: string;
   handshake: HandshakeState;
   start: PacketAt;
   end: PacketAt;
@@ -156,10 +166,33 @@ export interface PairReport {
   sessions: [string, string];
   /** The capture taken nearer the client. */
   clientSide: number;
-  /** handshake-timing: SYN→SYN-ACK is longer and SYN-ACK→ACK shorter near the client; argument-order: could not tell, the first file is taken as the client side. */
-  clientSideBy: 'handshake-timing' | 'argument-order';
-  /** forwards-segments: one segment out per segment in (a NAT or kernel ALG); re-segments: a proxy that terminates TCP (sequence numbers are its own, not checked). */
+  /**
+   * Decided once for all pairs of the two captures, by the first that tells:
+   * addresses: the client's address is site-local in one capture only, or
+   * the server's is (the inside of a NAT); syn-order: the captures share a
+   * clock and the client's SYN appears first in the same capture in every
+   * pair; handshake-timing: SYN→SYN-ACK is longer and SYN-ACK→ACK shorter
+   * near the client, summed over the pairs; argument-order: could not tell,
+   * the first file is taken as the client side.
+   */
+  clientSideBy: 'addresses' | 'syn-order' | 'handshake-timing' | 'argument-order';
+  /** The same in words. */
+  clientSideReason: string;
+  /** forwards-segments: one segment out per segment in, same payloads; re-segments: the payload is cut differently on the two sides. */
   middlebox: 'forwards-segments' | 're-segments';
+  /**
+   * translated: one TCP connection seen on both sides, its addresses (and
+   * perhaps payload) rewritten — a NAT, a kernel FTP helper, a router ALG:
+   * sequence numbers must follow its rewrites, and are checked
+   * (ALG_SEQ_NOT_ADJUSTED). terminated: two TCP connections, the middlebox
+   * accepts one and dials the other — a proxy such as ftp-alg or ftp-proxy:
+   * each has its own sequence numbers, nothing to check. Told by the same
+   * ISN, the same TCP timestamps or IPv4 identifications on both sides
+   * (translated), different ones or a different closing order (terminated).
+   */
+  middleboxKind: 'translated' | 'terminated';
+  /** What the classification rests on, in words. */
+  middleboxEvidence: string[];
   rewrites: RewriteReport[];
   /** Per direction, RewriteLedger entries; offsets are in the sender's stream. */
   ledgers: Record<DirectionName, LedgerEntry[]>;
