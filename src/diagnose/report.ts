@@ -141,6 +141,9 @@ export const FINDING_CODES = [
   'AUTH_TLS_BLINDS_ALG',
   'EPSV_ALL_VIOLATED',
   'ALG_SEQ_NOT_ADJUSTED',
+  'ACTIVE_DATA_FAILED',
+  'PASSIVE_DATA_FAILED',
+  'DATA_TRANSFER_ABORTED',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
