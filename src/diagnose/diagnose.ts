@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { findControlSessions, matchDataChannels, type DataChannel, type DataConnection, type FtpSession } from './ftp.js';
 import { sessionFindings } from './findings.js';
 import { analysePair, decideClientSide, pairControlSessions, type PairSide } from './pair.js';
+import { pairLegs } from './legs.js';
 import { CaptureError, readCapture, type Capture } from './pcap.js';
 import {
   REPORT_VERSION,
@@ -67,6 +68,11 @@ export function diagnoseCaptures(inputs: CaptureInput[]): DiagnoseReport {
       mine.push({ capture, id, session });
     });
     sides.push(mine);
+    for (const legs of pairLegs(mine)) {
+      const { report: pair, findings } = analysePair(legs.client, legs.server, legs.side, legs.translation);
+      report.pairs.push(pair);
+      report.findings.push(...findings);
+    }
   });
   if (sides.length === 2) {
     const pairs = pairControlSessions(sides[0]!, sides[1]!);

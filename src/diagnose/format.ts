@@ -109,7 +109,14 @@ function pairBlock(p: PairReport): string[] {
       (p.middleboxKind === 'translated' ? 'the middlebox translates one TCP connection (NAT/ALG)' : 'the middlebox terminates TCP and opens its own connection (a proxy)'),
     ...wrap(`why: ${p.middleboxEvidence.join('; ')}`, '  '),
   ];
-  if (p.rewrites.length === 0) out.push('  no line rewritten');
+  if (p.translation) out.splice(1, 0, `  translation (${p.translation.kind} NAT): ${p.translation.text}`);
+  for (const w of p.inferredRewrites) {
+    out.push(
+      `  inferred ${w.direction} ${w.kind} (#${w.beforeAt.packet}): ${w.lengthChange >= 0 ? '+' : ''}${w.lengthChange} B, told by the ACK at #${w.ackAt.packet} (the rewritten line is not in the capture)`,
+      `    ${shown(w.before)}`,
+    );
+  }
+  if (p.rewrites.length === 0 && p.inferredRewrites.length === 0) out.push('  no line rewritten');
   for (const w of p.rewrites) {
     const size = w.afterBytes - w.beforeBytes;
     const where = `#${w.beforeAt.packet} in capture ${w.beforeAt.capture}${w.afterAt ? ` → #${w.afterAt.packet} in capture ${w.afterAt.capture}` : ''}`;

@@ -17,7 +17,9 @@ import { replyCode } from '../protocol/reply.js';
 import { align, type AlignOp } from './align.js';
 import type { FtpSession } from './ftp.js';
 import { isSiteLocal } from '../protocol/address.js';
-import type { Finding, PairReport, RewriteReport, SequenceMismatch } from './report.js';
+import type { Finding, InferredRewrite, LegTranslation, PairReport, RewriteReport, SequenceMismatch } from './report.js';
+import { inferFromAcks } from './ack-inference.js';
+import { numbersRelated } from './legs.js';
 import { DIRECTIONS, piecesIn, reverse, type Connection, type Direction, type SegmentView, type Stream } from './tcp.js';
 
 export interface PairSide {
@@ -70,6 +72,8 @@ function handshakeGaps(c: Connection): { toSynAck: number; toAck: number } | und
 export interface ClientSideDecision {
   /** The capture taken nearer the client. */
   capture: number;
+  /** Within one capture: the session (leg) nearer the client. */
+  session?: string;
   by: PairReport['clientSideBy'];
   reason: string;
 }
@@ -134,6 +138,7 @@ export function classifyMiddlebox(
   const terminated = (why: string) => ({ kind: 'terminated' as const, evidence: [why] });
   if (near.syn && far.syn && near.syn.isn === far.syn.isn) return translated(`the client's SYN carries the same ISN (${near.syn.isn}) on both sides: one connection, forwarded`);
   if (near.synAck && far.synAck && near.synAck.isn === far.synAck.isn) return translated(`the server's SYN-ACK carries the same ISN (${near.synAck.isn}) on both sides: one connection, forwarded`);
+  if (numbersRelated(near, far)) return translated("one side's sequence or acknowledgement numbers fall within the other's: one connection, forwarded with its ISNs");
   const paired = DIRECTIONS.flatMap((d) => segOps[d].flatMap((op) => (op.kind === 'same' || op.kind === 'changed' ? [[op.a.seg, op.b.seg] as const] : [])));
   const same = (field: 'tsval' | 'ipId') => {
     const both = paired.filter(([x, y]) => x[field] !== undefined && y[field] !== undefined);
@@ -287,8 +292,9 @@ export interface PairResult {
   findings: Finding[];
 }
 
-export function analysePair(first: PairSide, second: PairSide, side: ClientSideDecision): PairResult {
-  const [client, server] = side.capture === second.capture ? [second, first] : [first, second];
+export function analysePair(first: PairSide, second: PairSide, side: ClientSideDecision, translation?: LegTranslation): PairResult {
+  const secondIsClient = side.session !== undefined ? side.session === second.id : side.capture === second.capture;
+  const [client, server] = secondIsClient ? [second, first] : [first, second];
   const sideOf = (d: Direction) => (d === 'client->server' ? { sender: client, receiver: server } : { sender: server, receiver: client });
 
   const segOps = {} as Record<Direction, AlignOp<SegmentView>[]>;
@@ -354,7 +360,11 @@ export function analysePair(first: PairSide, second: PairSide, side: ClientSideD
   }
 
   const report: PairReport = {
+    scope: first.capture === second.capture ? 'one-capture' : 'two-captures',
     sessions: [first.id, second.id],
+    clientSession: client.id,
+    ...(translation ? { translation } : {}),
+    inferredRewrites: [],
     clientSide: client.capture,
     clientSideBy: side.by,
     clientSideReason: side.reason,
@@ -367,15 +377,20 @@ export function analysePair(first: PairSide, second: PairSide, side: ClientSideD
   };
 
   const check = report.sequenceCheck;
+  if (middlebox.kind === 'terminated') {
+    check.reason = `the middlebox terminates TCP (${middlebox.evidence.join('; ')}): each side has its own sequence numbers, there is nothing to adjust`;
+    return { report, findings: [] };
+  }
   const noHandshake = [first, second].find((p) => !p.session.conn.syn || !p.session.conn.synAck);
-  if (middlebox.kind === 'terminated') check.reason = `the middlebox terminates TCP (${middlebox.evidence.join('; ')}): each side has its own sequence numbers, there is nothing to adjust`;
-  else if (!forwards) check.reason = 'the middlebox re-segments the stream: its sequence numbers cannot be compared segment by segment';
-  else if (noHandshake) check.reason = `the control connection's handshake is not in capture ${noHandshake.capture}: sequence numbers cannot be related to the ISNs`;
+  const label = (p: PairSide) => (report.scope === 'one-capture' ? `session ${p.id}` : `capture ${p.capture}`);
+  if (!forwards) check.reason = 'the middlebox re-segments the stream: its sequence numbers cannot be compared segment by segment';
+  else if (noHandshake) check.reason = `the control connection's handshake is not in ${label(noHandshake)}: sequence numbers cannot be related to the ISNs`;
   else if (unreadable.length > 0) check.reason = `cannot rebuild the ledger: ${unreadable.join('; ')}`;
-  if (check.reason) return { report, findings: [] };
+  if (check.reason) return inferredCheck(report, sideOf);
 
   check.checked = true;
-  const mismatches: SequenceMismatch[] = [];
+  check.method = 'segments';
+  const mismatches: Array<SequenceMismatch & { where: PairSide }> = [];
   for (const d of DIRECTIONS) {
     const { sender, receiver } = sideOf(d);
     const ledger = ledgers[d];
@@ -386,7 +401,7 @@ export function analysePair(first: PairSide, second: PairSide, side: ClientSideD
       if (expected === undefined) continue;
       check.segments++;
       if (op.b.offset !== expected) {
-        mismatches.push({ kind: 'seq', direction: d, capture: receiver.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: op.b.offset });
+        mismatches.push({ kind: 'seq', direction: d, capture: receiver.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: op.b.offset, where: receiver });
       }
     }
     // ACKs for d's bytes travel the other way: sent on the receiver's side in output numbering, arriving on the sender's side in input numbering.
@@ -399,19 +414,82 @@ export function analysePair(first: PairSide, second: PairSide, side: ClientSideD
       if (expected === undefined) continue;
       check.acks++;
       if (inAck !== expected) {
-        mismatches.push({ kind: 'ack', direction: d, capture: sender.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: inAck });
+        mismatches.push({ kind: 'ack', direction: d, capture: sender.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: inAck, where: sender });
       }
     }
   }
   mismatches.sort((x, y) => x.time - y.time || x.packet - y.packet);
-  const m = mismatches[0];
-  if (!m) return { report, findings: [] };
+  const first1 = mismatches[0];
+  if (!first1) return { report, findings: [] };
+  const { where, ...m } = first1;
   check.firstMismatch = m;
-  return { report, findings: [seqFinding(m, rewrites, m.capture === first.capture ? first : second)] };
+  return { report, findings: [seqFinding(m, rewrites, where)] };
+}
+
+/**
+ * When a direction was captured only on the sender's leg, with the
+ * receiver's ACKs on the other (a firewall capture of one direction per
+ * leg): rewrites and the sequence adjustment told by the ACK numbers.
+ */
+function inferredCheck(report: PairReport, sideOf: (d: Direction) => { sender: PairSide; receiver: PairSide }): PairResult {
+  const check = report.sequenceCheck;
+  const findings: Finding[] = [];
+  for (const d of DIRECTIONS) {
+    const { sender, receiver } = sideOf(d);
+    if (receiver.session.conn.segments[d].some((s) => s.payload.length > 0)) continue;
+    const inference = inferFromAcks(sender, receiver, d);
+    if (!inference) continue;
+    report.inferredRewrites.push(...inference.inferred);
+    check.checked = true;
+    check.method = 'ack-inference';
+    check.acks += inference.acks;
+    delete check.reason;
+    const m = inference.mismatch;
+    if (m && !check.firstMismatch) {
+      check.firstMismatch = m;
+      findings.push(inferredSeqFinding(m, inference.inferred, whichLeg(m, sender, receiver)));
+    }
+  }
+  return { report, findings };
+}
+
+function whichLeg(m: SequenceMismatch, sender: PairSide, receiver: PairSide): PairSide {
+  const has = (p: PairSide) => DIRECTIONS.some((d) => p.session.conn.segments[d].some((s) => s.packet === m.packet));
+  return has(receiver) ? receiver : sender;
+}
+
+function inferredSeqFinding(m: SequenceMismatch, inferred: InferredRewrite[], where: PairSide): Finding {
+  const cause = inferred.at(-1);
+  const what = cause
+    ? `The receiver's ACKs show that the middlebox changed the ${cause.kind} line at packet ${cause.beforeAt.packet} by ${cause.lengthChange > 0 ? '+' : ''}${cause.lengthChange} bytes (ACK at packet ${cause.ackAt.packet}); `
+    : '';
+  const numbers =
+    where.session.conn.segments[m.direction].some((s) => s.packet === m.packet)
+      ? `the sender retransmits bytes at relative ${m.actual} (packet ${m.packet}) that the receiver acknowledged long ago: the shifted ACK never reached it in a form it accepts`
+      : `packet ${m.packet} acknowledges relative ${m.actual}, which is not shifted like the ACKs before it (expected ${m.expected})`;
+  return seqAdjustFinding(
+    m,
+    where,
+    `${what}${numbers}. The middlebox does not keep sequence and acknowledgement numbers consistent with its rewrite, so the session stalls or its next line arrives corrupted.`,
+    cause ? `${cause.before} (${cause.lengthChange > 0 ? '+' : ''}${cause.lengthChange} B)` : `ack ${m.actual}, expected ${m.expected}`,
+  );
+}
+
+function seqAdjustFinding(m: SequenceMismatch, where: PairSide, message: string, evidence: string): Finding {
+  const { client, server } = where.session.conn;
+  return {
+    code: 'ALG_SEQ_NOT_ADJUSTED',
+    severity: 'error',
+    capture: m.capture,
+    session: { id: where.id, client, server },
+    packet: m.packet,
+    time: m.time,
+    message: `${message} Turn that ALG off and use an FTP-aware proxy (ftp-alg), or avoid rewrites with EPSV.`,
+    evidence,
+  };
 }
 
 function seqFinding(m: SequenceMismatch, rewrites: RewriteReport[], where: PairSide): Finding {
-  const { client, server } = where.session.conn;
   const ref = m.kind === 'seq' ? m.expected : m.actual;
   const cause = [...rewrites].reverse().find((r) => r.direction === m.direction && r.offset < Math.max(ref, m.expected) && r.beforeBytes !== r.afterBytes);
   const numbers =
@@ -421,17 +499,11 @@ function seqFinding(m: SequenceMismatch, rewrites: RewriteReport[], where: PairS
   const what = cause
     ? `The middlebox rewrote a ${cause.kind} line (${cause.beforeBytes} → ${cause.afterBytes} bytes, at offset ${cause.offset}) but did not shift the ${m.kind === 'seq' ? 'sequence' : 'acknowledgement'} numbers after it by ${cause.afterBytes - cause.beforeBytes}: ${numbers}.`
     : `Sequence numbers across the middlebox do not match the bytes it forwarded: ${numbers}.`;
-  return {
-    code: 'ALG_SEQ_NOT_ADJUSTED',
-    severity: 'error',
-    capture: m.capture,
-    session: { id: where.id, client, server },
-    packet: m.packet,
-    time: m.time,
-    message:
-      `${what} The receiver sees overlapping or missing bytes: the next line arrives corrupted, or the sender never gets an ACK it accepts and the session stalls. ` +
-      'This is an ALG that rewrites payload without sequence adjustment (Linux needs nf_nat with the seqadj extension; some firewalls and routers get it wrong). ' +
-      'Turn that ALG off and use an FTP-aware proxy (ftp-alg), or avoid rewrites with EPSV.',
-    evidence: cause ? `${cause.before} → ${cause.after}` : `${m.kind} ${m.actual}, expected ${m.expected}`,
-  };
+  return seqAdjustFinding(
+    m,
+    where,
+    `${what} The receiver sees overlapping or missing bytes: the next line arrives corrupted, or the sender never gets an ACK it accepts and the session stalls. ` +
+      'This is an ALG that rewrites payload without sequence adjustment (Linux needs nf_nat with the seqadj extension; some firewalls and routers get it wrong).',
+    cause ? `${cause.before} → ${cause.after}` : `${m.kind} ${m.actual}, expected ${m.expected}`,
+  );
 }

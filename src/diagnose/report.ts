@@ -165,8 +165,24 @@ export interface Finding {
 }
 
 export interface PairReport {
-  /** Session ids, first capture's first. */
+  /**
+   * two-captures: one session from each file (taken on the two sides of the
+   * middlebox); one-capture: both legs of one translated connection in the
+   * same file (a capture on the firewall or router itself).
+   */
+  scope: 'two-captures' | 'one-capture';
+  /** Session ids, first capture's first (one-capture: in order of first packet). */
   sessions: [string, string];
+  /** The session seen nearer the client. */
+  clientSession: string;
+  /** one-capture: what the middlebox translated, e.g. `client inside 100.64.1.2:40000 ↔ outside 198.18.0.1:61000`. */
+  translation?: LegTranslation;
+  /**
+   * Rewrites told only by the numbers, where the rewritten line itself was not
+   * captured (one direction of a leg missing): the receiver's ACKs run ahead
+   * of (or behind) the sender's sequence numbers by the length change.
+   */
+  inferredRewrites: InferredRewrite[];
   /** The capture taken nearer the client. */
   clientSide: number;
   /**
@@ -202,6 +218,26 @@ export interface PairReport {
   sequenceCheck: SequenceCheck;
 }
 
+export interface LegTranslation {
+  /** source: the client's address/port was translated; destination: the server's; or both. */
+  kind: 'source' | 'destination' | 'source+destination';
+  clientSide: { client: Endpoint; server: Endpoint };
+  serverSide: { client: Endpoint; server: Endpoint };
+  text: string;
+}
+
+export interface InferredRewrite {
+  direction: DirectionName;
+  /** The line as the sender sent it (the rewritten form was not captured). */
+  before: string;
+  kind: string;
+  beforeAt: { capture: number; packet: number };
+  /** The ACK, on the receiver's leg, that shows the length change. */
+  ackAt: { capture: number; packet: number };
+  /** Bytes added (negative: removed) by the middlebox. */
+  lengthChange: number;
+}
+
 export interface RewriteReport {
   direction: DirectionName;
   /** The command verb or reply code of the line (`PORT`, `227`), or `line`. */
@@ -222,6 +258,8 @@ export interface RewriteReport {
 
 export interface SequenceCheck {
   checked: boolean;
+  /** segments: forwarded segments compared one by one; ack-inference: only the receiver's ACKs against the sender's numbers (a direction not captured). */
+  method?: 'segments' | 'ack-inference';
   /** Why it was not checked. */
   reason?: string;
   /** Segments whose sequence number was compared, and ACKs compared. */

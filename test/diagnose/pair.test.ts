@@ -214,7 +214,7 @@ describe('other middleboxes and captures', () => {
     const a = new TcpConversation(near, client, { address: PUBLIC, port: 21 }).handshake();
     exchange(a, [...LOGIN, ['c', 'PASV'], ['s', pasv(PUBLIC, 50000)]]);
     const far = new Trace(1_700_000_000.0005);
-    const b = new TcpConversation(far, { address: '100.64.0.1', port: 33000 }, { address: SERVER_INSIDE, port: 21 }, { c: 77, s: 88 }).handshake();
+    const b = new TcpConversation(far, { address: '100.64.0.1', port: 33000 }, { address: SERVER_INSIDE, port: 21 }, { c: 0x5000_0000, s: 0x7000_0000 }).handshake();
     // The proxy writes each line in two pieces.
     for (const [side, text] of [...LOGIN, ['c', 'PASV'], ['s', pasv(SERVER_INSIDE, 50000)]] as Array<[Side, string]>) b.line(side, text, { split: [3] });
     const r = diagnose(near.packets, far.packets);
@@ -240,7 +240,7 @@ describe('other middleboxes and captures', () => {
     const far = new Trace(1_700_000_000.0005);
     for (let i = 0; i < n; i++) {
       const a = new TcpConversation(near, { address: '198.18.1.10', port: 40000 + i }, { address: '198.18.0.1', port: 2121 }, { c: 1000 + i, s: 9000 }).handshake();
-      const b = new TcpConversation(far, { address: '198.18.0.1', port: 50000 + i }, { address: '198.18.0.21', port: 21 }, { c: 777 + i, s: 8888 }).handshake();
+      const b = new TcpConversation(far, { address: '198.18.0.1', port: 50000 + i }, { address: '198.18.0.21', port: 21 }, { c: 0x5000_0000 + i, s: 0x7000_0000 }).handshake();
       for (const conv of [a, b]) exchange(conv, [...LOGIN, ['c', 'NOOP'], ['s', '200 ok'], ['c', 'QUIT'], ['s', '221 Bye']]);
       const [nearFirst, farFirst] = finOrder(i);
       a.close(nearFirst);
@@ -283,6 +283,8 @@ describe('other middleboxes and captures', () => {
       serverSide: { client: client2, server: { address: SERVER_INSIDE, port: 21 } },
       adjust: true,
       t0: 1_700_000_000.005,
+      // Its own ISNs: two sessions with the same numbers would look like the two legs of one.
+      isn: { c: 0x4000_0000, s: 0x6000_0000 },
     });
     two.handshake().exchange([...LOGIN, ['c', 'SYST'], ['s', '215 UNIX'], ['c', 'QUIT'], ['s', '221 Bye']]).close();
     const sort = (l: Packet[]) => l.sort((x, y) => x.t - y.t);
