@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { findControlSessions, matchDataChannels, type DataChannel, type DataConnection, type FtpSession } from './ftp.js';
 import { sessionFindings } from './findings.js';
 import { analysePair, decideClientSide, pairControlSessions, type PairSide } from './pair.js';
-import { pairLegs } from './legs.js';
+import { mergeLegFindings, pairLegs } from './legs.js';
 import { CaptureError, readCapture, type Capture } from './pcap.js';
 import {
   REPORT_VERSION,
@@ -71,7 +71,7 @@ export function diagnoseCaptures(inputs: CaptureInput[]): DiagnoseReport {
     for (const legs of pairLegs(mine)) {
       const { report: pair, findings } = analysePair(legs.client, legs.server, legs.side, legs.translation);
       report.pairs.push(pair);
-      report.findings.push(...findings);
+      report.findings = mergeLegFindings(pair, [...report.findings, ...findings]);
     }
   });
   if (sides.length === 2) {

@@ -105,7 +105,7 @@ function channelLines(d: DataChannelReport, capture: number, at: (capture: numbe
 
 function pairBlock(p: PairReport): string[] {
   const out = [
-    `pair ${p.sessions[0]} ⇄ ${p.sessions[1]}: client side is capture ${p.clientSide} (by ${p.clientSideBy}); ` +
+    `pair ${p.sessions[0]} ⇄ ${p.sessions[1]}: client side is ${p.scope === 'one-capture' ? `session ${p.clientSession}` : `capture ${p.clientSide}`} (by ${p.clientSideBy}); ` +
       (p.middleboxKind === 'translated' ? 'the middlebox translates one TCP connection (NAT/ALG)' : 'the middlebox terminates TCP and opens its own connection (a proxy)'),
     ...wrap(`why: ${p.middleboxEvidence.join('; ')}`, '  '),
   ];

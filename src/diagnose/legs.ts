@@ -12,7 +12,7 @@
 import { formatEndpoint, isSiteLocal, sameAddress, type Endpoint } from '../protocol/address.js';
 import { align } from './align.js';
 import type { ClientSideDecision, PairSide } from './pair.js';
-import type { LegTranslation } from './report.js';
+import type { Finding, LegTranslation, PairReport } from './report.js';
 import type { Connection } from './tcp.js';
 
 export interface LegPair {
@@ -157,4 +157,30 @@ export function pairLegs(sessions: readonly PairSide[]): LegPair[] {
     out.push({ client, server, side, translation: translationOf(client.session.conn, server.session.conn) });
   }
   return out.sort((p, q) => p.client.session.conn.first.packet - q.client.session.conn.first.packet);
+}
+
+/**
+ * Both legs of one connection answer the same 425 after PORT/EPRT: one
+ * finding, on the server's leg, that says where on the box the connection was
+ * lost — the capture shows whether the box's ALG rewrote the command.
+ */
+export function mergeLegFindings(pair: PairReport, findings: Finding[]): Finding[] {
+  if (pair.scope !== 'one-capture' || !pair.translation) return findings;
+  const [clientId, serverId] = pair.clientSession === pair.sessions[0] ? pair.sessions : [pair.sessions[1], pair.sessions[0]];
+  const onLeg = (id: string) => findings.find((f) => f.code === 'ACTIVE_DATA_FAILED' && f.session.id === id);
+  const inside = onLeg(clientId);
+  const outside = onLeg(serverId);
+  if (!inside || !outside) return findings;
+  const rewrite = pair.rewrites.find((w) => w.direction === 'client->server' && (w.kind === 'PORT' || w.kind === 'EPRT' || w.kind === 'LPRT'));
+  const where = rewrite
+    ? `The box's FTP ALG rewrote "${rewrite.before}" into "${rewrite.after}", so it expected the server's data connection, yet the server answered 425: ` +
+      "the connection to the box's outside address did not get through the box to the client. Its forward rules drop it: accept the connections the helper expects " +
+      '(nftables: ct state related accept; iptables: -m conntrack --ctstate RELATED -j ACCEPT) before any drop, or use passive mode.'
+    : `The box forwarded ${outside.evidence} unchanged: it has no FTP ALG for this connection, so nothing lets the server's data connection in. ` +
+      'Enable the FTP helper on the box (Linux: nf_conntrack_ftp with a CT helper rule), route the client through ftp-alg forward, or use passive mode.';
+  const merged: Finding = {
+    ...outside,
+    message: `${/^The server answered "[^"]*" \(packet \d+\)/.exec(outside.message)?.[0] ?? 'The server answered 425'}, and both legs of this NATed control connection are in the capture (${pair.translation.text}). ${where}`,
+  };
+  return findings.filter((f) => f !== inside && f !== outside).concat(merged);
 }
