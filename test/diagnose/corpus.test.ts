@@ -10,6 +10,8 @@
  * - ftp-alg relay (reverse) in the box, captured on both sides;
  * - a broken ALG: an Ethernet bridge that lengthens the PORT line without
  *   shifting sequence numbers (test/diagnose/broken-alg.py).
+ * `probe` from the client's side must agree: OK through the helper,
+ * ACTIVE_NO_CONNECT when the box drops the data connections.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -19,6 +21,7 @@ import { HAVE, SYSTEM_PYTHON } from '../helpers/tools.js';
 import { diagnoseFiles } from '../../src/diagnose/diagnose.js';
 import type { DiagnoseReport, FindingCode, PairReport } from '../../src/diagnose/report.js';
 import { capture } from './capture.js';
+import type { ProbeReport } from '../../src/diagnose/probe.js';
 
 const FIXTURES = join(process.cwd(), 'test/fixtures/captures');
 const CLI = join(process.cwd(), 'dist/cli.js');
@@ -104,6 +107,11 @@ describe.skipIf(!HAVE_ALL)(`the corpus taken afresh around real middleboxes${WHY
 
   const curl = (args: string[], url: string, timeout = 15) => topo.exec(topo.ns.client, 'curl', ['-sS', '--max-time', String(timeout), ...args, '-o', '/dev/null', url]);
 
+  async function probeCodes(): Promise<string[]> {
+    const r = await topo.exec(topo.ns.client, process.execPath, [CLI, 'probe', `ftp://${topo.addr.server}/`, '--json', '--timeout', '5'], { timeoutMs: 90_000 });
+    return (JSON.parse(r.stdout.toString()) as ProbeReport).verdict.codes;
+  }
+
   async function verify(name: string): Promise<void> {
     const files = CORPUS[name]!.files;
     for (const f of files) taken.set(f, at(f));
@@ -135,11 +143,15 @@ describe.skipIf(!HAVE_ALL)(`the corpus taken afresh around real middleboxes${WHY
     }, controlOnly);
     await verify('kernel helper, passive (PASV), firewall capture, control port only');
 
+    // probe from the client's side agrees: every mode works through the helper.
+    expect(await probeCodes()).toEqual(['OK']);
+
     // The helper opens the way for the server's data connection (ct state related); a stricter firewall drops it.
     await topo.nft(topo.ns.gateway, 'table ip diag_corpus_drop {\n\tchain related_data {\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tct state related drop\n\t}\n}\n');
     await capture(topo, topo.ns.gateway, at('firewall-active-425.pcap'), async () => {
       expect((await curl(['-P', topo.addr.client, '--disable-eprt'], `ftp://${topo.addr.server}/f.txt`)).code).not.toBe(0);
     }, controlOnly);
+    expect(await probeCodes()).toEqual(['ACTIVE_NO_CONNECT']);
     await topo.exec(topo.ns.gateway, 'nft', ['delete', 'table', 'ip', 'diag_corpus_drop']);
     await verify('kernel helper, active transfer whose data connection the firewall drops: 425, firewall capture');
   });
