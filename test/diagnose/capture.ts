@@ -16,7 +16,7 @@ export const MARKER_PORT = 9;
  * must keep) is sent, and the capture is stopped only once the file shows
  * it: everything before it is written by then.
  */
-export async function capture(topo: NatTopology, ns: string, file: string, fn: () => Promise<void>, filter = 'tcp', marker = { ns: topo.ns.client, host: topo.addr.server }): Promise<string> {
+export async function capture(topo: NatTopology, ns: string, file: string, fn: () => Promise<void>, filter = 'tcp', marker: { ns: string; host: string } = { ns: topo.ns.client, host: topo.addr.server }): Promise<string> {
   // --immediate-mode: otherwise packets wait in the kernel's ring-buffer block
   // until its timeout; -B: a bigger buffer, so that a loaded machine drops nothing.
   const child = topo.spawn(ns, 'tcpdump', ['-i', 'any', '--immediate-mode', '-B', '32768', '-U', '-n', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -7,6 +7,7 @@
  * - the kernel FTP helper (nf_nat_ftp) on a NAT box, captured on the box
  *   itself, control port only: active (PORT rewritten) and passive;
  * - the same box with the helper's data connections dropped: 425;
+ * - the helper in front of a server (DNAT), passive: the 227 rewritten;
  * - ftp-alg relay (reverse) in the box, captured on both sides;
  * - a broken ALG: an Ethernet bridge that lengthens the PORT line without
  *   shifting sequence numbers (test/diagnose/broken-alg.py).
@@ -38,6 +39,11 @@ export const CORPUS: Record<string, Expected> = {
     files: ['helper-port-firewall.pcap'],
     errors: [],
     pair: { scope: 'one-capture', middleboxKind: 'translated', rewrites: ['PORT'] },
+  },
+  'kernel helper in front of a server (DNAT), passive: 227 rewritten, firewall capture, control port only': {
+    files: ['helper-pasv-server-nat-firewall.pcap'],
+    errors: [],
+    pair: { scope: 'one-capture', middleboxKind: 'translated', rewrites: ['227'] },
   },
   'kernel helper, passive (PASV), firewall capture, control port only': {
     files: ['helper-pasv-firewall.pcap'],
@@ -154,6 +160,33 @@ describe.skipIf(!HAVE_ALL)(`the corpus taken afresh around real middleboxes${WHY
     expect(await probeCodes()).toEqual(['ACTIVE_NO_CONNECT']);
     await topo.exec(topo.ns.gateway, 'nft', ['delete', 'table', 'ip', 'diag_corpus_drop']);
     await verify('kernel helper, active transfer whose data connection the firewall drops: 425, firewall capture');
+  });
+
+  test('kernel helper in front of a server: DNAT to an inside server, its 227 rewritten', async () => {
+    // The other way round: a server at the client's inside address, published on the box's outside address.
+    const inside = await startVsftpd(topo, { files: { 'f.txt': Buffer.from('a small file for the corpus\n') }, at: { ns: topo.ns.client, address: topo.addr.client } });
+    topo.addCleanup(() => inside.stop());
+    await topo.nft(
+      topo.ns.gateway,
+      `table ip diag_corpus_dnat {\n\tct helper ftp-inbound {\n\t\ttype "ftp" protocol tcp\n\t\tl3proto ip\n\t}\n` +
+        `\tchain publish {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tiifname "${topo.wanIf}" tcp dport 21 dnat to ${topo.addr.client}\n\t}\n` +
+        `\tchain helpers {\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t\tiifname "${topo.wanIf}" tcp dport 21 ct state new ct helper set "ftp-inbound"\n\t}\n}\n`,
+    );
+    await topo.exec(topo.ns.gateway, 'nft', ['add', 'rule', 'ip', 'filter', 'forward', 'iifname', topo.wanIf, 'oifname', topo.lanIf, 'tcp', 'dport', '21', 'accept']);
+    await capture(
+      topo,
+      topo.ns.gateway,
+      at('helper-pasv-server-nat-firewall.pcap'),
+      async () => {
+        const r = await topo.exec(topo.ns.server, 'curl', ['-sS', '--max-time', '15', '--disable-epsv', '--no-ftp-skip-pasv-ip', '-o', '/dev/null', `ftp://${topo.addr.gatewayWan}/f.txt`]);
+        expect(r.code, r.stderr).toBe(0);
+      },
+      controlOnly,
+      { ns: topo.ns.server, host: topo.addr.gatewayWan },
+    );
+    await topo.exec(topo.ns.gateway, 'nft', ['delete', 'table', 'ip', 'diag_corpus_dnat']);
+    await inside.stop();
+    await verify('kernel helper in front of a server (DNAT), passive: 227 rewritten, firewall capture, control port only');
   });
 
   test('a broken ALG that lengthens PORT without shifting sequence numbers', async () => {
