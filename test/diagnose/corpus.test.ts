@@ -8,18 +8,18 @@
  *   itself, control port only: active (PORT rewritten) and passive;
  * - the same box with the helper's data connections dropped: 425;
  * - the helper in front of a server (DNAT), passive: the 227 rewritten;
- * - ftp-alg relay (reverse) in the box, captured on both sides;
+ * - ftp-alg reverse in the box, relay and kernel data path, captured on both sides;
  * - a broken ALG: an Ethernet bridge that lengthens the PORT line without
  *   shifting sequence numbers (test/diagnose/broken-alg.py).
  * `probe` from the client's side must agree: OK through the helper,
  * ACTIVE_NO_CONNECT when the box drops the data connections.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CAN_NETNS, CAN_VSFTPD, buildNatTopology, enableKernelFtpHelper, startVsftpd, type NatTopology } from '../helpers/netns.js';
 import { HAVE, SYSTEM_PYTHON } from '../helpers/tools.js';
-import { diagnoseFiles } from '../../src/diagnose/diagnose.js';
+import { diagnoseFiles, formatDiagnoseReport } from '../../src/diagnose/diagnose.js';
 import type { DiagnoseReport, FindingCode, PairReport } from '../../src/diagnose/report.js';
 import { capture } from './capture.js';
 import type { ProbeReport } from '../../src/diagnose/probe.js';
@@ -57,6 +57,11 @@ export const CORPUS: Record<string, Expected> = {
   },
   'ftp-alg reverse relay, captured on both sides': {
     files: ['ftp-alg-client-side.pcap', 'ftp-alg-server-side.pcap'],
+    errors: [],
+    pair: { scope: 'two-captures', middleboxKind: 'terminated' },
+  },
+  'ftp-alg reverse, kernel data path, captured on both sides': {
+    files: ['ftp-alg-kernel-client-side.pcap', 'ftp-alg-kernel-server-side.pcap'],
     errors: [],
     pair: { scope: 'two-captures', middleboxKind: 'terminated' },
   },
@@ -124,17 +129,23 @@ describe.skipIf(!HAVE_ALL)(`the corpus taken afresh around real middleboxes${WHY
     check(name, await diagnoseFiles(files.map(at)));
   }
 
-  test('ftp-alg reverse relay in the box', async () => {
-    const gw = topo.spawn(topo.ns.gateway, process.execPath, [CLI, 'reverse', '--listen', `${topo.addr.gatewayLan}:2121`, '--server', `${topo.addr.server}:21`, '--public-address', topo.addr.gatewayLan], { stdio: 'ignore' });
+  test.each([
+    ['relay', 'ftp-alg', 'ftp-alg reverse relay, captured on both sides'],
+    ['kernel', 'ftp-alg-kernel', 'ftp-alg reverse, kernel data path, captured on both sides'],
+  ])('ftp-alg reverse in the box, %s data path', async (dataPath, prefix, name) => {
+    const args = [CLI, 'reverse', '--listen', `${topo.addr.gatewayLan}:2121`, '--server', `${topo.addr.server}:21`, '--public-address', topo.addr.gatewayLan, '--data-path', dataPath, '--nft-table', 'diag_corpus_data'];
+    const gw = topo.spawn(topo.ns.gateway, process.execPath, args, { stdio: 'ignore' });
+    const exited = new Promise<void>((r) => gw.once('exit', () => r()));
     topo.addCleanup(() => void gw.kill('SIGKILL'));
     await topo.waitListening(topo.ns.gateway, 2121);
-    await capture(topo, topo.ns.client, at('ftp-alg-client-side.pcap'), () =>
-      capture(topo, topo.ns.server, at('ftp-alg-server-side.pcap'), async () => {
+    await capture(topo, topo.ns.client, at(`${prefix}-client-side.pcap`), () =>
+      capture(topo, topo.ns.server, at(`${prefix}-server-side.pcap`), async () => {
         expect((await curl([], `ftp://${topo.addr.gatewayLan}:2121/f.txt`)).code).toBe(0);
       }, controlOnly).then(() => undefined),
     'tcp port 2121 or tcp port 9');
     gw.kill('SIGTERM');
-    await verify('ftp-alg reverse relay, captured on both sides');
+    await exited;
+    await verify(name);
   });
 
   test('kernel helper: active, passive, and a dropped data connection (425), captured on the box', async () => {
@@ -210,4 +221,14 @@ describe.skipIf(!HAVE_ALL)(`the corpus taken afresh around real middleboxes${WHY
     alg.kill('SIGTERM');
     await verify('broken ALG: PORT lengthened, sequence numbers not shifted, captured on both sides');
   });
+});
+
+test('the README shows the firewall example exactly as diagnose prints it for the committed file', async () => {
+  const readme = readFileSync(join(process.cwd(), 'README.md'), 'utf8');
+  const command = '$ ftp-alg diagnose test/fixtures/captures/firewall-active-425.pcap\n';
+  const start = readme.indexOf(command);
+  expect(start).toBeGreaterThan(0);
+  const shown = readme.slice(start + command.length, readme.indexOf('\n```', start));
+  const report = await diagnoseFiles(['test/fixtures/captures/firewall-active-425.pcap']);
+  expect(`${shown}\n`).toBe(formatDiagnoseReport(report));
 });
