@@ -261,6 +261,7 @@ export async function main(argv: string[]): Promise<void> {
       async (flags) => {
         const { explainLine, formatExplanation } = await import('./diagnose/explain.js');
         const x = explainLine(String(flags.line));
+        if (x.kind === 'unknown') throw new ConfigError('line', x.meaning);
         process.stdout.write(flags.json ? `${JSON.stringify(x, null, 2)}\n` : formatExplanation(x));
       },
     )

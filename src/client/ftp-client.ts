@@ -153,14 +153,18 @@ export class FtpClient {
       const port = (listener.address() as net.AddressInfo).port;
       const me = { ...local, port };
       const arg = mode === 'PORT' ? formatPortArg(me) : formatEprtArg(me);
+      // Accept before sending PORT: pyftpdlib connects back at PORT time,
+      // before it answers "200 Active data connection established".
+      dataSocket = this.accept(listener);
+      dataSocket.catch(() => undefined);
       try {
         setup = await this.expect(`${mode} ${arg}`, (c) => c === 200);
       } catch (err) {
         listener.close();
+        void dataSocket.then((s) => s.destroy(), () => undefined);
         throw err;
       }
       onSetup?.(setup, me);
-      dataSocket = this.accept(listener);
     }
     // The data connection may fail while we wait for the command's reply.
     dataSocket.catch(() => undefined);
@@ -176,13 +180,7 @@ export class FtpClient {
       if (first.code >= 300) throw new FtpError(`${command.split(' ')[0]} failed: ${first.code} ${first.text}`, first);
       const sock = await dataSocket;
       connected = true;
-      const chunks: Buffer[] = [];
-      await new Promise<void>((resolve, reject) => {
-        sock.on('data', (c: Buffer) => chunks.push(c));
-        sock.once('end', () => resolve());
-        sock.once('error', reject);
-      });
-      sock.destroy();
+      const chunks = await this.readAll(sock);
       const final = first.code < 200 ? await this.read() : first;
       if (final.code >= 300) throw new FtpError(`${command.split(' ')[0]} failed: ${final.code} ${final.text}`, final);
       return { data: Buffer.concat(chunks), setup, final, ...(announced ? { announced } : {}) };
@@ -193,6 +191,33 @@ export class FtpClient {
       listener?.close();
       void dataSocket.then((s) => s.destroy(), () => undefined);
     }
+  }
+
+  /**
+   * The data connection's bytes until the server closes it. A connection that
+   * stays silent for the timeout fails: a gateway or server that neither
+   * sends nor closes must not hold the probe for minutes.
+   */
+  private readAll(sock: Socket): Promise<Buffer[]> {
+    const chunks: Buffer[] = [];
+    return new Promise<Buffer[]>((resolve, reject) => {
+      const stalled = () => reject(new FtpError(`data connection stalled: nothing received for ${this.timeoutMs} ms and not closed`));
+      let timer = setTimeout(stalled, this.timeoutMs);
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        sock.destroy();
+        if (err) reject(err);
+        else resolve(chunks);
+      };
+      sock.on('data', (c: Buffer) => {
+        chunks.push(c);
+        clearTimeout(timer);
+        timer = setTimeout(stalled, this.timeoutMs);
+      });
+      sock.once('end', () => done());
+      sock.once('error', (err) => done(new FtpError(`data connection failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+      sock.once('close', () => done());
+    }).finally(() => sock.destroy());
   }
 
   private dial(target: Endpoint): Promise<Socket> {

@@ -198,25 +198,34 @@ async function epsv(ctx: SessionContext, arg: string): Promise<void> {
   if (listener) ctx.sendLine(format229Reply(listener.port));
 }
 
-function setActive(ctx: SessionContext, verb: string, target: Endpoint): void {
+async function setActive(ctx: SessionContext, verb: string, target: Endpoint): Promise<void> {
   // Anti-bounce (RFC 2577 §3): with strict, data connections go to the
   // client's own address only; vsftpd's wording, since clients know it.
   if (ctx.settings.strict && !sameAddress(target, ctx.peer)) {
     ctx.setDataChannel(undefined);
     return ctx.reply(500, 'Illegal PORT command.');
   }
-  ctx.setDataChannel(new ActiveConnector(target, ctx.local));
-  ctx.reply(200, `${verb} command successful. Consider using PASV.`);
+  const connector = new ActiveConnector(target, ctx.local);
+  ctx.setDataChannel(connector);
+  if (!ctx.settings.connectAtPort) return ctx.reply(200, `${verb} command successful. Consider using PASV.`);
+  // pyftpdlib's behaviour and words: the connection is made before the transfer command.
+  try {
+    await connector.dialNow(ctx.settings.dataTimeoutMs, new AbortController().signal);
+    ctx.reply(200, 'Active data connection established.');
+  } catch {
+    ctx.setDataChannel(undefined);
+    ctx.reply(425, "Can't connect to specified address.");
+  }
 }
 
-function port(ctx: SessionContext, arg: string): void {
+function port(ctx: SessionContext, arg: string): void | Promise<void> {
   if (ctx.state.epsvAll) return ctx.reply(503, 'PORT not allowed after EPSV ALL.');
   const target = parsePortArg(arg);
   if (!target) return ctx.reply(501, 'Syntax error in PORT arguments.');
-  setActive(ctx, 'PORT', target);
+  return setActive(ctx, 'PORT', target);
 }
 
-function eprt(ctx: SessionContext, arg: string): void {
+function eprt(ctx: SessionContext, arg: string): void | Promise<void> {
   if (ctx.state.epsvAll) return ctx.reply(503, 'EPRT not allowed after EPSV ALL.');
   const target = parseEprtArg(arg);
   if (!target) {
@@ -226,7 +235,7 @@ function eprt(ctx: SessionContext, arg: string): void {
     if (af !== undefined && af !== '1' && af !== '2' && /^\d+$/.test(af)) return ctx.reply(522, 'Network protocol not supported, use (1,2).');
     return ctx.reply(501, 'Syntax error in EPRT arguments.');
   }
-  setActive(ctx, 'EPRT', target);
+  return setActive(ctx, 'EPRT', target);
 }
 
 // ---- transfers -------------------------------------------------------------------

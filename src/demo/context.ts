@@ -16,6 +16,8 @@ export interface ServerSettings {
   announce: IpAddress | undefined;
   strict: boolean;
   dataTimeoutMs: number;
+  /** Dial the client at PORT/EPRT time, as pyftpdlib does, instead of at the transfer command. */
+  connectAtPort: boolean;
 }
 
 export interface SessionState {

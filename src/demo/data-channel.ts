@@ -149,11 +149,15 @@ export class PassiveListener implements DataChannel {
   }
 }
 
-/** PORT/EPRT: dials the client's endpoint when the transfer command comes. */
+/**
+ * PORT/EPRT: dials the client's endpoint when the transfer command comes, or
+ * at once when told to (`dialNow`, what pyftpdlib does at PORT time).
+ */
 export class ActiveConnector implements DataChannel {
   readonly mode = 'active';
   private pending: Socket | undefined;
   private used = false;
+  private early: Promise<Socket> | undefined;
 
   /** `localAddress`: bind the data connection to the control connection's local address. */
   constructor(
@@ -161,7 +165,22 @@ export class ActiveConnector implements DataChannel {
     private readonly localAddress: IpAddress | undefined,
   ) {}
 
+  /** Dials now; the transfer's connect() then hands over this connection. */
+  dialNow(timeoutMs: number, signal: AbortSignal): Promise<Socket> {
+    this.early ??= this.dial(timeoutMs, signal);
+    return this.early;
+  }
+
   connect(timeoutMs: number, signal: AbortSignal): Promise<Socket> {
+    if (this.early) {
+      const early = this.early;
+      this.early = undefined;
+      return early;
+    }
+    return this.dial(timeoutMs, signal);
+  }
+
+  private dial(timeoutMs: number, signal: AbortSignal): Promise<Socket> {
     if (this.used) return Promise.reject(new DataConnectError('closed'));
     this.used = true;
     const local = this.localAddress?.family === this.target.family ? this.localAddress.address : undefined;
@@ -189,5 +208,9 @@ export class ActiveConnector implements DataChannel {
     const s = this.pending;
     this.pending = undefined;
     if (s) await destroyAndWait(s);
+    // A connection dialled at PORT time that no transfer claimed is ours to drop.
+    const early = this.early;
+    this.early = undefined;
+    if (early) await early.then(destroyAndWait, () => undefined);
   }
 }

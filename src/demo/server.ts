@@ -35,6 +35,12 @@ export interface DemoServerOptions {
   strict?: boolean;
   /** How long a transfer waits for its data connection before 425. Default 30 000. */
   dataTimeoutMs?: number;
+  /**
+   * Dial the client's PORT/EPRT endpoint at once and answer "200 Active data
+   * connection established." (or 425), as pyftpdlib does, instead of when
+   * the transfer command comes: a client must accept before it sends PORT.
+   */
+  connectAtPort?: boolean;
 }
 
 export interface DemoServer {
@@ -76,6 +82,7 @@ export async function startDemoServer(opts: DemoServerOptions = {}): Promise<Dem
     announce: announcedAddress(opts.announceAddress),
     strict: opts.strict ?? true,
     dataTimeoutMs,
+    connectAtPort: opts.connectAtPort ?? false,
   };
 
   const sessions = new Set<DemoSession>();

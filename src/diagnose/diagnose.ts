@@ -8,7 +8,8 @@
 import { readFile } from 'node:fs/promises';
 import { findControlSessions, matchDataChannels, type DataChannel, type DataConnection, type FtpSession } from './ftp.js';
 import { sessionFindings } from './findings.js';
-import { analysePair, pairControlSessions, type PairSide } from './pair.js';
+import { analysePair, decideClientSide, pairControlSessions, type PairSide } from './pair.js';
+import { mergeLegFindings, pairLegs } from './legs.js';
 import { CaptureError, readCapture, type Capture } from './pcap.js';
 import {
   REPORT_VERSION,
@@ -20,7 +21,7 @@ import {
   type SessionReport,
   type TranscriptLine,
 } from './report.js';
-import { trackConnections } from './tcp.js';
+import { rolesReason, trackConnections } from './tcp.js';
 
 export { formatDiagnoseReport } from './format.js';
 export { CaptureError } from './pcap.js';
@@ -67,10 +68,17 @@ export function diagnoseCaptures(inputs: CaptureInput[]): DiagnoseReport {
       mine.push({ capture, id, session });
     });
     sides.push(mine);
+    for (const legs of pairLegs(mine)) {
+      const { report: pair, findings } = analysePair(legs.client, legs.server, legs.side, legs.translation);
+      report.pairs.push(pair);
+      report.findings = mergeLegFindings(pair, [...report.findings, ...findings]);
+    }
   });
   if (sides.length === 2) {
-    for (const [a, b] of pairControlSessions(sides[0]!, sides[1]!)) {
-      const { report: pair, findings } = analysePair(a, b);
+    const pairs = pairControlSessions(sides[0]!, sides[1]!);
+    const side = decideClientSide(pairs, [1, 2]);
+    for (const [a, b] of pairs) {
+      const { report: pair, findings } = analysePair(a, b, side);
       report.pairs.push(pair);
       report.findings.push(...findings);
     }
@@ -122,6 +130,8 @@ function sessionReport(s: FtpSession, channels: DataChannel[], id: string, captu
     client: conn.client,
     server: conn.server,
     detectedBy: s.detectedBy,
+    roles: conn.roles,
+    rolesReason: rolesReason(conn),
     handshake: conn.state,
     start: { packet: conn.first.packet, time: conn.first.t },
     end: { packet: conn.last.packet, time: conn.last.t },

@@ -165,8 +165,11 @@ export function explainLine(input: string): Explanation {
     if (code === 234) return { ...base, nat: 'From here the control connection is TLS: no ALG (kernel helper or ftp-alg) can read or rewrite PORT/227 any more.' };
     return base;
   }
+  if (line.trim() === '') return { line, kind: 'unknown', name: '', meaning: "empty line: give one FTP command or reply, e.g. 'PORT 100,64,1,2,4,1'" };
   const { verb, arg } = parseCommand(line);
-  if (!/^[A-Z]{3,4}$/.test(verb)) return { line, kind: 'unknown', name: verb, meaning: 'neither an FTP command (3–4 letters) nor a reply (3 digits)' };
+  if (!/^[A-Z]{3,4}$/.test(verb)) {
+    return { line, kind: 'unknown', name: verb, meaning: `"${line.slice(0, 60)}" is neither an FTP command (3–4 letters) nor a reply (3 digits)` };
+  }
   const meaning = VERBS[verb] ?? 'an FTP command this tool does not describe';
   const base: Explanation = { line, kind: 'command', name: verb, meaning };
   if (verb === 'PASS') return { ...base, line: 'PASS ****' };

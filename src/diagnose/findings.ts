@@ -4,7 +4,7 @@
  * explanation a user can act on.
  */
 import { classifyAddress, formatEndpoint, isSiteLocal, sameAddress } from '../protocol/address.js';
-import type { Announcement, DataChannel, FtpSession } from './ftp.js';
+import type { Announcement, DataChannel, FtpSession, ReplyRecord } from './ftp.js';
 import type { Finding, FindingCode, Severity } from './report.js';
 
 export interface SessionContext {
@@ -167,7 +167,10 @@ function channelFindings(ctx: SessionContext, ch: DataChannel): Finding[] {
       ),
     );
   }
-  if (ch.status === 'not-seen' && ch.transferFollowed) {
+  const failed = failureReply(ch);
+  if (failed && ch.status !== 'refused' && ch.status !== 'unanswered') {
+    out.push(replyFinding(ctx, ch, failed));
+  } else if (ch.status === 'not-seen' && ch.transferFollowed) {
     const t = ch.transferFollowed;
     const reply = t.reply ? ` The server answered ${t.reply.code} to ${t.verb}${t.reply.code === 425 ? ': it could not open (or did not get) the data connection' : ''}.` : '';
     out.push(
@@ -183,4 +186,62 @@ function channelFindings(ctx: SessionContext, ch: DataChannel): Finding[] {
     );
   }
   return out;
+}
+
+/**
+ * A 425 or 426 that answers the data set-up or the transfer after it: proof
+ * that the data connection failed, even when the capture (filtered to the
+ * control port, or taken elsewhere) does not show it. pyftpdlib dials at
+ * PORT time and answers the PORT itself with 425.
+ */
+function failureReply(ch: DataChannel): ReplyRecord | undefined {
+  const a = ch.announcement;
+  const candidates = [a.mode === 'active' ? a.command?.reply : undefined, ch.transferFollowed?.reply];
+  return candidates.find((r) => r !== undefined && (r.code === 425 || r.code === 426));
+}
+
+function replyFinding(ctx: SessionContext, ch: DataChannel, reply: ReplyRecord): Finding {
+  const a = ch.announcement;
+  const { client, server } = ctx.session.conn;
+  const ep = formatEndpoint(a.endpoint);
+  const answered = `The server answered "${reply.text.split('\n')[0]}" (packet ${reply.packet}) to ${reply.command?.verb ?? 'the transfer'} after ${a.kind} ${ep} (packet ${a.line.packet})`;
+  if (reply.code === 426) {
+    return finding(
+      ctx,
+      'DATA_TRANSFER_ABORTED',
+      'error',
+      reply,
+      `${answered}: the data connection opened but was cut before the transfer completed. ` +
+        'Something between the peers closed or reset it (a firewall or NAT idle timeout, a middlebox that lost its state), or one peer aborted. ' +
+        "Look for a RST on the data connection in a capture of all TCP; raise the middlebox's TCP idle timeout, or make sure it keeps state for FTP data connections.",
+      a.line.text,
+    );
+  }
+  if (a.mode === 'active') {
+    const inside = isSiteLocal(a.endpoint) && !sameAddress(a.endpoint, client);
+    return finding(
+      ctx,
+      'ACTIVE_DATA_FAILED',
+      'error',
+      reply,
+      `${answered}: the server (${server.address}) could not connect to the client at ${ep}. ` +
+        (inside
+          ? `${a.endpoint.address} is the client's inside address (its control connection comes from ${client.address}): the client's NAT did not rewrite ${a.kind}. `
+          : `A NAT or firewall in front of the client (${client.address}) does not let the connection to port ${a.endpoint.port} in: no FTP ALG opened it, or the client's own firewall drops it. `) +
+        "Use passive mode (EPSV/PASV), or enable the FTP helper on the client's NAT (Linux: nf_conntrack_ftp with a CT helper rule), or route the client through ftp-alg forward.",
+      a.line.text,
+    );
+  }
+  const inside = isSiteLocal(a.endpoint) && !sameAddress(a.endpoint, server);
+  return finding(
+    ctx,
+    'PASSIVE_DATA_FAILED',
+    'error',
+    reply,
+    `${answered}: the client (${client.address}) did not reach the server's listener at ${ep}. ` +
+      (inside
+        ? `${a.endpoint.address} is the server's inside address (the client reaches it at ${server.address}): make the server announce its public address (vsftpd pasv_address, pyftpdlib -n) or put ftp-alg reverse in front of it.`
+        : `Forward the server's passive port range (here port ${a.endpoint.port}) through its NAT or firewall to ${a.kind === '229' ? 'the server' : a.endpoint.address}, or put ftp-alg reverse in front of the server.`),
+    a.line.text,
+  );
 }

@@ -80,6 +80,7 @@ function sessionBlock(s: SessionReport, at: (capture: number, packet: number, ti
     `session ${s.id}  ${ep(s.client)} → ${ep(s.server)}  (${s.handshake}${s.detectedBy === 'greeting' ? ', found by its 220 greeting' : ''}; ` +
       `#${s.start.packet}–#${s.end.packet}; ${plural(s.commands, 'command')}, ${plural(s.replies, 'reply').replace('replys', 'replies')})`,
   );
+  if (s.roles !== 'syn') out.push(...wrap(`roles: ${safe(s.rolesReason)}`, '  '));
   if (s.tls) out.push(`  TLS from ${at(s.capture, s.tls.packet, s.tls.time)}: the rest of the control channel is encrypted`);
   if (s.epsvAll) out.push(`  EPSV ALL at ${at(s.capture, s.epsvAll.packet, s.epsvAll.time)}`);
   if (s.dataConnections.length === 0) out.push('  no data connection announced');
@@ -104,10 +105,18 @@ function channelLines(d: DataChannelReport, capture: number, at: (capture: numbe
 
 function pairBlock(p: PairReport): string[] {
   const out = [
-    `pair ${p.sessions[0]} ⇄ ${p.sessions[1]}: client side is capture ${p.clientSide} (by ${p.clientSideBy}); ` +
-      (p.middlebox === 'forwards-segments' ? 'the middlebox forwards segments' : 'the middlebox re-segments (a proxy)'),
+    `pair ${p.sessions[0]} ⇄ ${p.sessions[1]}: client side is ${p.scope === 'one-capture' ? `session ${p.clientSession}` : `capture ${p.clientSide}`} (by ${p.clientSideBy}); ` +
+      (p.middleboxKind === 'translated' ? 'the middlebox translates one TCP connection (NAT/ALG)' : 'the middlebox terminates TCP and opens its own connection (a proxy)'),
+    ...wrap(`why: ${p.middleboxEvidence.join('; ')}`, '  '),
   ];
-  if (p.rewrites.length === 0) out.push('  no line rewritten');
+  if (p.translation) out.splice(1, 0, `  translation (${p.translation.kind} NAT): ${p.translation.text}`);
+  for (const w of p.inferredRewrites) {
+    out.push(
+      `  inferred ${w.direction} ${w.kind} (#${w.beforeAt.packet}): ${w.lengthChange >= 0 ? '+' : ''}${w.lengthChange} B, told by the ACK at #${w.ackAt.packet} (the rewritten line is not in the capture)`,
+      `    ${shown(w.before)}`,
+    );
+  }
+  if (p.rewrites.length === 0 && p.inferredRewrites.length === 0) out.push('  no line rewritten');
   for (const w of p.rewrites) {
     const size = w.afterBytes - w.beforeBytes;
     const where = `#${w.beforeAt.packet} in capture ${w.beforeAt.capture}${w.afterAt ? ` → #${w.afterAt.packet} in capture ${w.afterAt.capture}` : ''}`;

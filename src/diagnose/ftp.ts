@@ -354,7 +354,7 @@ export function matchDataChannels(sessions: readonly FtpSession[], connections: 
     const channel: DataChannel = { announcement: a, expectedPeer: initiatorControl.address, connections: [], status: 'not-seen' };
     for (const conn of candidates) {
       if (used.has(conn) || conn.first.packet <= a.line.packet || conn.first.packet >= next) continue;
-      const ends = conn.roles === 'port-guess' ? [conn.server, conn.client] : [conn.server];
+      const ends = conn.roles === 'syn' || conn.roles === 'syn-ack' ? [conn.server] : [conn.server, conn.client];
       let matchedBy: DataConnection['matchedBy'] | undefined;
       let to: Endpoint | undefined;
       for (const end of ends) {

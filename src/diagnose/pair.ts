@@ -16,7 +16,10 @@ import { LineFramer, lineFromRaw } from '../protocol/framer.js';
 import { replyCode } from '../protocol/reply.js';
 import { align, type AlignOp } from './align.js';
 import type { FtpSession } from './ftp.js';
-import type { Finding, PairReport, RewriteReport, SequenceMismatch } from './report.js';
+import { isSiteLocal } from '../protocol/address.js';
+import type { Finding, InferredRewrite, LegTranslation, PairReport, RewriteReport, SequenceMismatch } from './report.js';
+import { inferFromAcks } from './ack-inference.js';
+import { numbersRelated } from './legs.js';
 import { DIRECTIONS, piecesIn, reverse, type Connection, type Direction, type SegmentView, type Stream } from './tcp.js';
 
 export interface PairSide {
@@ -66,22 +69,108 @@ function handshakeGaps(c: Connection): { toSynAck: number; toAck: number } | und
   return { toSynAck: c.synAck.t - c.syn.t, toAck: c.handshakeAck.t - c.synAck.t };
 }
 
-/**
- * Near the client, SYN→SYN-ACK spans the whole round trip and SYN-ACK→ACK is
- * immediate; near the server it is the other way round. Needs no clock
- * synchronisation between the two captures.
- */
-function clientSideFirst(a: Connection, b: Connection): boolean | undefined {
-  const ga = handshakeGaps(a);
-  const gb = handshakeGaps(b);
-  if (!ga || !gb) return undefined;
-  const score = ga.toSynAck - gb.toSynAck + (gb.toAck - ga.toAck);
-  if (Math.abs(score) < 1e-7) return undefined;
-  return score > 0;
+export interface ClientSideDecision {
+  /** The capture taken nearer the client. */
+  capture: number;
+  /** Within one capture: the session (leg) nearer the client. */
+  session?: string;
+  by: PairReport['clientSideBy'];
+  reason: string;
 }
 
+/**
+ * Which of the two captures is nearer the client, decided once for all
+ * paired sessions (a decision per session flips with timing noise), from the
+ * most to the least telling evidence:
+ * - addresses: the client's address is site-local in one capture only (the
+ *   inside of a client's NAT), or the server's is (the inside of a server's);
+ * - syn-order: the two captures share a clock (their connections overlap in
+ *   time) and in every pair the SYN appears first in the same capture — a
+ *   NAT forwards the client's SYN, a proxy dials only after accepting it;
+ * - handshake-timing: near the client SYN→SYN-ACK spans the whole round trip
+ *   and SYN-ACK→ACK is immediate, near the server the other way round (needs
+ *   no common clock), summed over all pairs;
+ * - argument-order: nothing tells; the first file is taken as the client side.
+ */
+export function decideClientSide(pairs: ReadonlyArray<readonly [PairSide, PairSide]>, captures: [number, number]): ClientSideDecision {
+  const [one, two] = captures;
+  let votes = 0;
+  for (const [a, b] of pairs) {
+    const [ca, cb] = [a.session.conn, b.session.conn];
+    if (isSiteLocal(ca.client) !== isSiteLocal(cb.client)) votes += isSiteLocal(ca.client) ? 1 : -1;
+    if (isSiteLocal(ca.server) !== isSiteLocal(cb.server)) votes += isSiteLocal(ca.server) ? -1 : 1;
+  }
+  if (votes !== 0) {
+    const capture = votes > 0 ? one : two;
+    return { capture, by: 'addresses', reason: `capture ${capture} shows the inside (site-local) address of the client, or the other capture shows the server's` };
+  }
+  const timed = pairs.filter(([a, b]) => a.session.conn.syn && b.session.conn.syn);
+  const overlap = (x: Connection, y: Connection) => x.first.t <= y.last.t && y.first.t <= x.last.t;
+  if (timed.length > 0 && timed.every(([a, b]) => overlap(a.session.conn, b.session.conn))) {
+    const firstEarlier = timed.filter(([a, b]) => a.session.conn.syn!.t < b.session.conn.syn!.t).length;
+    const secondEarlier = timed.filter(([a, b]) => b.session.conn.syn!.t < a.session.conn.syn!.t).length;
+    if (firstEarlier === timed.length || secondEarlier === timed.length) {
+      const capture = firstEarlier === timed.length ? one : two;
+      return { capture, by: 'syn-order', reason: `in all ${timed.length} paired session(s) the client's SYN appears first in capture ${capture} (the captures share a clock)` };
+    }
+  }
+  let score = 0;
+  for (const [a, b] of pairs) {
+    const ga = handshakeGaps(a.session.conn);
+    const gb = handshakeGaps(b.session.conn);
+    if (ga && gb) score += ga.toSynAck - gb.toSynAck + (gb.toAck - ga.toAck);
+  }
+  if (Math.abs(score) >= 1e-7) {
+    const capture = score > 0 ? one : two;
+    return { capture, by: 'handshake-timing', reason: `summed over the paired sessions, SYN→SYN-ACK is longer and SYN-ACK→ACK shorter in capture ${capture}` };
+  }
+  return { capture: one, by: 'argument-order', reason: `nothing in the captures tells; capture ${one} (the first argument) is taken as the client side` };
+}
+
+/** Same connection forwarded (NAT, kernel ALG) or two connections (a proxy), and why. */
+export function classifyMiddlebox(
+  near: Connection,
+  far: Connection,
+  segOps: Record<Direction, AlignOp<SegmentView>[]>,
+  forwards: boolean,
+): { kind: PairReport['middleboxKind']; evidence: string[] } {
+  const translated = (why: string) => ({ kind: 'translated' as const, evidence: [why] });
+  const terminated = (why: string) => ({ kind: 'terminated' as const, evidence: [why] });
+  if (near.syn && far.syn && near.syn.isn === far.syn.isn) return translated(`the client's SYN carries the same ISN (${near.syn.isn}) on both sides: one connection, forwarded`);
+  if (near.synAck && far.synAck && near.synAck.isn === far.synAck.isn) return translated(`the server's SYN-ACK carries the same ISN (${near.synAck.isn}) on both sides: one connection, forwarded`);
+  if (numbersRelated(near, far)) return translated("one side's sequence or acknowledgement numbers fall within the other's: one connection, forwarded with its ISNs");
+  const paired = DIRECTIONS.flatMap((d) => segOps[d].flatMap((op) => (op.kind === 'same' || op.kind === 'changed' ? [[op.a.seg, op.b.seg] as const] : [])));
+  const same = (field: 'tsval' | 'ipId') => {
+    const both = paired.filter(([x, y]) => x[field] !== undefined && y[field] !== undefined);
+    return { compared: both.length, equal: both.filter(([x, y]) => x[field] === y[field]).length, varies: new Set(both.map(([x]) => x[field])).size > 1 };
+  };
+  const ts = same('tsval');
+  if (ts.compared >= 3) {
+    return ts.equal >= 0.8 * ts.compared
+      ? translated(`${ts.equal} of ${ts.compared} forwarded segments carry the same TCP timestamp on both sides: one connection, forwarded`)
+      : terminated(`TCP timestamps differ between the sides (${ts.equal} of ${ts.compared} equal): two connections, the middlebox terminates TCP (a proxy)`);
+  }
+  const id = same('ipId');
+  if (id.compared >= 3 && id.varies) {
+    return id.equal >= 0.8 * id.compared
+      ? translated(`${id.equal} of ${id.compared} forwarded segments keep their IPv4 identification: one connection, forwarded`)
+      : terminated(`IPv4 identification fields are unrelated between the sides: two connections, the middlebox terminates TCP (a proxy)`);
+  }
+  const closer = (c: Connection) => {
+    const fc = c.fin['client->server'];
+    const fs = c.fin['server->client'];
+    if (!fc || !fs) return undefined;
+    return fc.packet < fs.packet ? 'client' : 'server';
+  };
+  const [cn, cf] = [closer(near), closer(far)];
+  if (cn && cf && cn !== cf) return terminated(`the ${cn} closed first on the client's side, the ${cf} on the server's: two connections, closed separately (a proxy)`);
+  if (!forwards) return terminated('the middlebox re-cuts the stream into segments of its own: it terminates TCP (a proxy)');
+  return translated('ISNs differ but every segment is forwarded one to one, in the same order: one connection, with ISNs randomised by the middlebox');
+}
+
+// The TCP timestamp, which a forwarding middlebox keeps, tells apart pure ACKs that look alike.
 const segKey = (v: SegmentView) =>
-  `${v.seg.flags.syn ? 'S' : ''}${v.seg.flags.fin ? 'F' : ''}${v.seg.flags.rst ? 'R' : ''}:${v.seg.payload.toString('latin1')}`;
+  `${v.seg.flags.syn ? 'S' : ''}${v.seg.flags.fin ? 'F' : ''}${v.seg.flags.rst ? 'R' : ''}${v.seg.tsval ?? ''}:${v.seg.payload.toString('latin1')}`;
 
 interface Line {
   offset: number;
@@ -203,9 +292,9 @@ export interface PairResult {
   findings: Finding[];
 }
 
-export function analysePair(first: PairSide, second: PairSide): PairResult {
-  const order = clientSideFirst(first.session.conn, second.session.conn);
-  const [client, server] = order === false ? [second, first] : [first, second];
+export function analysePair(first: PairSide, second: PairSide, side: ClientSideDecision, translation?: LegTranslation): PairResult {
+  const secondIsClient = side.session !== undefined ? side.session === second.id : side.capture === second.capture;
+  const [client, server] = secondIsClient ? [second, first] : [first, second];
   const sideOf = (d: Direction) => (d === 'client->server' ? { sender: client, receiver: server } : { sender: server, receiver: client });
 
   const segOps = {} as Record<Direction, AlignOp<SegmentView>[]>;
@@ -220,6 +309,9 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
     if (Math.max(dataIn, dataOut) > 0 && paired < 0.8 * Math.max(dataIn, dataOut)) forwards = false;
   }
 
+  const middlebox = classifyMiddlebox(client.session.conn, server.session.conn, segOps, forwards);
+  // Only a middlebox that forwards the same connection's segments keeps them comparable.
+  const sameSegments = forwards && middlebox.kind === 'translated';
   const rewrites: RewriteReport[] = [];
   const ledgers = {} as Record<Direction, RewriteLedger>;
   const unreadable: string[] = [];
@@ -229,7 +321,7 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
     ledgers[d] = ledger;
     const inStream = sender.session.streams[d];
     const input = contiguous(inStream);
-    const output: Content | undefined = forwards
+    const output: Content | undefined = sameSegments
       ? forwardedContent(segOps[d], inStream)
       : (() => {
           const s = receiver.session.streams[d];
@@ -268,24 +360,37 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
   }
 
   const report: PairReport = {
+    scope: first.capture === second.capture ? 'one-capture' : 'two-captures',
     sessions: [first.id, second.id],
+    clientSession: client.id,
+    ...(translation ? { translation } : {}),
+    inferredRewrites: [],
     clientSide: client.capture,
-    clientSideBy: order === undefined ? 'argument-order' : 'handshake-timing',
+    clientSideBy: side.by,
+    clientSideReason: side.reason,
     middlebox: forwards ? 'forwards-segments' : 're-segments',
+    middleboxKind: middlebox.kind,
+    middleboxEvidence: middlebox.evidence,
     rewrites,
     ledgers: { 'client->server': [...ledgers['client->server'].entries], 'server->client': [...ledgers['server->client'].entries] },
     sequenceCheck: { checked: false, segments: 0, acks: 0 },
   };
 
   const check = report.sequenceCheck;
+  if (middlebox.kind === 'terminated') {
+    check.reason = `the middlebox terminates TCP (${middlebox.evidence.join('; ')}): each side has its own sequence numbers, there is nothing to adjust`;
+    return { report, findings: [] };
+  }
   const noHandshake = [first, second].find((p) => !p.session.conn.syn || !p.session.conn.synAck);
-  if (!forwards) check.reason = 'the middlebox re-segments the stream (a proxy that terminates TCP): its sequence numbers are its own';
-  else if (noHandshake) check.reason = `the control connection's handshake is not in capture ${noHandshake.capture}: sequence numbers cannot be related to the ISNs`;
+  const label = (p: PairSide) => (report.scope === 'one-capture' ? `session ${p.id}` : `capture ${p.capture}`);
+  if (!forwards) check.reason = 'the middlebox re-segments the stream: its sequence numbers cannot be compared segment by segment';
+  else if (noHandshake) check.reason = `the control connection's handshake is not in ${label(noHandshake)}: sequence numbers cannot be related to the ISNs`;
   else if (unreadable.length > 0) check.reason = `cannot rebuild the ledger: ${unreadable.join('; ')}`;
-  if (check.reason) return { report, findings: [] };
+  if (check.reason) return inferredCheck(report, sideOf);
 
   check.checked = true;
-  const mismatches: SequenceMismatch[] = [];
+  check.method = 'segments';
+  const mismatches: Array<SequenceMismatch & { where: PairSide }> = [];
   for (const d of DIRECTIONS) {
     const { sender, receiver } = sideOf(d);
     const ledger = ledgers[d];
@@ -296,7 +401,7 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
       if (expected === undefined) continue;
       check.segments++;
       if (op.b.offset !== expected) {
-        mismatches.push({ kind: 'seq', direction: d, capture: receiver.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: op.b.offset });
+        mismatches.push({ kind: 'seq', direction: d, capture: receiver.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: op.b.offset, where: receiver });
       }
     }
     // ACKs for d's bytes travel the other way: sent on the receiver's side in output numbering, arriving on the sender's side in input numbering.
@@ -309,19 +414,82 @@ export function analysePair(first: PairSide, second: PairSide): PairResult {
       if (expected === undefined) continue;
       check.acks++;
       if (inAck !== expected) {
-        mismatches.push({ kind: 'ack', direction: d, capture: sender.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: inAck });
+        mismatches.push({ kind: 'ack', direction: d, capture: sender.capture, packet: op.b.seg.packet, time: op.b.seg.t, expected, actual: inAck, where: sender });
       }
     }
   }
   mismatches.sort((x, y) => x.time - y.time || x.packet - y.packet);
-  const m = mismatches[0];
-  if (!m) return { report, findings: [] };
+  const first1 = mismatches[0];
+  if (!first1) return { report, findings: [] };
+  const { where, ...m } = first1;
   check.firstMismatch = m;
-  return { report, findings: [seqFinding(m, rewrites, m.capture === first.capture ? first : second)] };
+  return { report, findings: [seqFinding(m, rewrites, where)] };
+}
+
+/**
+ * When a direction was captured only on the sender's leg, with the
+ * receiver's ACKs on the other (a firewall capture of one direction per
+ * leg): rewrites and the sequence adjustment told by the ACK numbers.
+ */
+function inferredCheck(report: PairReport, sideOf: (d: Direction) => { sender: PairSide; receiver: PairSide }): PairResult {
+  const check = report.sequenceCheck;
+  const findings: Finding[] = [];
+  for (const d of DIRECTIONS) {
+    const { sender, receiver } = sideOf(d);
+    if (receiver.session.conn.segments[d].some((s) => s.payload.length > 0)) continue;
+    const inference = inferFromAcks(sender, receiver, d);
+    if (!inference) continue;
+    report.inferredRewrites.push(...inference.inferred);
+    check.checked = true;
+    check.method = 'ack-inference';
+    check.acks += inference.acks;
+    delete check.reason;
+    const m = inference.mismatch;
+    if (m && !check.firstMismatch) {
+      check.firstMismatch = m;
+      findings.push(inferredSeqFinding(m, inference.inferred, whichLeg(m, sender, receiver)));
+    }
+  }
+  return { report, findings };
+}
+
+function whichLeg(m: SequenceMismatch, sender: PairSide, receiver: PairSide): PairSide {
+  const has = (p: PairSide) => DIRECTIONS.some((d) => p.session.conn.segments[d].some((s) => s.packet === m.packet));
+  return has(receiver) ? receiver : sender;
+}
+
+function inferredSeqFinding(m: SequenceMismatch, inferred: InferredRewrite[], where: PairSide): Finding {
+  const cause = inferred.at(-1);
+  const what = cause
+    ? `The receiver's ACKs show that the middlebox changed the ${cause.kind} line at packet ${cause.beforeAt.packet} by ${cause.lengthChange > 0 ? '+' : ''}${cause.lengthChange} bytes (ACK at packet ${cause.ackAt.packet}); `
+    : '';
+  const numbers =
+    where.session.conn.segments[m.direction].some((s) => s.packet === m.packet)
+      ? `the sender retransmits bytes at relative ${m.actual} (packet ${m.packet}) that the receiver acknowledged long ago: the shifted ACK never reached it in a form it accepts`
+      : `packet ${m.packet} acknowledges relative ${m.actual}, which is not shifted like the ACKs before it (expected ${m.expected})`;
+  return seqAdjustFinding(
+    m,
+    where,
+    `${what}${numbers}. The middlebox does not keep sequence and acknowledgement numbers consistent with its rewrite, so the session stalls or its next line arrives corrupted.`,
+    cause ? `${cause.before} (${cause.lengthChange > 0 ? '+' : ''}${cause.lengthChange} B)` : `ack ${m.actual}, expected ${m.expected}`,
+  );
+}
+
+function seqAdjustFinding(m: SequenceMismatch, where: PairSide, message: string, evidence: string): Finding {
+  const { client, server } = where.session.conn;
+  return {
+    code: 'ALG_SEQ_NOT_ADJUSTED',
+    severity: 'error',
+    capture: m.capture,
+    session: { id: where.id, client, server },
+    packet: m.packet,
+    time: m.time,
+    message: `${message} Turn that ALG off and use an FTP-aware proxy (ftp-alg), or avoid rewrites with EPSV.`,
+    evidence,
+  };
 }
 
 function seqFinding(m: SequenceMismatch, rewrites: RewriteReport[], where: PairSide): Finding {
-  const { client, server } = where.session.conn;
   const ref = m.kind === 'seq' ? m.expected : m.actual;
   const cause = [...rewrites].reverse().find((r) => r.direction === m.direction && r.offset < Math.max(ref, m.expected) && r.beforeBytes !== r.afterBytes);
   const numbers =
@@ -331,17 +499,11 @@ function seqFinding(m: SequenceMismatch, rewrites: RewriteReport[], where: PairS
   const what = cause
     ? `The middlebox rewrote a ${cause.kind} line (${cause.beforeBytes} → ${cause.afterBytes} bytes, at offset ${cause.offset}) but did not shift the ${m.kind === 'seq' ? 'sequence' : 'acknowledgement'} numbers after it by ${cause.afterBytes - cause.beforeBytes}: ${numbers}.`
     : `Sequence numbers across the middlebox do not match the bytes it forwarded: ${numbers}.`;
-  return {
-    code: 'ALG_SEQ_NOT_ADJUSTED',
-    severity: 'error',
-    capture: m.capture,
-    session: { id: where.id, client, server },
-    packet: m.packet,
-    time: m.time,
-    message:
-      `${what} The receiver sees overlapping or missing bytes: the next line arrives corrupted, or the sender never gets an ACK it accepts and the session stalls. ` +
-      'This is an ALG that rewrites payload without sequence adjustment (Linux needs nf_nat with the seqadj extension; some firewalls and routers get it wrong). ' +
-      'Turn that ALG off and use an FTP-aware proxy (ftp-alg), or avoid rewrites with EPSV.',
-    evidence: cause ? `${cause.before} → ${cause.after}` : `${m.kind} ${m.actual}, expected ${m.expected}`,
-  };
+  return seqAdjustFinding(
+    m,
+    where,
+    `${what} The receiver sees overlapping or missing bytes: the next line arrives corrupted, or the sender never gets an ACK it accepts and the session stalls. ` +
+      'This is an ALG that rewrites payload without sequence adjustment (Linux needs nf_nat with the seqadj extension; some firewalls and routers get it wrong).',
+    cause ? `${cause.before} → ${cause.after}` : `${m.kind} ${m.actual}, expected ${m.expected}`,
+  );
 }

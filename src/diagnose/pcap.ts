@@ -50,6 +50,12 @@ export interface TcpSegment {
   length: number;
   /** pcapng interface id. */
   iface?: number;
+  /** Receive window field as sent (unscaled). */
+  window: number;
+  /** TCP timestamp option's TSval (RFC 7323), when present: a NAT forwards it, a proxy sends its own. */
+  tsval?: number;
+  /** IPv4 identification field: a NAT usually forwards it, a proxy's own connection counts its own. */
+  ipId?: number;
 }
 
 export interface CaptureNote {
@@ -273,6 +279,24 @@ function readPcapng(data: Buffer, file: string, opts: ReadOptions): Capture {
   return finish(cap);
 }
 
+/** The TSval of a TCP timestamp option (kind 8, length 10), if the options carry one. */
+function optionalTsval(options: Buffer): { tsval?: number } {
+  let o = 0;
+  while (o < options.length) {
+    const kind = options[o]!;
+    if (kind === 0) break;
+    if (kind === 1) {
+      o++;
+      continue;
+    }
+    const len = options[o + 1];
+    if (len === undefined || len < 2 || o + len > options.length) break;
+    if (kind === 8 && len === 10) return { tsval: options.readUInt32BE(o + 2) };
+    o += len;
+  }
+  return {};
+}
+
 function readOptions(buf: Buffer, e: Endian, each: (code: number, value: Buffer) => void): void {
   let o = 0;
   while (o + 4 <= buf.length) {
@@ -330,7 +354,7 @@ class PacketDecoder {
     if (!ip) return;
     const seg = this.ipPayload(ip, packet);
     if (!seg) return;
-    const { src, dst, tcp, wireLength } = seg;
+    const { src, dst, tcp, wireLength, ipId } = seg;
     // An IPv4-mapped IPv6 address folds to IPv4 text (parseIp); the family follows the text.
     const family: Family = src.includes(':') ? 6 : 4;
     if (tcp.length < 20) return;
@@ -360,6 +384,9 @@ class PacketDecoder {
       payload,
       length,
       ...(iface === undefined ? {} : { iface }),
+      window: tcp.readUInt16BE(14),
+      ...optionalTsval(tcp.subarray(20, dataOffset)),
+      ...(ipId === undefined ? {} : { ipId }),
     });
   }
 
@@ -401,7 +428,7 @@ class PacketDecoder {
   private ipPayload(
     ip: Buffer,
     packet: number,
-  ): { family: Family; src: string; dst: string; tcp: Buffer; wireLength: number } | undefined {
+  ): { family: Family; src: string; dst: string; tcp: Buffer; wireLength: number; ipId?: number } | undefined {
     if (ip.length < 1) return undefined;
     const version = ip[0]! >> 4;
     if (version === 4) {
@@ -426,6 +453,7 @@ class PacketDecoder {
         dst: `${ip[16]}.${ip[17]}.${ip[18]}.${ip[19]}`,
         tcp: ip.subarray(ihl, Math.max(ihl, end)),
         wireLength: wire,
+        ipId: ip.readUInt16BE(4),
       };
     }
     if (version === 6) {

@@ -14,6 +14,7 @@ export const PROBE_CODES = {
   EPSV_UNREACHABLE: 'EPSV_UNREACHABLE',
   ACTIVE_REFUSED: 'ACTIVE_REFUSED',
   ACTIVE_NO_CONNECT: 'ACTIVE_NO_CONNECT',
+  TRANSFER_FAILED: 'TRANSFER_FAILED',
   TLS_REQUIRED: 'TLS_REQUIRED',
   LOGIN_FAILED: 'LOGIN_FAILED',
   CONNECT_FAILED: 'CONNECT_FAILED',
@@ -72,37 +73,58 @@ const MODES: DataModeName[] = ['PASV', 'EPSV', 'PORT', 'EPRT'];
 export async function probe(target: ProbeTarget, timeoutMs: number, progress: (line: string) => void = () => undefined): Promise<ProbeReport> {
   const report: ProbeReport = { target: { host: target.host, port: target.port, user: target.user }, modes: [], verdict: { codes: [], summary: [] } };
   progress(`connecting to ${target.host}:${target.port} (timeout ${timeoutMs / 1000} s)…`);
-  let first: FtpClient;
-  try {
-    first = await FtpClient.connect(target.host, target.port, timeoutMs);
-  } catch (err) {
-    report.verdict = { codes: ['CONNECT_FAILED'], summary: [`Cannot open the control connection: ${(err as Error).message}.`] };
-    return report;
-  }
-  const remote = ipOf(first.socket.remoteAddress!);
-  report.control = { address: remote.address, class: classifyAddress(remote), local: first.socket.localAddress ?? '' };
-  try {
-    report.greeting = await first.read();
-    await loginAfterGreeting(first, target, report);
-  } catch (err) {
-    report.login = { ok: false, error: (err as Error).message, ...(err instanceof FtpError && err.reply ? { reply: err.reply } : {}) };
-  } finally {
-    first.close();
+  // A login that got no reply at all is tried once more on a fresh connection:
+  // pyftpdlib now and then leaves a USER unanswered, which is no verdict on the login.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let first: FtpClient;
+    try {
+      first = await FtpClient.connect(target.host, target.port, timeoutMs);
+    } catch (err) {
+      report.verdict = { codes: ['CONNECT_FAILED'], summary: [`Cannot open the control connection: ${(err as Error).message}.`] };
+      return report;
+    }
+    const remote = ipOf(first.socket.remoteAddress!);
+    report.control = { address: remote.address, class: classifyAddress(remote), local: first.socket.localAddress ?? '' };
+    try {
+      report.greeting = await first.read();
+      await loginAfterGreeting(first, target, report);
+    } catch (err) {
+      report.login = { ok: false, error: (err as Error).message, ...(err instanceof FtpError && err.reply ? { reply: err.reply } : {}) };
+    } finally {
+      first.close();
+    }
+    if (report.login?.ok || report.login?.reply) break;
   }
   if (!report.login?.ok) {
-    const text = `${report.login?.reply?.text ?? ''} ${report.login?.error ?? ''}`;
-    const tls = /TLS|SSL|encrypt|AUTH/i.test(text) || report.login?.reply?.code === 534;
-    report.verdict = tls
+    report.verdict = report.login?.reply && tlsRequired(report.login.reply)
       ? { codes: ['TLS_REQUIRED'], summary: ['The server requires TLS before login: no ALG can rewrite an encrypted control channel, so FTP through a NAT needs the server to announce a reachable address itself (or FTPS-aware firewalls).'] }
       : { codes: ['LOGIN_FAILED'], summary: [`Login failed: ${report.login?.reply ? firstLine(report.login.reply) : report.login?.error}.`] };
     return report;
   }
   for (const mode of MODES) {
     progress(`trying ${mode} (waits up to ${timeoutMs / 1000} s for the data connection)…`);
-    report.modes.push(await probeMode(target, mode, timeoutMs, remote.address));
+    report.modes.push(await probeMode(target, mode, timeoutMs, report.control!.address));
   }
   report.verdict = verdict(report);
   return report;
+}
+
+/** A reply that refuses a plain session for want of TLS, by code and by the words real servers use. */
+const TLS_WORDS = /\b(TLS|SSL|encrypt\w*|FTPS)\b/i;
+const REQUIRED_WORDS = /\b(requir\w*|must|only|not allow\w*|not accepted|have to|need\w*|polic\w*|reconnect using)\b/i;
+
+/**
+ * Only a reply that says TLS is *required*: "530 Authentication failed."
+ * (pyftpdlib), "530 Login incorrect." (vsftpd, ProFTPD) and "530 Login
+ * authentication failed" (Pure-FTPd) are wrong credentials, while vsftpd's
+ * "530 Non-anonymous sessions must use encryption.", ProFTPD's and
+ * pyftpdlib's "550 SSL/TLS required on the control channel", Pure-FTPd's
+ * "…Please reconnect using TLS security mechanisms." and IIS's "534 Policy
+ * requires SSL." ask for TLS.
+ */
+export function tlsRequired(reply: SimpleReply): boolean {
+  if (reply.code !== 530 && reply.code !== 534 && reply.code !== 550 && reply.code !== 522) return false;
+  return TLS_WORDS.test(reply.text) && REQUIRED_WORDS.test(reply.text);
 }
 
 async function loginAfterGreeting(c: FtpClient, target: ProbeTarget, report: ProbeReport): Promise<void> {
@@ -113,13 +135,30 @@ async function loginAfterGreeting(c: FtpClient, target: ProbeTarget, report: Pro
   report.login = { ok: final.code === 230 || final.code === 202, reply: final };
 }
 
+/** How far a mode's attempt got before it failed. */
+type ModePhase = 'connect' | 'login' | 'setup';
+
 async function probeMode(target: ProbeTarget, mode: DataModeName, timeoutMs: number, controlAddress: string): Promise<ProbeModeResult> {
+  const first = await attemptMode(target, mode, timeoutMs, controlAddress);
+  // A fresh session that fails before the data set-up says nothing about the
+  // mode (pyftpdlib now and then leaves a USER unanswered): try once more.
+  if (first.phase === 'setup') return first.result;
+  const second = await attemptMode(target, mode, timeoutMs, controlAddress);
+  second.result.durationMs += first.result.durationMs;
+  if (second.phase !== 'setup') second.result.error = `${second.result.error} (and on a first attempt: ${first.result.error})`;
+  return second.result;
+}
+
+async function attemptMode(target: ProbeTarget, mode: DataModeName, timeoutMs: number, controlAddress: string): Promise<{ result: ProbeModeResult; phase: ModePhase }> {
   const started = Date.now();
   const result: ProbeModeResult = { mode, dataConnected: false, durationMs: 0, codes: [] };
+  let phase: ModePhase = 'connect';
   let c: FtpClient | undefined;
   try {
     c = await FtpClient.connect(target.host, target.port, timeoutMs);
+    phase = 'login';
     await c.login(target.user, target.password);
+    phase = 'setup';
     const r = await c.transfer(mode, 'LIST', (setup, announced) => {
       result.setup = setup;
       if (announced) {
@@ -130,17 +169,23 @@ async function probeMode(target: ProbeTarget, mode: DataModeName, timeoutMs: num
     result.dataConnected = true;
     result.bytes = r.data.length;
     result.final = r.final;
+    // Say goodbye like a real client: pyftpdlib 1.5.7, cut off right after an
+    // active transfer, can unregister a reused file descriptor and leave the
+    // next session's USER unanswered.
+    await c.quit();
   } catch (err) {
     result.error = (err as Error).message;
-    if (err instanceof FtpError && err.reply && !result.setup) result.setup = err.reply;
-    if (err instanceof FtpError && err.reply && result.setup && err.reply !== result.setup) result.final = err.reply;
-    if (err instanceof FtpError && err.dataConnected) result.dataConnected = true;
+    if (phase === 'setup') {
+      if (err instanceof FtpError && err.reply && !result.setup) result.setup = err.reply;
+      if (err instanceof FtpError && err.reply && result.setup && err.reply !== result.setup) result.final = err.reply;
+      if (err instanceof FtpError && err.dataConnected) result.dataConnected = true;
+    }
   } finally {
     c?.close();
   }
   result.durationMs = Date.now() - started;
-  result.codes = modeCodes(result);
-  return result;
+  result.codes = phase === 'connect' ? ['CONNECT_FAILED'] : phase === 'login' ? ['LOGIN_FAILED'] : modeCodes(result);
+  return { result, phase };
 }
 
 function modeCodes(r: ProbeModeResult): ProbeCode[] {
@@ -152,12 +197,18 @@ function modeCodes(r: ProbeModeResult): ProbeCode[] {
     }
     if (r.mode === 'EPSV' && r.setup && setupFailed) codes.push('EPSV_UNSUPPORTED');
     else if (!r.dataConnected && r.setup && !setupFailed) codes.push(r.mode === 'PASV' ? 'PASV_UNREACHABLE' : 'EPSV_UNREACHABLE');
+  } else if (r.setup?.code === 425) {
+    // A server that dials at PORT time (pyftpdlib) says 425 when it could not reach us.
+    codes.push('ACTIVE_NO_CONNECT');
   } else if (setupFailed && r.setup) {
     codes.push('ACTIVE_REFUSED');
   } else if (!r.dataConnected) {
     codes.push('ACTIVE_NO_CONNECT');
   }
-  return codes.length > 0 || r.dataConnected ? (codes.length ? codes : ['OK']) : codes;
+  // The data connection opened, but the listing did not arrive whole.
+  if (r.dataConnected && r.error !== undefined) codes.push('TRANSFER_FAILED');
+  if (codes.length > 0) return codes;
+  return r.dataConnected ? ['OK'] : [];
 }
 
 function verdict(report: ProbeReport): ProbeReport['verdict'] {
@@ -182,6 +233,14 @@ function verdict(report: ProbeReport): ProbeReport['verdict'] {
     }
     if (m.codes.includes('ACTIVE_NO_CONNECT')) {
       summary.push(`${m.mode}: the server accepted the command but never connected back (${m.final ? firstLine(m.final) : m.error ?? 'timeout'}): a NAT or firewall in front of this client blocks incoming data connections.`);
+    }
+  }
+  for (const m of report.modes) {
+    if (m.codes.includes('TRANSFER_FAILED')) {
+      summary.push(`${m.mode}: the data connection opened but the listing did not complete (${m.error}): the server, or a gateway between, stalled or dropped the transfer.`);
+    }
+    if (m.codes.includes('LOGIN_FAILED') || m.codes.includes('CONNECT_FAILED')) {
+      summary.push(`${m.mode}: not tested, the fresh session for it failed twice before the data set-up (${m.error}).`);
     }
   }
   if (codes.size === 0) {

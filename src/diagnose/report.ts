@@ -59,6 +59,16 @@ export interface SessionReport {
   server: Endpoint;
   /** `port-21`, or `greeting` (a 220 from the server on another port). */
   detectedBy: 'port-21' | 'greeting';
+  /**
+   * How client and server were told apart, most reliable first: `syn` (who
+   * sent the SYN), `syn-ack` (who answered it), `greeting` (who sent the 220,
+   * in a capture that starts after the handshake), `replies` (who sent FTP
+   * replies while the other sent commands), `port-guess` (port 21, a
+   * privileged port, or the lower port).
+   */
+  roles: 'syn' | 'syn-ack' | 'greeting' | 'replies' | 'port-guess';
+  /** The same in words, naming the packet or line it rests on. */
+  rolesReason: string;
   handshake: HandshakeState;
   start: PacketAt;
   end: PacketAt;
@@ -131,6 +141,9 @@ export const FINDING_CODES = [
   'AUTH_TLS_BLINDS_ALG',
   'EPSV_ALL_VIOLATED',
   'ALG_SEQ_NOT_ADJUSTED',
+  'ACTIVE_DATA_FAILED',
+  'PASSIVE_DATA_FAILED',
+  'DATA_TRANSFER_ABORTED',
 ] as const;
 
 export type FindingCode = (typeof FINDING_CODES)[number];
@@ -152,18 +165,77 @@ export interface Finding {
 }
 
 export interface PairReport {
-  /** Session ids, first capture's first. */
+  /**
+   * two-captures: one session from each file (taken on the two sides of the
+   * middlebox); one-capture: both legs of one translated connection in the
+   * same file (a capture on the firewall or router itself).
+   */
+  scope: 'two-captures' | 'one-capture';
+  /** Session ids, first capture's first (one-capture: in order of first packet). */
   sessions: [string, string];
+  /** The session seen nearer the client. */
+  clientSession: string;
+  /** one-capture: what the middlebox translated, e.g. `client inside 100.64.1.2:40000 ↔ outside 198.18.0.1:61000`. */
+  translation?: LegTranslation;
+  /**
+   * Rewrites told only by the numbers, where the rewritten line itself was not
+   * captured (one direction of a leg missing): the receiver's ACKs run ahead
+   * of (or behind) the sender's sequence numbers by the length change.
+   */
+  inferredRewrites: InferredRewrite[];
   /** The capture taken nearer the client. */
   clientSide: number;
-  /** handshake-timing: SYN→SYN-ACK is longer and SYN-ACK→ACK shorter near the client; argument-order: could not tell, the first file is taken as the client side. */
-  clientSideBy: 'handshake-timing' | 'argument-order';
-  /** forwards-segments: one segment out per segment in (a NAT or kernel ALG); re-segments: a proxy that terminates TCP (sequence numbers are its own, not checked). */
+  /**
+   * Decided once for all pairs of the two captures, by the first that tells:
+   * addresses: the client's address is site-local in one capture only, or
+   * the server's is (the inside of a NAT); syn-order: the captures share a
+   * clock and the client's SYN appears first in the same capture in every
+   * pair; handshake-timing: SYN→SYN-ACK is longer and SYN-ACK→ACK shorter
+   * near the client, summed over the pairs; argument-order: could not tell,
+   * the first file is taken as the client side.
+   */
+  clientSideBy: 'addresses' | 'syn-order' | 'handshake-timing' | 'argument-order';
+  /** The same in words. */
+  clientSideReason: string;
+  /** forwards-segments: one segment out per segment in, same payloads; re-segments: the payload is cut differently on the two sides. */
   middlebox: 'forwards-segments' | 're-segments';
+  /**
+   * translated: one TCP connection seen on both sides, its addresses (and
+   * perhaps payload) rewritten — a NAT, a kernel FTP helper, a router ALG:
+   * sequence numbers must follow its rewrites, and are checked
+   * (ALG_SEQ_NOT_ADJUSTED). terminated: two TCP connections, the middlebox
+   * accepts one and dials the other — a proxy such as ftp-alg or ftp-proxy:
+   * each has its own sequence numbers, nothing to check. Told by the same
+   * ISN, the same TCP timestamps or IPv4 identifications on both sides
+   * (translated), different ones or a different closing order (terminated).
+   */
+  middleboxKind: 'translated' | 'terminated';
+  /** What the classification rests on, in words. */
+  middleboxEvidence: string[];
   rewrites: RewriteReport[];
   /** Per direction, RewriteLedger entries; offsets are in the sender's stream. */
   ledgers: Record<DirectionName, LedgerEntry[]>;
   sequenceCheck: SequenceCheck;
+}
+
+export interface LegTranslation {
+  /** source: the client's address/port was translated; destination: the server's; or both. */
+  kind: 'source' | 'destination' | 'source+destination';
+  clientSide: { client: Endpoint; server: Endpoint };
+  serverSide: { client: Endpoint; server: Endpoint };
+  text: string;
+}
+
+export interface InferredRewrite {
+  direction: DirectionName;
+  /** The line as the sender sent it (the rewritten form was not captured). */
+  before: string;
+  kind: string;
+  beforeAt: { capture: number; packet: number };
+  /** The ACK, on the receiver's leg, that shows the length change. */
+  ackAt: { capture: number; packet: number };
+  /** Bytes added (negative: removed) by the middlebox. */
+  lengthChange: number;
 }
 
 export interface RewriteReport {
@@ -186,6 +258,8 @@ export interface RewriteReport {
 
 export interface SequenceCheck {
   checked: boolean;
+  /** segments: forwarded segments compared one by one; ack-inference: only the receiver's ACKs against the sender's numbers (a direction not captured). */
+  method?: 'segments' | 'ack-inference';
   /** Why it was not checked. */
   reason?: string;
   /** Segments whose sequence number was compared, and ACKs compared. */

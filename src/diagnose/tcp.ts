@@ -43,8 +43,13 @@ export interface Connection {
   id: number;
   client: Endpoint;
   server: Endpoint;
-  /** How client and server were told apart. */
-  roles: 'syn' | 'syn-ack' | 'port-guess';
+  /**
+   * How client and server were told apart, most reliable first: who sent the
+   * SYN; who answered with SYN-ACK; who sent an FTP greeting (220) or other
+   * replies while the other side sent commands (a capture that starts
+   * mid-stream); else the well-known or lower port (a guess).
+   */
+  roles: ConnectionRoles;
   state: ConnectionState;
   first: PacketRef;
   last: PacketRef;
@@ -57,7 +62,21 @@ export interface Connection {
   segments: Record<Direction, TcpSegment[]>;
 }
 
+export type ConnectionRoles = 'syn' | 'syn-ack' | 'greeting' | 'replies' | 'port-guess';
+
 const key = (e: Endpoint) => `${e.address}|${e.port}`;
+
+const REPLY_START = /^[1-5]\d\d[ -]/;
+
+/** Roles from the first payload each side sent: the side that speaks FTP replies is the server. */
+function rolesByPayload(a: TcpSegment | undefined, b: TcpSegment | undefined): { serverIsA: boolean; by: 'greeting' | 'replies' } | undefined {
+  const text = (s: TcpSegment | undefined) => s?.payload.subarray(0, 8).toString('latin1') ?? '';
+  const [ta, tb] = [text(a), text(b)];
+  const [aReplies, bReplies] = [REPLY_START.test(ta), REPLY_START.test(tb)];
+  if (aReplies === bReplies) return undefined;
+  const serverText = aReplies ? ta : tb;
+  return { serverIsA: aReplies, by: serverText.startsWith('220') ? 'greeting' : 'replies' };
+}
 
 /**
  * Groups segments into connections. A SYN that is not a retransmission of the
@@ -111,8 +130,14 @@ export function trackConnections(segments: readonly TcpSegment[]): Connection[] 
     } else if (b.synAck) {
       [client, server, roles] = [b.synAck.dst, b.synAck.src, 'syn-ack'];
     } else {
-      const aServer = looksLikeServerPort(b.a.port, b.b.port);
-      [client, server, roles] = aServer ? [b.b, b.a, 'port-guess'] : [b.a, b.b, 'port-guess'];
+      const firstPayload = (e: Endpoint) => b.bySender.get(key(e))?.find((x) => x.payload.length > 0);
+      const byPayload = rolesByPayload(firstPayload(b.a), firstPayload(b.b));
+      if (byPayload) {
+        [client, server, roles] = byPayload.serverIsA ? [b.b, b.a, byPayload.by] : [b.a, b.b, byPayload.by];
+      } else {
+        const aServer = looksLikeServerPort(b.a.port, b.b.port);
+        [client, server, roles] = aServer ? [b.b, b.a, 'port-guess'] : [b.a, b.b, 'port-guess'];
+      }
     }
     const c2s = b.bySender.get(key(client)) ?? [];
     const s2c = b.bySender.get(key(server)) ?? [];
@@ -324,6 +349,22 @@ export function piecesIn(stream: Stream, offset: number, length: number): Stream
 /** Payload bytes of a direction (first arrivals only). */
 export function streamBytes(stream: Stream): number {
   return stream.pieces.reduce((n, p) => n + p.data.length, 0);
+}
+
+/** Why `client` is the client, in words for the report. */
+export function rolesReason(c: Connection): string {
+  switch (c.roles) {
+    case 'syn':
+      return `${formatEndpoint(c.client)} sent the SYN (packet ${c.syn?.packet})`;
+    case 'syn-ack':
+      return `${formatEndpoint(c.server)} sent the SYN-ACK (packet ${c.synAck?.packet}); the SYN is not in the capture`;
+    case 'greeting':
+      return `no handshake in the capture; ${formatEndpoint(c.server)} sent the 220 greeting`;
+    case 'replies':
+      return `no handshake in the capture; ${formatEndpoint(c.server)} sent FTP replies, ${formatEndpoint(c.client)} commands`;
+    case 'port-guess':
+      return `a guess: no handshake and no readable FTP in the capture; port ${c.server.port} looks like the server's`;
+  }
 }
 
 export function describeConnection(c: Connection): string {

@@ -72,7 +72,7 @@ describe('report shape', () => {
     expect(r.version).toBe(REPORT_VERSION);
     const session = r.sessions[0]!;
     expect(Object.keys(session).sort()).toEqual(
-      ['capture', 'client', 'commands', 'dataConnections', 'detectedBy', 'end', 'handshake', 'id', 'notes', 'replies', 'server', 'start', 'transcript'].sort(),
+      ['capture', 'client', 'commands', 'dataConnections', 'detectedBy', 'end', 'handshake', 'id', 'notes', 'replies', 'roles', 'rolesReason', 'server', 'start', 'transcript'].sort(),
     );
     expect(session.client).toEqual({ family: 4, address: S.CLIENT.address, port: S.CLIENT.port });
     expect(session.dataConnections.map((d) => [d.mode, d.kind, d.status])).toEqual([

@@ -19,6 +19,29 @@ interface Case {
 }
 
 const CASES: Case[] = [
+  {
+    title: 'control port only, 425 after PORT with a public address: the server could not reach the client',
+    build: S.active425,
+    expected: [{ code: 'ACTIVE_DATA_FAILED', severity: 'error', evidence: S.portCmd(S.CLIENT.address, 40001), message: /server \(198\.18\.0\.21\) could not connect to the client at 198\.18\.1\.10:40001.*passive mode/ }],
+  },
+  {
+    title: 'pyftpdlib-style 425 to PORT itself, inside address: the NAT did not rewrite PORT',
+    build: S.activePortTime425,
+    expected: [
+      { code: 'PORT_PRIVATE_ADDRESS', severity: 'error', evidence: S.portCmd(S.CLIENT_INSIDE, 40001) },
+      { code: 'ACTIVE_DATA_FAILED', severity: 'error', evidence: S.portCmd(S.CLIENT_INSIDE, 40001), message: /inside address.*did not rewrite PORT/ },
+    ],
+  },
+  {
+    title: 'control port only, 425 after EPSV: the client did not reach the passive port',
+    build: S.passive425,
+    expected: [{ code: 'PASSIVE_DATA_FAILED', severity: 'error', evidence: '229 Entering Extended Passive Mode (|||50001|)', message: /client \(198\.18\.1\.10\) did not reach.*port 50001/ }],
+  },
+  {
+    title: '426 after the data connection opened: cut in the middle',
+    build: S.aborted426,
+    expected: [{ code: 'DATA_TRANSFER_ABORTED', severity: 'error', evidence: S.pasv(S.SERVER.address, 50000), message: /opened but was cut/ }],
+  },
   { title: 'clean passive session (PASV and EPSV)', build: S.cleanPassive, expected: [] },
   { title: 'clean active session (PORT and EPRT)', build: S.cleanActive, expected: [] },
   { title: 'clean IPv6 session (EPSV and EPRT |2|)', build: S.cleanIpv6, expected: [] },

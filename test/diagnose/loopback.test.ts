@@ -131,7 +131,15 @@ function captured(file: string): boolean {
 async function startTcpdump(file: string, ports: number[]): Promise<ChildProcess> {
   const filter = ports.map((p) => `tcp port ${p}`).join(' or ');
   // -Z root: keep writing into our root-only temp dir; --immediate-mode -U: every packet reaches the file at once.
-  const child = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '--immediate-mode', '-Z', 'root', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // -s/-B: libpcap sizes each slot of the kernel's capture ring by the snapshot
+  // length, so the defaults (256 KiB per packet, 2 MiB) hold only 8 packets: a
+  // burst on loopback overflowed it and the kernel dropped packets (tcpdump said
+  // "10 packets dropped by kernel" in a failing run; the lost segments were
+  // sometimes a piece of the split PORT, whose line and data connection then
+  // went missing from the analysis). Our packets are small.
+  const child = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '--immediate-mode', '-s', '1024', '-B', '16384', '-Z', 'root', '-w', file, filter], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   await new Promise<void>((resolve, reject) => {
     let err = '';
     child.stderr!.setEncoding('utf8');

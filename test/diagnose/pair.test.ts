@@ -79,8 +79,10 @@ describe('server behind a NAT, ALG rewrites the 227 (+2 bytes)', () => {
       const p = r.pairs[0]!;
       expect(p.sessions).toEqual(['1.1', '2.1']);
       expect(p.clientSide).toBe(order === 'client side first' ? 1 : 2);
-      expect(p.clientSideBy).toBe('handshake-timing');
+      expect(p.clientSideBy).toBe('addresses');
       expect(p.middlebox).toBe('forwards-segments');
+      expect(p.middleboxKind).toBe('translated');
+      expect(p.middleboxEvidence.join(' ')).toMatch(/same ISN/);
       const before = pasv(SERVER_INSIDE, 50000);
       expect(p.rewrites).toEqual([
         {
@@ -212,14 +214,15 @@ describe('other middleboxes and captures', () => {
     const a = new TcpConversation(near, client, { address: PUBLIC, port: 21 }).handshake();
     exchange(a, [...LOGIN, ['c', 'PASV'], ['s', pasv(PUBLIC, 50000)]]);
     const far = new Trace(1_700_000_000.0005);
-    const b = new TcpConversation(far, { address: '100.64.0.1', port: 33000 }, { address: SERVER_INSIDE, port: 21 }, { c: 77, s: 88 }).handshake();
+    const b = new TcpConversation(far, { address: '100.64.0.1', port: 33000 }, { address: SERVER_INSIDE, port: 21 }, { c: 0x5000_0000, s: 0x7000_0000 }).handshake();
     // The proxy writes each line in two pieces.
     for (const [side, text] of [...LOGIN, ['c', 'PASV'], ['s', pasv(SERVER_INSIDE, 50000)]] as Array<[Side, string]>) b.line(side, text, { split: [3] });
     const r = diagnose(near.packets, far.packets);
     const p = r.pairs[0]!;
     expect(p.middlebox).toBe('re-segments');
     expect(p.sequenceCheck.checked).toBe(false);
-    expect(p.sequenceCheck.reason).toMatch(/re-segments/);
+    expect(p.middleboxKind).toBe('terminated');
+    expect(p.sequenceCheck.reason).toMatch(/terminates TCP/);
     expect(p.rewrites.map((w) => [w.direction, w.before, w.after])).toEqual([['server->client', pasv(SERVER_INSIDE, 50000), pasv(PUBLIC, 50000)]]);
     expect(r.findings.filter((f) => f.code === 'ALG_SEQ_NOT_ADJUSTED')).toEqual([]);
   });
@@ -228,7 +231,48 @@ describe('other middleboxes and captures', () => {
     const { clientSide, serverSide } = serverNat(false).captures();
     const r = diagnose(clientSide.slice(3), serverSide);
     expect(r.pairs[0]!.sequenceCheck).toMatchObject({ checked: false, reason: expect.stringMatching(/handshake is not in capture 1/) });
-    expect(r.pairs[0]!.clientSideBy).toBe('argument-order');
+    expect(r.pairs[0]!.clientSideBy).toBe('addresses');
+  });
+
+  /** A proxy on loopback-like public addresses: two connections with the same lines, each closed in its own order. */
+  function proxySessions(n: number, finOrder: (i: number) => [Side, Side]): { near: Packet[]; far: Packet[] } {
+    const near = new Trace();
+    const far = new Trace(1_700_000_000.0005);
+    for (let i = 0; i < n; i++) {
+      const a = new TcpConversation(near, { address: '198.18.1.10', port: 40000 + i }, { address: '198.18.0.1', port: 2121 }, { c: 1000 + i, s: 9000 }).handshake();
+      const b = new TcpConversation(far, { address: '198.18.0.1', port: 50000 + i }, { address: '198.18.0.21', port: 21 }, { c: 0x5000_0000 + i, s: 0x7000_0000 }).handshake();
+      for (const conv of [a, b]) exchange(conv, [...LOGIN, ['c', 'NOOP'], ['s', '200 ok'], ['c', 'QUIT'], ['s', '221 Bye']]);
+      const [nearFirst, farFirst] = finOrder(i);
+      a.close(nearFirst);
+      b.close(farFirst);
+      // Timing noise: the far handshake looks slower in odd sessions.
+      near.wait(0.01);
+      far.wait(0.01 + (i % 2) * 0.002);
+    }
+    return { near: near.packets, far: far.packets };
+  }
+
+  test('a proxy that terminates TCP, lines unchanged, the client closes first on one side and the server on the other: terminated, no ALG_SEQ_NOT_ADJUSTED', () => {
+    const { near, far } = proxySessions(1, () => ['c', 's']);
+    const r = diagnose(near, far);
+    const p = r.pairs[0]!;
+    expect(p.middleboxKind).toBe('terminated');
+    expect(p.middleboxEvidence.join(' ')).toMatch(/closed first/);
+    expect(p.sequenceCheck.checked).toBe(false);
+    expect(r.findings).toEqual([]);
+  });
+
+  test('the client side is decided once for all pairs: the same capture for every session, with the reason', () => {
+    const { near, far } = proxySessions(6, (i) => (i % 2 ? ['c', 's'] : ['s', 'c']));
+    for (const [first, second, expected] of [
+      [near, far, 1],
+      [far, near, 2],
+    ] as const) {
+      const r = diagnose(first, second);
+      expect(r.pairs).toHaveLength(6);
+      expect(new Set(r.pairs.map((p) => `${p.clientSide} ${p.clientSideBy}`))).toEqual(new Set([`${expected} syn-order`]));
+      expect(r.pairs[0]!.clientSideReason).toMatch(/SYN appears first/);
+    }
   });
 
   test('two sessions in each capture are paired by their command sequence', () => {
@@ -239,6 +283,8 @@ describe('other middleboxes and captures', () => {
       serverSide: { client: client2, server: { address: SERVER_INSIDE, port: 21 } },
       adjust: true,
       t0: 1_700_000_000.005,
+      // Its own ISNs: two sessions with the same numbers would look like the two legs of one.
+      isn: { c: 0x4000_0000, s: 0x6000_0000 },
     });
     two.handshake().exchange([...LOGIN, ['c', 'SYST'], ['s', '215 UNIX'], ['c', 'QUIT'], ['s', '221 Bye']]).close();
     const sort = (l: Packet[]) => l.sort((x, y) => x.t - y.t);

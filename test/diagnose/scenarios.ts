@@ -213,3 +213,53 @@ export function dataNotCaptured(): Scenario {
   transfer(s, () => undefined);
   return quit(s);
 }
+
+/** Control port only: PORT with a public address, then 425 to the transfer (nothing let the server in). */
+export function active425(): Scenario {
+  const s = control();
+  exchange(s.ctl, [
+    ['c', portCmd(CLIENT.address, 40001)],
+    ['s', '200 PORT command successful'],
+    ['c', 'RETR file.txt'],
+    ['s', "425 Can't open data connection."],
+  ]);
+  return quit(s);
+}
+
+/** pyftpdlib dials at PORT time and answers the PORT with 425; the address is the client's inside one. */
+export function activePortTime425(): Scenario {
+  const s = control();
+  exchange(s.ctl, [
+    ['c', portCmd(CLIENT_INSIDE, 40001)],
+    ['s', "425 Can't connect to specified address."],
+  ]);
+  return quit(s);
+}
+
+/** Control port only: EPSV, then 425 (the client never reached the passive port). */
+export function passive425(): Scenario {
+  const s = control();
+  exchange(s.ctl, [
+    ['c', 'EPSV'],
+    ['s', '229 Entering Extended Passive Mode (|||50001|)'],
+    ['c', 'LIST'],
+    ['s', '425 Can\'t open data connection.'],
+  ]);
+  return quit(s);
+}
+
+/** The data connection opened, then 426. */
+export function aborted426(): Scenario {
+  const s = control();
+  exchange(s.ctl, [
+    ['c', 'PASV'],
+    ['s', pasv(SERVER.address, 50000)],
+    ['c', 'RETR big.iso'],
+  ]);
+  dataConnection(s.trace, { ...CLIENT, port: 40001 }, { address: SERVER.address, port: 50000 });
+  exchange(s.ctl, [
+    ['s', '150 Opening data connection'],
+    ['s', '426 Connection closed; transfer aborted.'],
+  ]);
+  return quit(s);
+}

@@ -70,7 +70,33 @@ describe('connections', () => {
     expect(cs.map((c) => text(streams(c).down))).toEqual(['220 one\r\n', '220 two\r\n']);
   });
 
-  test('capture starting mid-stream: roles from the port, stream from the first byte seen', () => {
+  test('mid-stream, no FTP to read: roles from the port', () => {
+    const trace = new Trace();
+    const conv = new TcpConversation(trace, C, S).handshake();
+    const skip = trace.packets.length;
+    conv.line('c', 'hello');
+    conv.line('s', 'there');
+    const [c] = connections(trace.packets.slice(skip));
+    expect(c).toMatchObject({ state: 'mid-stream', roles: 'port-guess', server: { port: 21 } });
+  });
+
+  test.each([
+    ['220 hi', 'greeting'],
+    ['200 ok', 'replies'],
+  ] as const)('mid-stream with the client on a privileged port: the side that sends FTP replies (%s) is the server, not the lower port', (first, roles) => {
+    const client = { address: '198.18.1.10', port: 1000 };
+    const server = { address: '198.18.0.21', port: 2121 };
+    const trace = new Trace();
+    const conv = new TcpConversation(trace, client, server).handshake();
+    const skip = trace.packets.length;
+    conv.line('s', first);
+    conv.line('c', 'NOOP');
+    conv.line('s', '200 ok');
+    const [c] = connections(trace.packets.slice(skip));
+    expect(c).toMatchObject({ state: 'mid-stream', roles, server: { port: 2121 }, client: { port: 1000 } });
+  });
+
+  test('capture starting mid-stream: roles from the replies, stream from the first byte seen', () => {
     const trace = new Trace();
     const conv = new TcpConversation(trace, C, S).handshake();
     conv.line('s', '220 hi');
@@ -78,7 +104,7 @@ describe('connections', () => {
     conv.line('c', 'NOOP');
     conv.line('s', '200 ok');
     const [c] = connections(trace.packets.slice(skip));
-    expect(c).toMatchObject({ state: 'mid-stream', roles: 'port-guess', server: { port: 21 } });
+    expect(c).toMatchObject({ state: 'mid-stream', roles: 'replies', server: { port: 21 } });
     expect(text(streams(c!).up)).toBe('NOOP\r\n');
     expect(text(streams(c!).down)).toBe('200 ok\r\n');
   });

@@ -1,5 +1,7 @@
 import { expect, test } from 'vitest';
+import { join } from 'node:path';
 import { explainLine, formatExplanation } from '../../src/diagnose/explain.js';
+import { run } from '../helpers/tools.js';
 
 test.each([
   ['PORT 100,64,1,2,4,1', { kind: 'command', name: 'PORT', endpoint: { address: '100.64.1.2', port: 1025, class: 'shared' } }, /500 Illegal PORT command/],
@@ -17,4 +19,12 @@ test.each([
   expect(x).toMatchObject(expected);
   if (nat) expect(x.nat).toMatch(nat);
   expect(formatExplanation(x)).not.toMatch(/secret/);
+});
+
+test.each([[''], ['garbage'], ['   ']])('the CLI refuses %j with exit 2 and one line', async (line) => {
+  const r = await run(process.execPath, [join(process.cwd(), 'dist/cli.js'), 'explain', line]);
+  expect(r.code).toBe(2);
+  expect(r.stdout.toString()).toBe('');
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(/^ftp-alg: line: /);
 });
