@@ -29,6 +29,8 @@ const KEYS: Record<'reverse' | 'forward', Record<string, Kind>> = {
   forward: keysOf(FORWARD_FLAGS, LIMIT_FLAGS),
 };
 
+const REPEATABLE = new Set(Object.entries({ ...REVERSE_FLAGS, ...FORWARD_FLAGS }).flatMap(([key, spec]) => ('array' in spec && spec.array ? [key] : [])));
+
 export interface RunConfig {
   drainMs: number;
   listeners: Array<ReverseConfig | ForwardConfig>;
@@ -74,7 +76,9 @@ function listener(where: string, entry: unknown): ReverseConfig | ForwardConfig 
     if (key === 'mode') continue;
     const kind = allowed[key];
     if (!kind) throw new ConfigError(`${where}.${key}`, `not a ${mode} setting (${Object.keys(allowed).join(', ')})`);
-    if (typeof value !== kind) throw new ConfigError(`${where}.${key}`, `${JSON.stringify(value)} is not a ${kind}`);
+    // A repeatable flag (announce:) is a YAML list of its values.
+    const isList = Array.isArray(value) && REPEATABLE.has(key) && value.every((v) => typeof v === kind);
+    if (typeof value !== kind && !isList) throw new ConfigError(`${where}.${key}`, `${JSON.stringify(value)} is not a ${kind}`);
     flags[key] = value;
   }
   try {
