@@ -12,6 +12,8 @@ export interface HeaderRecorder {
   headers: ProxyHeader[];
   /** Connections that did not start with a valid header, with the parser's message. */
   errors: string[];
+  /** Resolves with the first header (recorded already or still to come). */
+  firstHeader: () => Promise<ProxyHeader>;
   close: () => Promise<void>;
 }
 
@@ -41,6 +43,8 @@ export async function startHeaderRecorder(backendPort: number): Promise<HeaderRe
   const headers: ProxyHeader[] = [];
   const errors: string[] = [];
   const sockets = new Set<Socket>();
+  let announce: (h: ProxyHeader) => void = () => undefined;
+  const first = new Promise<ProxyHeader>((resolve) => (announce = resolve));
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -56,6 +60,7 @@ export async function startHeaderRecorder(backendPort: number): Promise<HeaderRe
         return;
       }
       headers.push(result.header);
+      announce(result.header);
       socket.pause();
       const backend = net.connect({ host: '127.0.0.1', port: backendPort }, () => {
         if (result.rest.length) backend.write(result.rest);
@@ -69,7 +74,7 @@ export async function startHeaderRecorder(backendPort: number): Promise<HeaderRe
     socket.on('data', onData);
   });
   const port = await listenLoopback(server);
-  return { port, headers, errors, close: closer(server, sockets) };
+  return { port, headers, errors, firstHeader: () => first, close: closer(server, sockets) };
 }
 
 export interface FakeBalancer {
