@@ -14,7 +14,7 @@ import { encodeLine } from '../protocol/framer.js';
 import { REASON } from '../alg/policy.js';
 import { balancerLoginStep } from '../alg/proxy-login.js';
 import type { Direction, EventSink } from './events.js';
-import { connectServer } from './server.js';
+import { clientKey, connectServer } from './server.js';
 import { readGreeting, readProxyLogin, type LoginDialogue } from './forward.js';
 import { readProxyHeader } from './proxy-in.js';
 import { DialRefusal, type DialResult, type ServerDialer } from './session.js';
@@ -213,6 +213,29 @@ export interface BackendDialerOptions {
   /** Control connections from these start with a PROXY header; from anyone else none is read. */
   proxyProtocolFrom: readonly Cidr[];
   loginTimeoutMs: number;
+  /** The per-client cap for clients named by a PROXY header (the listener counted only the balancer's others). */
+  maxSessionsPerClient: number;
+}
+
+/** Sessions per real client behind balancers, held while the backend connection is open. */
+class ClientCounts {
+  private readonly counts = new Map<string, number>();
+
+  /** Counts the session, or says why not. */
+  take(client: IpAddress, max: number): string | undefined {
+    const key = clientKey(client.address);
+    const n = this.counts.get(key) ?? 0;
+    if (n >= max) return `${max} sessions from ${key}`;
+    this.counts.set(key, n + 1);
+    return undefined;
+  }
+
+  release(client: IpAddress): void {
+    const key = clientKey(client.address);
+    const left = (this.counts.get(key) ?? 1) - 1;
+    if (left > 0) this.counts.set(key, left);
+    else this.counts.delete(key);
+  }
 }
 
 /**
@@ -222,51 +245,74 @@ export interface BackendDialerOptions {
  * connects and greets with 220.
  */
 export function backendDialer(pool: BackendPool, opts: BackendDialerOptions): ServerDialer {
+  const counts = new ClientCounts();
   return async (client) => {
     const socketPeer: Endpoint = { ...ipOf(client.remoteAddress ?? '0.0.0.0'), port: client.remotePort ?? 0 };
-    let real = { source: socketPeer, destination: { ...ipOf(client.localAddress ?? '0.0.0.0'), port: client.localPort ?? 0 } };
-    let headerIn = 0;
+    const real: BalancedClient = { headerBytes: 0, source: socketPeer, destination: { ...ipOf(client.localAddress ?? '0.0.0.0'), port: client.localPort ?? 0 } };
     if (opts.proxyProtocolFrom.some((c) => c.contains(socketPeer))) {
       const { header, bytes } = await readProxyHeader(client, opts.loginTimeoutMs);
-      headerIn = bytes;
-      if (header.addresses.kind === 'inet') real = { source: header.addresses.source, destination: header.addresses.destination };
+      real.headerBytes = bytes;
+      if (header.addresses.kind === 'inet') Object.assign(real, { source: header.addresses.source, destination: header.addresses.destination });
       // LOCAL, UNKNOWN or AF_UNIX: the balancer's own connection stands for the client.
-    }
-    const login = pool.balance === 'user' ? await readProxyLogin(client, opts.loginTimeoutMs, USER_LOGIN) : undefined;
-    const tried: string[] = [];
-    for (const b of pool.candidates({ client: real.source, user: login?.destination.user })) {
-      let c: Connected;
+      const over = counts.take(real.source, opts.maxSessionsPerClient);
+      if (over) throw new DialRefusal({ code: REASON.TOO_MANY_SESSIONS, message: `over the limit of ${over}` }, `421 Too many sessions (${over}); try again later`);
+      const counted = real.source;
       try {
-        c = await pool.connect(b, real);
+        const dialled = await dialBackend(pool, client, real, socketPeer, opts.loginTimeoutMs);
+        dialled.server.once('close', () => counts.release(counted));
+        return dialled;
       } catch (err) {
-        pool.markDown(b, (err as Error).message);
-        tried.push(`${b.label}: ${(err as Error).message}`);
-        continue;
+        counts.release(counted);
+        throw err;
       }
-      pool.attach(b, c.server);
-      const seed: Record<Direction, Array<[number, number]>> = { 'client->server': [], 'server->client': [] };
-      if (headerIn || c.header) seed['client->server'].push([headerIn, c.header]);
-      const clientAddress = sameAddress(real.source, socketPeer) && real.source.port === socketPeer.port ? undefined : real.source;
-      if (!login) {
-        // The session relays the greeting itself; we only looked at it.
-        return { server: c.server, serverLeftover: c.greeting, ledgerSeed: seed, ...(clientAddress ? { clientAddress } : {}) } satisfies DialResult;
-      }
-      // user: the client had our greeting; the backend's is swallowed and the USER line replayed unchanged.
-      c.server.write(login.raw);
-      seed['client->server'].push([login.dropped, 0], [login.raw.length, login.raw.length]);
-      seed['server->client'].push([0, login.said], [c.greetingBytes, 0]);
-      return {
-        server: c.server,
-        clientLeftover: login.leftover,
-        ...(c.leftover ? { serverLeftover: c.leftover } : {}),
-        ledgerSeed: seed,
-        ...(clientAddress ? { clientAddress } : {}),
-      } satisfies DialResult;
     }
-    throw new DialRefusal(
-      { code: REASON.NO_BACKEND, message: tried.length ? `no backend answered: ${tried.join('; ')}` : `all ${pool.backends.length} backends are marked down` },
-      // Which servers exist and why they failed is for the log, not the client.
-      '421 Service not available: no FTP server is available, try again later',
-    );
+    return dialBackend(pool, client, real, socketPeer, opts.loginTimeoutMs);
   };
+}
+
+/** Who the client is, as the balancer's header (if any) says. */
+interface BalancedClient {
+  source: Endpoint;
+  destination: Endpoint;
+  /** Bytes of the balancer's header, read before the client's own. */
+  headerBytes: number;
+}
+
+async function dialBackend(pool: BackendPool, client: Socket, real: BalancedClient, socketPeer: Endpoint, loginTimeoutMs: number): Promise<DialResult> {
+  const login = pool.balance === 'user' ? await readProxyLogin(client, loginTimeoutMs, USER_LOGIN) : undefined;
+  const tried: string[] = [];
+  for (const b of pool.candidates({ client: real.source, user: login?.destination.user })) {
+    let c: Connected;
+    try {
+      c = await pool.connect(b, real);
+    } catch (err) {
+      pool.markDown(b, (err as Error).message);
+      tried.push(`${b.label}: ${(err as Error).message}`);
+      continue;
+    }
+    pool.attach(b, c.server);
+    const seed: Record<Direction, Array<[number, number]>> = { 'client->server': [], 'server->client': [] };
+    if (real.headerBytes || c.header) seed['client->server'].push([real.headerBytes, c.header]);
+    const clientAddress = sameAddress(real.source, socketPeer) && real.source.port === socketPeer.port ? undefined : real.source;
+    if (!login) {
+      // The session relays the greeting itself; we only looked at it.
+      return { server: c.server, serverLeftover: c.greeting, ledgerSeed: seed, ...(clientAddress ? { clientAddress } : {}) } satisfies DialResult;
+    }
+    // user: the client had our greeting; the backend's is swallowed and the USER line replayed unchanged.
+    c.server.write(login.raw);
+    seed['client->server'].push([login.dropped, 0], [login.raw.length, login.raw.length]);
+    seed['server->client'].push([0, login.said], [c.greetingBytes, 0]);
+    return {
+      server: c.server,
+      clientLeftover: login.leftover,
+      ...(c.leftover ? { serverLeftover: c.leftover } : {}),
+      ledgerSeed: seed,
+      ...(clientAddress ? { clientAddress } : {}),
+    } satisfies DialResult;
+  }
+  throw new DialRefusal(
+    { code: REASON.NO_BACKEND, message: tried.length ? `no backend answered: ${tried.join('; ')}` : `all ${pool.backends.length} backends are marked down` },
+    // Which servers exist and why they failed is for the log, not the client.
+    '421 Service not available: no FTP server is available, try again later',
+  );
 }

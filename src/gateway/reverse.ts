@@ -23,6 +23,7 @@ export async function startReverseGateway(cfg: ReverseConfig, sink: EventSink): 
     },
     maxSessions: cfg.maxSessions,
     maxSessionsPerClient: cfg.maxSessionsPerClient,
+    uncappedSources: cfg.proxyProtocolFrom,
   }).catch((err: unknown) => {
     pool?.close();
     throw err;
@@ -51,7 +52,8 @@ function dialerFor(cfg: ReverseConfig, sink: EventSink): { dialServer: ServerDia
     sendProxyProtocol: cfg.sendProxyProtocol,
     sink,
   });
-  return { dialServer: backendDialer(pool, { proxyProtocolFrom: cfg.proxyProtocolFrom, loginTimeoutMs: cfg.loginTimeoutMs }), pool };
+  const dialServer = backendDialer(pool, { proxyProtocolFrom: cfg.proxyProtocolFrom, loginTimeoutMs: cfg.loginTimeoutMs, maxSessionsPerClient: cfg.maxSessionsPerClient });
+  return { dialServer, pool };
 }
 
 /** Split horizon: the first `--announce` network holding the client names the address. */

@@ -127,4 +127,22 @@ describe('--proxy-protocol-from', () => {
       destination: { family: 4, address: '127.0.0.1', port: lb.port },
     });
   });
+
+  test('per-client caps count the clients the headers name, not the balancer', async () => {
+    const server = await startDemoServer({});
+    cleanup.push(() => server.close());
+    const gw = await gatewayTo(server.address.port, { 'proxy-protocol-from': `${BALANCER}/32`, 'max-sessions-per-client': 2 });
+    const named = ['198.18.0.7', '198.18.0.7', '198.18.0.7', '198.18.0.8', '198.18.0.8'];
+    const lb = await startFakeBalancer(gw.port, BALANCER, (client) => namesClient(2, named.shift())(client));
+    cleanup.push(() => lb.close());
+    const greetings: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c = await FtpClient.connect('127.0.0.1', lb.port);
+      cleanup.push(() => c.close());
+      greetings.push((await c.read()).code);
+    }
+    expect(greetings).toEqual([220, 220, 421, 220, 220]);
+    const refused = gw.log.of('refuse').filter((e) => e.code === 'TOO_MANY_SESSIONS');
+    expect(refused.map((e) => e.message)).toEqual(['over the limit of 2 sessions from 198.18.0.7']);
+  });
 });
