@@ -11,6 +11,7 @@ import { FtpClient } from '../../src/client/ftp-client.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { HAVE, needs, startPyftpdlib, tempDir } from '../helpers/tools.js';
 import type { ReverseFlags } from '../../src/config.js';
+import { freeLoopbackPort } from '../helpers/proxy-protocol.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -42,15 +43,6 @@ async function whichBackend(gw: TestGateway, user = 'anonymous', mode: 'PASV' | 
     await c.send('QUIT').catch(() => undefined);
     c.close();
   }
-}
-
-/** A port with nothing listening (connection refused). */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 describe('balancing', () => {
@@ -139,7 +131,7 @@ describe('balancing', () => {
 describe('health', () => {
   test('passive: a backend that refuses connections is skipped, and marked down once', async () => {
     const [a] = await backends(['a']);
-    const dead = await deadPort();
+    const dead = await freeLoopbackPort();
     const gw = await gateway([dead, a!.address.port], { 'backend-down': 60 });
     const seen: string[] = [];
     for (let i = 0; i < 4; i++) seen.push(await whichBackend(gw));
@@ -160,7 +152,7 @@ describe('health', () => {
 
   test('active: a backend that comes back is used again after its next check', async () => {
     const [a] = await backends(['a']);
-    const port = await deadPort();
+    const port = await freeLoopbackPort();
     const gw = await gateway([a!.address.port, port], { 'health-interval': 0.2, 'backend-down': 3600 });
     await gw.log.waitFor('warning', (w) => w.message.includes(`127.0.0.1:${port} down`));
     expect([await whichBackend(gw), await whichBackend(gw)]).toEqual(['a', 'a']);
@@ -172,7 +164,7 @@ describe('health', () => {
   });
 
   test('all backends down: 421 NO_BACKEND, and no inside address in the reply', async () => {
-    const gw = await gateway([await deadPort(), await deadPort()], {});
+    const gw = await gateway([await freeLoopbackPort(), await freeLoopbackPort()], {});
     const c = await FtpClient.connect('127.0.0.1', gw.port);
     cleanup.push(() => c.close());
     const reply = await c.read();

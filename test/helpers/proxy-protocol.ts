@@ -113,3 +113,11 @@ export async function startFakeBalancer(gatewayPort: number, fromAddress: string
   const port = await listenLoopback(server);
   return { port, close: closer(server, sockets) };
 }
+
+/** A loopback port nothing listens on right now (connection refused until someone takes it). */
+export async function freeLoopbackPort(): Promise<number> {
+  const s = net.createServer();
+  const port = await listenLoopback(s);
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
