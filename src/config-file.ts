@@ -74,6 +74,10 @@ function listener(where: string, entry: unknown): ReverseConfig | ForwardConfig 
   const flags: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(entry)) {
     if (key === 'mode') continue;
+    if (key === 'routes' && mode === 'reverse') {
+      flags.routes = value; // a list, checked by reverseFromFlags
+      continue;
+    }
     const kind = allowed[key];
     if (!kind) throw new ConfigError(`${where}.${key}`, `not a ${mode} setting (${Object.keys(allowed).join(', ')})`);
     // A repeatable flag (announce:) is a YAML list of its values.

@@ -51,6 +51,13 @@ export interface AnnounceRule {
   address: IpAddress;
 }
 
+export interface UserRoute {
+  /** The glob as written (`*` any run, `?` one character). */
+  user: string;
+  matches: (user: string) => boolean;
+  server: HostPort;
+}
+
 export interface ReverseConfig extends CommonGatewayConfig {
   mode: 'reverse';
   /** The first of `servers`. */
@@ -63,6 +70,8 @@ export interface ReverseConfig extends CommonGatewayConfig {
   /** Control connections from these must, and from no one else may, start with a PROXY header. */
   proxyProtocolFrom: Cidr[];
   announce: AnnounceRule[];
+  /** `--balance user`: user-name patterns pinned to one of `servers` (YAML `routes:`), before the hash. */
+  routes: UserRoute[];
   publicAddress: IpAddress;
   insideAddress?: IpAddress | undefined;
   serverNetworks: Cidr[];
@@ -143,6 +152,8 @@ export interface ReverseFlags {
   'send-proxy-protocol'?: string;
   'proxy-protocol-from'?: string;
   announce?: string | string[];
+  /** YAML only: a list of { user, server }. */
+  routes?: unknown;
   'data-timeout'?: number;
   'data-idle-timeout'?: number;
   'connect-timeout'?: number;
@@ -224,6 +235,7 @@ export function reverseFromFlags(f: ReverseFlags): ReverseConfig {
     serverNetworks: f['server-networks'] ? parseCidrList('--server-networks', f['server-networks']) : [],
     ...backendsFromFlags(f),
     servers,
+    routes: parseRoutes(f.routes, servers, f.balance),
     ...commonFromFlags(f),
   };
 }
@@ -241,6 +253,27 @@ function backendsFromFlags(f: ReverseFlags) {
     proxyProtocolFrom: f['proxy-protocol-from'] ? parseCidrList('--proxy-protocol-from', f['proxy-protocol-from']) : [],
     announce: parseAnnounce(f.announce),
   };
+}
+
+/** `routes:` entries; each server must be one of --server, so that health and counts cover it. */
+export function parseRoutes(value: unknown, servers: readonly HostPort[], balance: string | undefined): UserRoute[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError('routes', 'a list of { user: PATTERN, server: HOST:PORT }');
+  if (balance !== 'user') throw new ConfigError('routes', 'routes pick by user name: they need balance: user');
+  return value.map((entry: unknown, i) => {
+    const key = `routes[${i}]`;
+    const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+    const extra = Object.keys(e).filter((k) => k !== 'user' && k !== 'server');
+    if (typeof e.user !== 'string' || e.user === '' || typeof e.server !== 'string' || extra.length) {
+      throw new ConfigError(key, 'expected { user: PATTERN, server: HOST:PORT } and nothing else');
+    }
+    const server = parseHostPort(`${key}.server`, e.server, true);
+    if (!servers.some((s) => s.host === server.host && s.port === server.port)) {
+      throw new ConfigError(`${key}.server`, `${e.server} is not one of the listener's servers`);
+    }
+    const glob = new RegExp(`^${e.user.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+    return { user: e.user, matches: (user: string) => glob.test(user), server };
+  });
 }
 
 /** `CIDR=IP`, repeated or comma-separated; IPv4 only, as 227 is. */

@@ -36,6 +36,8 @@ export interface BackendPoolOptions {
   healthIntervalMs?: number | undefined;
   connectTimeoutMs: number;
   sendProxyProtocol?: 1 | 2 | undefined;
+  /** `user`: names pinned to a backend before the hash (first match wins). */
+  routes?: ReadonlyArray<{ matches: (user: string) => boolean; server: HostPort }> | undefined;
   sink: EventSink;
   now?: () => number;
 }
@@ -83,7 +85,7 @@ export class BackendPool {
         start = hash(key.client.family === 4 ? key.client.address : networkOf(key.client, 64)) % n;
         break;
       case 'user':
-        start = hash(key.user ?? '') % n;
+        start = this.routedIndex(key.user ?? '') ?? hash(key.user ?? '') % n;
         break;
       default:
         start = this.turn++ % n;
@@ -92,6 +94,13 @@ export class BackendPool {
     // Stable sort: equal loads keep ring order, so ties still rotate.
     if (this.opts.balance === 'least-connections') ring.sort((a, b) => a.sessions - b.sessions);
     return ring;
+  }
+
+  private routedIndex(user: string): number | undefined {
+    const route = this.opts.routes?.find((r) => r.matches(user));
+    if (!route) return undefined;
+    const i = this.backends.findIndex((b) => b.target.host === route.server.host && b.target.port === route.server.port);
+    return i < 0 ? undefined : i;
   }
 
   /** Passive health: a failure to connect or greet. */

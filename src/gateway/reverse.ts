@@ -50,6 +50,7 @@ function dialerFor(cfg: ReverseConfig, sink: EventSink): { dialServer: ServerDia
     healthIntervalMs: cfg.healthIntervalMs,
     connectTimeoutMs: cfg.connectTimeoutMs,
     sendProxyProtocol: cfg.sendProxyProtocol,
+    routes: cfg.routes,
     sink,
   });
   const dialServer = backendDialer(pool, { proxyProtocolFrom: cfg.proxyProtocolFrom, loginTimeoutMs: cfg.loginTimeoutMs, maxSessionsPerClient: cfg.maxSessionsPerClient });

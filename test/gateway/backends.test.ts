@@ -124,6 +124,27 @@ describe('flags', () => {
     expect(() => reverseFromFlags({ ...base, server: '127.0.0.1:21', ...flags })).toThrow(message);
   });
 
+  test('routes: YAML only, globs, servers from the list, balance user only', () => {
+    const yaml = (extra: string) =>
+      `listeners:\n  - mode: reverse\n    listen: 127.0.0.1:1\n    server: 127.0.0.1:21,127.0.0.2:21\n    public-address: 198.18.0.1\n${extra}`;
+    const l = parseRunConfig('gw.yaml', yaml('    balance: user\n    routes:\n      - { user: "a*.x?", server: "127.0.0.2:21" }\n')).listeners[0] as ReverseConfig;
+    expect(l.routes.map((r) => [r.user, r.server.host])).toEqual([['a*.x?', '127.0.0.2']]);
+    expect(['alice.xy', 'a.x1', 'alice.x', 'bob.xy', 'a+.xy'].map((u) => l.routes[0]!.matches(u))).toEqual([true, true, false, false, true]);
+    expect(() => parseRunConfig('gw.yaml', yaml('    routes:\n      - { user: a, server: "127.0.0.2:21" }\n'))).toThrow('gw.yaml: listeners[0].routes: routes pick by user name: they need balance: user');
+    expect(() => parseRunConfig('gw.yaml', yaml('    balance: user\n    routes:\n      - { user: a, server: "127.0.0.9:21" }\n'))).toThrow(
+      "gw.yaml: listeners[0].routes[0].server: 127.0.0.9:21 is not one of the listener's servers",
+    );
+    expect(() => parseRunConfig('gw.yaml', yaml('    balance: user\n    routes:\n      - { user: a }\n'))).toThrow('gw.yaml: listeners[0].routes[0]: expected { user: PATTERN, server: HOST:PORT } and nothing else');
+    expect(() => parseRunConfig('gw.yaml', yaml('    balance: user\n    routes: a\n'))).toThrow('gw.yaml: listeners[0].routes: a list of { user: PATTERN, server: HOST:PORT }');
+  });
+
+  test('a route comes before the hash, and its backend still fails over', () => {
+    const { p } = pool({ balance: 'user', routes: [{ matches: (u) => u === 'alice', server: TARGETS[2]! }] });
+    expect(p.candidates({ client: ip('198.18.0.1'), user: 'alice' })[0]!.label).toBe('127.0.0.3:21');
+    p.markDown(p.backends[2]!, 'x');
+    expect(p.candidates({ client: ip('198.18.0.1'), user: 'alice' })[0]!.label).toBe('127.0.0.1:21');
+  });
+
   test('YAML: announce is a list, the other flags are keys', () => {
     const cfg = parseRunConfig(
       'gw.yaml',
