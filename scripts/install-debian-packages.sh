@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not fetched again. Needs root.
 set -euo pipefail
 
-packages=(python3-pyftpdlib lftp tnftp ncftp wget vsftpd nftables conntrack tcpdump tshark iproute2 procps util-linux)
+packages=(python3-pyftpdlib lftp tnftp ncftp wget vsftpd haproxy nftables conntrack tcpdump tshark iproute2 procps util-linux)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-debian-packages: needs root (packages: ${packages[*]})" >&2
@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian's images ship a policy-rc.d that keeps daemons (vsftpd) from starting
-# on install; a stock vsftpd would otherwise listen on every interface.
+# on install (vsftpd, haproxy); a stock vsftpd would otherwise listen on every interface.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
   chmod +x /usr/sbin/policy-rc.d

@@ -26,6 +26,8 @@ export const REASON = {
   TOO_MANY_SESSIONS: 'TOO_MANY_SESSIONS',
   KERNEL_NAT_FAILED: 'KERNEL_NAT_FAILED',
   LINE_TIMEOUT: 'LINE_TIMEOUT',
+  NO_BACKEND: 'NO_BACKEND',
+  PROXY_HEADER: 'PROXY_HEADER',
 } as const;
 
 export type ReasonCode = (typeof REASON)[keyof typeof REASON];

@@ -32,6 +32,9 @@ const KEYS: Record<'reverse' | 'forward', Record<string, Kind>> = {
   forward: { ...keysOf(FORWARD_FLAGS, LIMIT_FLAGS), name: 'string' },
 };
 
+/** Keys of a listener that take a list (YAML) as the CLI takes a repeated flag. */
+const REPEATABLE = new Set(Object.entries({ ...REVERSE_FLAGS, ...FORWARD_FLAGS }).flatMap(([key, spec]) => ('array' in spec && spec.array ? [key] : [])));
+
 /** Top-level keys besides `listeners`: the process-wide flags, and the log level. */
 const TOP_KEYS: Record<string, Kind> = { ...keysOf(SERVICE_FLAGS), 'log-level': 'string' };
 
@@ -160,10 +163,18 @@ function listener(where: string, entry: unknown): NamedListener & { named: boole
   const flags: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(entry)) {
     if (key === 'mode') continue;
+    if (key === 'routes' && mode === 'reverse') {
+      flags.routes = value; // a list, checked by reverseFromFlags
+      continue;
+    }
     const kind = allowed[key];
     if (!kind) throw new ConfigError(`${where}.${key}`, `not a ${mode} setting (${Object.keys(allowed).join(', ')})`);
-    if (typeof value !== kind) throw new ConfigError(`${where}.${key}`, `${JSON.stringify(value)} is not a ${kind}`);
-    flags[key] = value;
+    // A repeatable flag (announce:) is a YAML list of its values.
+    const isList = Array.isArray(value) && REPEATABLE.has(key) && value.every((v) => typeof v === kind);
+    // `allow-destination-ports: 21` is a number to YAML and a list to the flag: take it as written.
+    const asText = kind === 'string' && typeof value === 'number' ? String(value) : value;
+    if (typeof asText !== kind && !isList) throw new ConfigError(`${where}.${key}`, `${JSON.stringify(value)} is not a ${kind}`);
+    flags[key] = asText;
   }
   const { name: given, ...settings } = flags;
   if (given !== undefined && !/^[\w.:@[\]-]{1,64}$/.test(given as string)) {

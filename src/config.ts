@@ -55,9 +55,36 @@ export interface CommonGatewayConfig {
   nftTable: string;
 }
 
+export type Balance = 'round-robin' | 'least-connections' | 'source' | 'user';
+export const BALANCES: readonly Balance[] = ['round-robin', 'least-connections', 'source', 'user'];
+
+/** Split horizon: clients in `network` are told `address` in 227. */
+export interface AnnounceRule {
+  network: Cidr;
+  address: IpAddress;
+}
+
+export interface UserRoute {
+  /** The glob as written (`*` any run, `?` one character). */
+  user: string;
+  matches: (user: string) => boolean;
+  server: HostPort;
+}
+
 export interface ReverseConfig extends CommonGatewayConfig {
   mode: 'reverse';
+  /** The first of `servers`. */
   server: HostPort;
+  servers: HostPort[];
+  balance: Balance;
+  backendDownMs: number;
+  healthIntervalMs?: number | undefined;
+  sendProxyProtocol?: 1 | 2 | undefined;
+  /** Control connections from these must, and from no one else may, start with a PROXY header. */
+  proxyProtocolFrom: Cidr[];
+  announce: AnnounceRule[];
+  /** `--balance user`: user-name patterns pinned to one of `servers` (YAML `routes:`), before the hash. */
+  routes: UserRoute[];
   publicAddress: IpAddress;
   insideAddress?: IpAddress | undefined;
   serverNetworks: Cidr[];
@@ -148,6 +175,14 @@ export interface ReverseFlags {
   'passive-ports'?: string;
   'active-ports'?: string;
   'server-networks'?: string;
+  balance?: string;
+  'backend-down'?: number;
+  'health-interval'?: number;
+  'send-proxy-protocol'?: string;
+  'proxy-protocol-from'?: string;
+  announce?: string | string[];
+  /** YAML only: a list of { user, server }. */
+  routes?: unknown;
   'data-timeout'?: number;
   'data-idle-timeout'?: number;
   'connect-timeout'?: number;
@@ -209,8 +244,14 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
 
 export function reverseFromFlags(f: ReverseFlags): ReverseConfig {
   const listen = parseHostPort('--listen', required('listen', f.listen), false);
-  const server = parseHostPort('--server', required('server', f.server), true);
-  if (server.port === 0) throw new ConfigError('--server', 'port 0 is not a server port');
+  const servers = required('server', f.server)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => parseHostPort('--server', s, true));
+  const server = servers[0];
+  if (!server) throw new ConfigError('--server', 'is required');
+  if (servers.some((s) => s.port === 0)) throw new ConfigError('--server', 'port 0 is not a server port');
   const publicAddress = parseIpFlag('--public-address', required('public-address', f['public-address']));
   if (publicAddress.family !== 4) {
     // 227 replies can only carry IPv4; IPv6 clients get 229, which has no address.
@@ -223,8 +264,63 @@ export function reverseFromFlags(f: ReverseFlags): ReverseConfig {
     publicAddress,
     insideAddress: f['inside-address'] ? parseIpFlag('--inside-address', f['inside-address']) : undefined,
     serverNetworks: f['server-networks'] ? parseCidrList('--server-networks', f['server-networks']) : [],
+    ...backendsFromFlags(f),
+    servers,
+    routes: parseRoutes(f.routes, servers, f.balance),
     ...commonFromFlags(f),
   };
+}
+
+function backendsFromFlags(f: ReverseFlags) {
+  const balance = (f.balance ?? 'round-robin') as Balance;
+  if (!BALANCES.includes(balance)) throw new ConfigError('--balance', `"${balance}" is not one of ${BALANCES.join(', ')}`);
+  const proxyOut = f['send-proxy-protocol'];
+  if (proxyOut !== undefined && proxyOut !== 'v1' && proxyOut !== 'v2') throw new ConfigError('--send-proxy-protocol', `"${proxyOut}" is not v1 or v2`);
+  return {
+    balance,
+    backendDownMs: seconds('--backend-down', f['backend-down'], 30_000),
+    healthIntervalMs: f['health-interval'] === undefined ? undefined : parseSeconds('--health-interval', f['health-interval']),
+    sendProxyProtocol: proxyOut === undefined ? undefined : proxyOut === 'v1' ? (1 as const) : (2 as const),
+    proxyProtocolFrom: f['proxy-protocol-from'] ? parseCidrList('--proxy-protocol-from', f['proxy-protocol-from']) : [],
+    announce: parseAnnounce(f.announce),
+  };
+}
+
+/** `routes:` entries; each server must be one of --server, so that health and counts cover it. */
+export function parseRoutes(value: unknown, servers: readonly HostPort[], balance: string | undefined): UserRoute[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError('routes', 'a list of { user: PATTERN, server: HOST:PORT }');
+  if (balance !== 'user') throw new ConfigError('routes', 'routes pick by user name: they need balance: user');
+  return value.map((entry: unknown, i) => {
+    const key = `routes[${i}]`;
+    const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+    const extra = Object.keys(e).filter((k) => k !== 'user' && k !== 'server');
+    if (typeof e.user !== 'string' || e.user === '' || typeof e.server !== 'string' || extra.length) {
+      throw new ConfigError(key, 'expected { user: PATTERN, server: HOST:PORT } and nothing else');
+    }
+    const server = parseHostPort(`${key}.server`, e.server, true);
+    if (!servers.some((s) => s.host === server.host && s.port === server.port)) {
+      throw new ConfigError(`${key}.server`, `${e.server} is not one of the listener's servers`);
+    }
+    const glob = new RegExp(`^${e.user.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+    return { user: e.user, matches: (user: string) => glob.test(user), server };
+  });
+}
+
+/** `CIDR=IP`, repeated or comma-separated; IPv4 only, as 227 is. */
+export function parseAnnounce(value: string | string[] | undefined): AnnounceRule[] {
+  const items = (Array.isArray(value) ? value : value === undefined ? [] : [value]).flatMap((v) => String(v).split(','));
+  return items
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((item) => {
+      const [cidr, ip, extra] = item.split('=');
+      const network = cidr === undefined ? undefined : parseCidr(cidr.trim());
+      const address = ip === undefined ? undefined : parseIp(ip.trim());
+      if (!network || !address || extra !== undefined) throw new ConfigError('--announce', `"${item}" is not CIDR=IP`);
+      if (address.family !== 4) throw new ConfigError('--announce', `${address.address} is IPv6; 227 replies carry IPv4 only`);
+      return { network, address };
+    });
 }
 
 export interface ForwardConfig extends CommonGatewayConfig {

@@ -23,12 +23,18 @@ export const LIMIT_FLAGS = {
 
 export const REVERSE_FLAGS = {
   listen: { type: 'string', describe: 'ADDR:PORT to accept clients on', demandOption: true },
-  server: { type: 'string', describe: 'HOST:PORT of the FTP server', demandOption: true },
+  server: { type: 'string', describe: 'HOST:PORT[,HOST:PORT…] of the FTP server(s)', demandOption: true },
   'public-address': { type: 'string', describe: 'IPv4 address clients reach the gateway at (announced in 227)', demandOption: true },
   'inside-address': { type: 'string', describe: 'our address facing the server, for active-mode listeners' },
   'passive-ports': { type: 'string', describe: 'LO-HI range for passive data listeners' },
   'active-ports': { type: 'string', describe: 'LO-HI range for active data listeners' },
   'server-networks': { type: 'string', describe: 'CIDR,... the server may announce in 227/229 besides its own address' },
+  balance: { type: 'string', choices: ['round-robin', 'least-connections', 'source', 'user'], default: 'round-robin', describe: 'how a session picks one of several --server backends' },
+  'backend-down': { type: 'number', default: 30, describe: 'seconds a backend that failed to connect or greet is skipped' },
+  'health-interval': { type: 'number', describe: 'seconds between active backend checks (connect + 220); default: none' },
+  'send-proxy-protocol': { type: 'string', choices: ['v1', 'v2'], describe: 'start each backend connection with a PROXY header naming the real client' },
+  'proxy-protocol-from': { type: 'string', describe: 'CIDR,... of load balancers whose control connections must start with a PROXY header' },
+  announce: { type: 'string', array: true, describe: 'CIDR=IP: announce IP in 227 to clients in CIDR (repeatable; first match wins, else --public-address)' },
 } as const satisfies Record<string, Options>;
 
 export const FORWARD_FLAGS = {

@@ -87,3 +87,19 @@ export function preLoginStep(verb: string, arg: string): PreLoginStep {
       return { type: 'reply', reply: '530 Log in with USER name@host[:port] first' };
   }
 }
+
+const SAFE_BEFORE_LOGIN = new Set(['QUIT', 'AUTH', 'FEAT', 'SYST', 'NOOP']);
+
+/**
+ * A reverse gateway that picks the backend by user name answers until USER
+ * itself; the name is passed on unchanged (no @host in it). `host` and
+ * `port` stay empty: the balancer, not the client, names the server.
+ */
+export function balancerLoginStep(verb: string, arg: string): PreLoginStep {
+  if (verb === 'USER') {
+    const user = arg.trim();
+    return user ? { type: 'login', destination: { user, host: '', port: 0 } } : { type: 'reply', reply: '501 USER needs a name' };
+  }
+  if (SAFE_BEFORE_LOGIN.has(verb)) return preLoginStep(verb, arg);
+  return { type: 'reply', reply: '530 Log in with USER first' };
+}

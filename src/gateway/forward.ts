@@ -12,7 +12,7 @@ import { LineFramer, encodeLine, type Framed } from '../protocol/framer.js';
 import { parseCommand } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
 import { broadcastOf, formatEndpoint, ipOf, parseCidr, parseIp, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
-import { preLoginStep, printableReply } from '../alg/proxy-login.js';
+import { preLoginStep, printableReply, type PreLoginStep } from '../alg/proxy-login.js';
 import { checkClientAllowed, checkDestination, REASON, type DestinationPolicy } from '../alg/policy.js';
 import type { EventSink } from './events.js';
 import { connectServer, kernelNatFor, sessionLimits, startWithKernelNat, type Gateway } from './server.js';
@@ -111,7 +111,7 @@ const MAX_LOGIN_LINES = 20;
 function explicitDialer(policy: ForwardPolicy): ServerDialer {
   return async (client, ctx) => {
     admitClient(client, policy);
-    const login = await readProxyLogin(client, policy.loginTimeoutMs);
+    const login = await readProxyLogin(client, policy.loginTimeoutMs, EXPLICIT_PROXY_LOGIN);
     const { destination, eol, raw, leftover, dropped, said } = login;
     let address: IpAddress;
     try {
@@ -179,7 +179,21 @@ function report(ctx: DialContext, before: Buffer, after: Buffer, host: string, p
   });
 }
 
-interface ProxyLogin {
+/** What the gateway says and accepts while it stands in for a server not yet chosen. */
+export interface LoginDialogue {
+  greeting: string;
+  /** What the client must send, for error replies: `USER name@host[:port]`. */
+  expects: string;
+  step: (verb: string, arg: string) => PreLoginStep;
+}
+
+const EXPLICIT_PROXY_LOGIN: LoginDialogue = {
+  greeting: '220 ftp-alg FTP proxy: log in with USER name@host[:port]',
+  expects: 'USER name@host[:port]',
+  step: preLoginStep,
+};
+
+export interface ProxyLogin {
   destination: { user: string; host: string; port: number };
   eol: '\r\n' | '\n';
   raw: Buffer;
@@ -191,7 +205,7 @@ interface ProxyLogin {
 }
 
 /** The login dialogue before there is a server: only USER moves it on. */
-function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> {
+export function readProxyLogin(client: Socket, timeoutMs: number, dialogue: LoginDialogue): Promise<ProxyLogin> {
   return new Promise((resolve, reject) => {
     const framer = new LineFramer(1024);
     let lines = 0;
@@ -215,8 +229,8 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
       () =>
         done(
           new DialRefusal(
-            { code: REASON.LOGIN_REQUIRED, message: `no USER name@host within ${timeoutMs} ms` },
-            '421 Login timeout: log in with USER name@host[:port]',
+            { code: REASON.LOGIN_REQUIRED, message: `no ${dialogue.expects} within ${timeoutMs} ms` },
+            `421 Login timeout: log in with ${dialogue.expects}`,
           ),
         ),
       timeoutMs,
@@ -241,11 +255,12 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
           say('500 Command line too long');
         }
         if (++lines > MAX_LOGIN_LINES) {
-          return done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: `${MAX_LOGIN_LINES} commands without a usable USER name@host` }, '421 Too many commands before login'));
+          return done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: `${MAX_LOGIN_LINES} commands without a usable ${dialogue.expects}` }, '421 Too many commands before login'));
         }
         if (item.kind === 'overflow') continue;
-        const { verb, arg } = parseCommand(item.text);
-        const step = preLoginStep(verb, arg);
+        const { verb, arg, malformed } = parseCommand(item.text);
+        // The grammar takes a NUL or bare CR out of verb and argument and says so: refused here as after login.
+        const step: PreLoginStep = malformed ? { type: 'reply', reply: '501 CR, LF or NUL inside a command line; refused' } : dialogue.step(verb, arg);
         if (step.type === 'reply') {
           say(step.reply);
           continue;
@@ -262,13 +277,13 @@ function readProxyLogin(client: Socket, timeoutMs: number): Promise<ProxyLogin> 
     client.on('data', onData);
     client.once('end', onEnd);
     client.once('close', onEnd);
-    say('220 ftp-alg FTP proxy: log in with USER name@host[:port]');
+    say(dialogue.greeting);
     client.resume();
   });
 }
 
 /** Reads the server's greeting (120 then 220, possibly multi-line). */
-function readGreeting(server: Socket, timeoutMs: number): Promise<{ greeting: Reply; consumed: number; leftover?: Buffer }> {
+export function readGreeting(server: Socket, timeoutMs: number): Promise<{ greeting: Reply; consumed: number; leftover?: Buffer }> {
   return new Promise((resolve, reject) => {
     let consumed = 0;
     const framer = new LineFramer(4096);

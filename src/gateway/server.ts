@@ -8,7 +8,7 @@ import type { CommonGatewayConfig } from '../config.js';
 import { dataPortPools, type PortPool } from './ports.js';
 import { REASON } from '../alg/policy.js';
 import { encodeLine } from '../protocol/framer.js';
-import { formatEndpoint, ipOf, networkOf } from '../protocol/address.js';
+import { formatEndpoint, ipOf, networkOf, type Cidr } from '../protocol/address.js';
 import type { EventSink } from './events.js';
 import { KernelNat } from './kernel-nat.js';
 import { KernelDataPath, RelayDataPath } from './data-path.js';
@@ -22,6 +22,8 @@ export interface GatewayOptions {
   sink: EventSink;
   maxSessions: number;
   maxSessionsPerClient: number;
+  /** Balancers (--proxy-protocol-from): not capped here; the dialer caps the clients their headers name. */
+  uncappedSources?: readonly Cidr[] | undefined;
   /** Runs once every session is gone: releases what the gateway set up (kernel table). */
   onClosed?: (() => Promise<void>) | undefined;
 }
@@ -111,7 +113,7 @@ function sessionId(): string {
  * Whom the per-client cap counts: an IPv4 address, or an IPv6 /64 — one
  * host usually holds a whole /64 and could otherwise take every slot.
  */
-function clientKey(remoteAddress: string): string {
+export function clientKey(remoteAddress: string): string {
   const ip = ipOf(remoteAddress);
   return ip.family === 4 ? ip.address : networkOf(ip, 64);
 }
@@ -169,8 +171,9 @@ export class Gateway {
       socket.destroy();
       return;
     }
-    const client = clientKey(socket.remoteAddress);
-    const fromClient = this.perClient.get(client) ?? 0;
+    const uncapped = this.opts.uncappedSources?.some((c) => c.contains(ipOf(socket.remoteAddress!))) ?? false;
+    const client = uncapped ? '' : clientKey(socket.remoteAddress);
+    const fromClient = uncapped ? 0 : (this.perClient.get(client) ?? 0);
     const { maxSessions, maxSessionsPerClient } = this.opts;
     if (this.sessions.size >= maxSessions || fromClient >= maxSessionsPerClient) {
       const which = this.sessions.size >= maxSessions ? `${maxSessions} sessions in all` : `${maxSessionsPerClient} sessions from ${client}`;
@@ -184,9 +187,10 @@ export class Gateway {
     this.keepUrgentInline(socket);
     const session = new ControlSession(sessionId(), socket, this.opts.session, this.opts.sink, this.opts.dialServer);
     this.sessions.add(session);
-    this.perClient.set(client, fromClient + 1);
+    if (!uncapped) this.perClient.set(client, fromClient + 1);
     void session.closed.then(() => {
       this.sessions.delete(session);
+      if (uncapped) return;
       const left = (this.perClient.get(client) ?? 1) - 1;
       if (left > 0) this.perClient.set(client, left);
       else this.perClient.delete(client);

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { encodeLine } from '../protocol/framer.js';
-import { formatEndpoint, ipOf, type IpAddress } from '../protocol/address.js';
+import { formatEndpoint, ipOf, type Endpoint, type IpAddress } from '../protocol/address.js';
 import { ControlStream, type Action, type DataRequest, type Side } from '../alg/control-stream.js';
 import type { TranslatorConfig } from '../alg/translator.js';
 import { REASON } from '../codes.js';
@@ -19,6 +19,8 @@ export interface SessionConfig {
   translator: TranslatorConfig;
   /** Announced to clients in passive replies; default: the address the client reached us on. */
   passiveAnnounceAddress?: IpAddress | undefined;
+  /** Split horizon: the passive announce address for this client, before passiveAnnounceAddress. */
+  announceFor?: ((client: IpAddress) => IpAddress | undefined) | undefined;
   /** Where active-mode listeners bind, facing the server; default: our end of the server connection. */
   activeListenAddress?: string | undefined;
   /** Source port for active-mode connections to the client (20 for clients that insist on it). */
@@ -51,6 +53,8 @@ export interface DialResult {
   ledgerSeed?: Record<Direction, Array<[number, number]>>;
   /** The user name the dialer already sent the server (forward explicit: USER name@host). */
   user?: string;
+  /** The real client when a trusted balancer named it (PROXY header): for policy, data peers and logs. */
+  clientAddress?: Endpoint;
 }
 
 /**
@@ -103,8 +107,11 @@ export class ControlSession {
     this.closed = new Promise((r) => (this.resolveClosed = r));
   }
 
+  /** Set by the dialer when a balancer's PROXY header named the real client. */
+  private realClient: Endpoint | undefined;
+
   get clientLabel(): string {
-    return formatEndpoint({ ...ipOf(this.client.remoteAddress ?? '0.0.0.0'), port: this.client.remotePort ?? 0 });
+    return formatEndpoint(this.realClient ?? { ...ipOf(this.client.remoteAddress ?? '0.0.0.0'), port: this.client.remotePort ?? 0 });
   }
 
   async start(): Promise<void> {
@@ -129,6 +136,7 @@ export class ControlSession {
       return;
     }
     const server = dialled.server;
+    this.realClient = dialled.clientAddress;
     const serverLabel = server.remoteAddress ? formatEndpoint({ ...ipOf(server.remoteAddress), port: server.remotePort ?? 0 }) : '-';
     this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: serverLabel });
     for (const e of early) this.sink(e);
@@ -144,7 +152,7 @@ export class ControlSession {
     }
     const stream = new ControlStream(
       this.id,
-      { client: ipOf(client.remoteAddress), server: ipOf(server.remoteAddress) },
+      { client: this.realClient ?? ipOf(client.remoteAddress), server: ipOf(server.remoteAddress) },
       {
         translator: this.config.translator,
         maxLineBytes: this.config.maxLineBytes,
@@ -376,7 +384,7 @@ export class ControlSession {
             }
             this.channels.set(request.id, channel);
             void channel.closed.then(() => this.channels.get(request.id) === channel && this.channels.delete(request.id));
-            const announceIp = active ? ipOf(listenHost) : (this.config.passiveAnnounceAddress ?? ipOf(listenHost));
+            const announceIp = active ? ipOf(listenHost) : (this.config.announceFor?.(stream.addrs.client) ?? this.config.passiveAnnounceAddress ?? ipOf(listenHost));
             this.perform(stream.dataOpened(request.id, { ...announceIp, port: channel.port }));
           }),
         (err: unknown) =>
