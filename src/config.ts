@@ -36,10 +36,28 @@ export interface CommonGatewayConfig {
   maxLineBytes: number;
   maxSessions: number;
   maxSessionsPerClient: number;
-  tls: 'refuse' | 'passthrough';
+  tls: 'refuse' | 'passthrough' | 'terminate';
+  /** With tls 'terminate': the certificate and how clients must use TLS. */
+  tlsTerminate?: TlsTerminateConfig | undefined;
+  serverTls: ServerTlsConfig;
   /** relay: data bytes pass through us; kernel: nftables translates data connections. */
   dataPath: 'relay' | 'kernel';
   nftTable: string;
+}
+
+export interface TlsTerminateConfig {
+  certFile: string;
+  keyFile: string;
+  implicit: boolean;
+  require: boolean;
+}
+
+export interface ServerTlsConfig {
+  mode: 'off' | 'explicit' | 'implicit';
+  caFile?: string | undefined;
+  /** undefined: the host of the server's address. */
+  name?: string | undefined;
+  insecure: boolean;
 }
 
 export interface ReverseConfig extends CommonGatewayConfig {
@@ -128,6 +146,14 @@ export interface ReverseFlags {
   'max-sessions'?: number;
   'max-sessions-per-client'?: number;
   tls?: string;
+  'tls-cert'?: string;
+  'tls-key'?: string;
+  'implicit-tls'?: boolean;
+  'require-tls'?: boolean;
+  'server-tls'?: string;
+  'server-ca'?: string;
+  'server-name'?: string;
+  'server-insecure'?: boolean;
   'data-path'?: string;
   'nft-table'?: string;
 }
@@ -153,7 +179,7 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
     throw new ConfigError('--max-line', `${maxLine} is not a byte count in 64-1048576`);
   }
   const tls = f.tls ?? DEFAULTS.tls;
-  if (tls !== 'refuse' && tls !== 'passthrough') throw new ConfigError('--tls', `"${tls}" is not refuse or passthrough`);
+  if (tls !== 'refuse' && tls !== 'passthrough' && tls !== 'terminate') throw new ConfigError('--tls', `"${tls}" is not refuse, passthrough or terminate`);
   const dataPath = f['data-path'] ?? DEFAULTS.dataPath;
   if (dataPath !== 'relay' && dataPath !== 'kernel') throw new ConfigError('--data-path', `"${dataPath}" is not relay or kernel`);
   const nftTable = f['nft-table'] ?? DEFAULTS.nftTable;
@@ -171,9 +197,37 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
     maxSessionsPerClient: count('--max-sessions-per-client', f['max-sessions-per-client'], DEFAULTS.maxSessionsPerClient, 1_000_000),
     maxLineBytes: maxLine,
     tls,
+    tlsTerminate: tlsTerminateFromFlags(tls, f),
+    serverTls: serverTlsFromFlags(f),
     dataPath,
     nftTable,
   };
+}
+
+function tlsTerminateFromFlags(tls: string, f: ReverseFlags): TlsTerminateConfig | undefined {
+  if (tls !== 'terminate') {
+    for (const key of ['tls-cert', 'tls-key', 'implicit-tls', 'require-tls'] as const) {
+      if (f[key]) throw new ConfigError(`--${key}`, 'needs --tls terminate');
+    }
+    return undefined;
+  }
+  return {
+    certFile: required('tls-cert', f['tls-cert']),
+    keyFile: required('tls-key', f['tls-key']),
+    implicit: Boolean(f['implicit-tls']),
+    require: Boolean(f['require-tls']),
+  };
+}
+
+function serverTlsFromFlags(f: ReverseFlags): ServerTlsConfig {
+  const mode = f['server-tls'] ?? 'off';
+  if (mode !== 'off' && mode !== 'explicit' && mode !== 'implicit') throw new ConfigError('--server-tls', `"${mode}" is not off, explicit or implicit`);
+  if (mode === 'off') {
+    for (const key of ['server-ca', 'server-name', 'server-insecure'] as const) {
+      if (f[key]) throw new ConfigError(`--${key}`, 'needs --server-tls explicit or implicit');
+    }
+  }
+  return { mode, caFile: f['server-ca'], name: f['server-name'], insecure: Boolean(f['server-insecure']) };
 }
 
 export function reverseFromFlags(f: ReverseFlags): ReverseConfig {

@@ -12,6 +12,7 @@ import { NatChannel } from './nat-channel.js';
 import { KernelNatError, type KernelNat } from './kernel-nat.js';
 import { PortsExhaustedError, type PortPool } from './ports.js';
 import type { DataMode, EventSink } from './events.js';
+import { TlsRelayChannel, type DataTls } from './tls.js';
 
 export interface ChannelRequest {
   session: string;
@@ -30,7 +31,11 @@ export interface ChannelRequest {
   dialFrom?: string | undefined;
   dialFromPort?: number | undefined;
   sourceAs: IpAddress;
+  /** TLS ended by the gateway on either side of this connection (FTPS). */
+  tls?: DataTls | undefined;
 }
+
+const needsTls = (req: ChannelRequest): req is ChannelRequest & { tls: DataTls } => Boolean(req.tls?.client ?? req.tls?.server);
 
 export interface Channel {
   readonly port: number;
@@ -78,6 +83,7 @@ export class RelayDataPath implements DataPath {
 
   async open(req: ChannelRequest): Promise<Channel> {
     const { pools, acceptTimeoutMs, dataIdleTimeoutMs, sink } = this.opts;
+    if (needsTls(req)) return opening(req.listenHost, () => TlsRelayChannel.open(req, this.opts));
     const channel = await opening(req.listenHost, () =>
       DataChannel.open({
         session: req.session,
@@ -154,7 +160,8 @@ export class KernelDataPath implements DataPath {
     const loopback = (ip: IpAddress) => classifyAddress(ip) === 'loopback';
     const source = req.expectFrom;
     const all = [source, req.target, ipOf(req.listenHost), req.sourceAs];
-    if (!all.every((a) => a.family === source.family) || loopback(source) !== loopback(req.target)) return this.relay.open(req);
+    // The kernel cannot decrypt: a data connection with TLS ended here is relayed.
+    if (!all.every((a) => a.family === source.family) || loopback(source) !== loopback(req.target) || needsTls(req)) return this.relay.open(req);
     const { pools, acceptTimeoutMs, sink } = this.opts;
     const channel = await opening(req.listenHost, () =>
       NatChannel.open({

@@ -12,6 +12,8 @@ import type { TranslatorConfig } from '../alg/translator.js';
 import { REASON, type Refusal } from '../alg/policy.js';
 import { DataOpenError, type Channel, type DataPath } from './data-path.js';
 import type { Direction, EventSink, GatewayEvent } from './events.js';
+import { acceptTls, handshake, serverTlsOf, type DataTls } from './tls.js';
+import type { SecureContext, TLSSocket } from 'node:tls';
 
 export interface SessionConfig {
   translator: TranslatorConfig;
@@ -32,6 +34,20 @@ export interface SessionConfig {
    * redirect), so data reaching it must come from there, not from us.
    */
   clientSeesServerAddress?: boolean | undefined;
+  /** The gateway ends the client's TLS (--tls terminate). */
+  tls?: ClientTlsConfig | undefined;
+}
+
+export interface ClientTlsConfig {
+  /** The certificate clients see now (re-read on reload). */
+  context: () => SecureContext;
+  /** Reads the certificate again (SIGHUP); throws with a one-line reason, the old one stays. */
+  reload?: () => void;
+  /** --require-tls */
+  require: boolean;
+  /** --implicit-tls: TLS from the first byte. */
+  implicit: boolean;
+  handshakeTimeoutMs: number;
 }
 
 export interface DialContext {
@@ -91,7 +107,8 @@ export class ControlSession {
 
   constructor(
     readonly id: string,
-    private readonly client: Socket,
+    /** Becomes a TLSSocket when the gateway ends the client's TLS. */
+    private client: Socket,
     private readonly config: SessionConfig,
     private readonly sink: EventSink,
     private readonly dialServer: ServerDialer,
@@ -108,6 +125,7 @@ export class ControlSession {
     client.pause();
     client.on('error', (err) => this.close(`client error: ${err.message}`));
     client.on('close', () => this.guarded(() => this.onSocketClosed()));
+    if (this.config.tls?.implicit && !(await this.implicitHandshake(this.config.tls))) return;
     // session-open comes first, always: what the dialer reports waits for it.
     const early: GatewayEvent[] = [];
     let dialled: DialResult;
@@ -138,10 +156,15 @@ export class ControlSession {
       this.close(server.destroyed || !server.remoteAddress ? 'server vanished before the session started' : 'client vanished before the session started');
       return;
     }
+    const tls = this.config.tls;
     const stream = new ControlStream(
       this.id,
       { client: ipOf(client.remoteAddress), server: ipOf(server.remoteAddress) },
-      { translator: this.config.translator, maxLineBytes: this.config.maxLineBytes },
+      {
+        translator: this.config.translator,
+        maxLineBytes: this.config.maxLineBytes,
+        tls: tls ? { require: tls.require, secureFromStart: tls.implicit } : undefined,
+      },
       dialled.ledgerSeed,
     );
     this.phase = { kind: 'running', server, stream };
@@ -151,13 +174,61 @@ export class ControlSession {
     server.on('close', () => this.guarded(() => this.onSocketClosed()));
     server.on('data', (chunk: Buffer) => this.guarded(() => this.onBytes('server', chunk)));
     server.on('end', () => this.guarded(() => this.onEnd('server')));
-    client.on('data', (chunk: Buffer) => this.guarded(() => this.onBytes('client', chunk)));
-    client.on('end', () => this.guarded(() => this.onEnd('client')));
+    this.listenToClient();
     if (dialled.serverLeftover?.length) this.onBytes('server', dialled.serverLeftover);
     if (dialled.clientLeftover?.length) this.onBytes('client', dialled.clientLeftover);
     // A dialer that read the server's greeting left the socket paused.
     this.resumeFor(server, 'start');
     this.resumeFor(client, 'start');
+  }
+
+  private listenToClient(): void {
+    const client = this.client;
+    client.on('data', (chunk: Buffer) => this.guarded(() => this.onBytes('client', chunk)));
+    client.on('end', () => this.guarded(() => this.onEnd('client')));
+  }
+
+  /**
+   * The 234 has been handed to the socket: bytes from here on are TLS. The
+   * plain socket's listeners move to the TLS socket that now owns it.
+   */
+  private startClientTls(tls: ClientTlsConfig): void {
+    const plain = this.client;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('end');
+    const secure = acceptTls(plain, tls.context());
+    this.client = secure;
+    this.watchHandshake(secure, tls).catch(() => undefined);
+    secure.on('error', (err) => this.close(`client error: ${err.message}`));
+    secure.on('close', () => this.guarded(() => this.onSocketClosed()));
+    this.listenToClient();
+    if (!this.pauses.get(plain)?.size) secure.resume();
+    else this.pauses.set(secure, this.pauses.get(plain)!);
+  }
+
+  /** A failed handshake is the session's end, reported with its code. */
+  private async watchHandshake(secure: TLSSocket, tls: ClientTlsConfig): Promise<boolean> {
+    try {
+      await handshake(secure, tls.handshakeTimeoutMs);
+      return true;
+    } catch (err) {
+      const message = `TLS handshake with the client failed: ${(err as Error).message}`;
+      this.sink({ event: 'refuse', session: this.id, kind: 'tls', code: REASON.TLS_HANDSHAKE_FAILED, message });
+      this.close(message);
+      return false;
+    }
+  }
+
+  /** Implicit FTPS: the handshake comes before anything else, the server is not dialled for a client that fails it. */
+  private async implicitHandshake(tls: ClientTlsConfig): Promise<boolean> {
+    const plain = this.client;
+    const secure = acceptTls(plain, tls.context());
+    this.client = secure;
+    secure.on('error', (err) => this.close(`client error: ${err.message}`));
+    secure.on('close', () => this.guarded(() => this.onSocketClosed()));
+    const ok = await this.watchHandshake(secure, tls);
+    if (ok) secure.pause();
+    return ok && this.phase.kind !== 'closed';
   }
 
   /** Closes everything the session holds; the first reason given is the one reported. */
@@ -298,6 +369,10 @@ export class ControlSession {
         case 'close':
           this.close(action.reason, action.lastWords);
           break;
+        case 'start-tls':
+          if (this.config.tls) this.startClientTls(this.config.tls);
+          else this.close('internal-error: start-tls without TLS configured');
+          break;
       }
     }
   }
@@ -323,6 +398,7 @@ export class ControlSession {
         dialFrom: ours,
         dialFromPort: active ? this.config.activeSourcePort : undefined,
         sourceAs,
+        tls: this.dataTls(request, server),
       })
       .then(
         (channel) =>
@@ -342,6 +418,13 @@ export class ControlSession {
             else throw err;
           }),
       );
+  }
+
+  /** Which sides of a data connection speak TLS: the client's as it asked (PROT), the server's as its control connection does. */
+  private dataTls(request: DataRequest, server: Socket): DataTls | undefined {
+    const client = request.protect && this.config.tls ? this.config.tls.context() : undefined;
+    const serverSide = serverTlsOf(server);
+    return client || serverSide ? { client, server: serverSide } : undefined;
   }
 
   private finishData(id: number, code: number, awaitData: boolean, toward: Side, stream: ControlStream): void {
