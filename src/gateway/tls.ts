@@ -293,6 +293,8 @@ export class TlsRelayChannel implements Channel {
   private from = '';
   private readonly flushed = { client: false, server: false };
   private readonly waiters = new Set<() => void>();
+  /** TLS sockets whose handshake is done: their errors are the relay's, not the handshake's. */
+  private readonly secured = new Set<Socket>();
 
   private constructor(
     private readonly req: ChannelRequest & { tls: DataTls },
@@ -410,27 +412,27 @@ export class TlsRelayChannel implements Channel {
     const serverRaw = passive ? dialled : accepted;
     const clientEnd = this.secureClientSide(clientRaw);
     const serverEnd = this.secureServerSide(serverRaw);
-    const timer = setTimeout(() => this.close('data connection not established in time'), this.opts.acceptTimeoutMs);
-    Promise.all([
-      new Promise<void>((resolve) => (dialled.connecting ? dialled.once('connect', () => resolve()) : resolve())),
-      clientEnd === clientRaw ? undefined : this.shake(clientEnd as TLSSocket, 'client'),
-      serverEnd === serverRaw ? undefined : this.shake(serverEnd as TLSSocket, 'server'),
-    ]).then(
-      () => {
-        clearTimeout(timer);
-        if (this.state !== 'connecting') return;
-        this.state = 'relaying';
-        this.openedAt = Date.now();
-        this.opts.sink({ event: 'data-open', session: this.req.session, mode: this.req.mode, from: this.from, to: formatEndpoint(target) });
-        this.relay(clientEnd, serverEnd);
-      },
-      (err: Error) => {
-        clearTimeout(timer);
-        this.close(err.message);
-      },
-    );
-    // The relay starts reading once both handshakes are done; TLS sockets read themselves to shake hands.
-    if (clientEnd === clientRaw) clientRaw.pause();
+    for (const [end, raw, side] of [
+      [clientEnd, clientRaw, 'client'],
+      [serverEnd, serverRaw, 'server'],
+    ] as const) {
+      if (end !== raw) this.shake(end as TLSSocket, side).catch((err: Error) => this.close(err.message));
+    }
+    const connected = () => {
+      if (this.state !== 'connecting') return;
+      // Relaying starts before the handshakes end: a TLS socket holds what is
+      // written to it until it is secure, and a server that sends nothing
+      // (an empty file) and closes at once must still have its EOF relayed.
+      this.state = 'relaying';
+      this.openedAt = Date.now();
+      this.opts.sink({ event: 'data-open', session: this.req.session, mode: this.req.mode, from: this.from, to: formatEndpoint(target) });
+      this.relay(clientEnd, serverEnd);
+    };
+    dialled.setTimeout(this.opts.acceptTimeoutMs, () => {
+      if (this.state === 'connecting') this.close(`connect to ${formatEndpoint(target)} timed out`);
+    });
+    if (dialled.connecting) dialled.once('connect', connected);
+    else connected();
   }
 
   private secureClientSide(raw: Socket): Socket {
@@ -453,7 +455,7 @@ export class TlsRelayChannel implements Channel {
       this.refuse(REASON.TLS_HANDSHAKE_FAILED, message);
       throw new Error(message, { cause: err });
     }
-    socket.pause();
+    this.secured.add(socket);
     if (side === 'server' && socket.isSessionReused() === false && this.req.tls.server?.session()) {
       this.opts.sink({ event: 'warning', session: this.req.session, message: 'the server did not resume the control TLS session on a data connection' });
     }
@@ -463,7 +465,7 @@ export class TlsRelayChannel implements Channel {
     this.sockets.push(s);
     s.on('error', (err) => {
       // A handshake's failure is shake()'s to report, with its code.
-      if (this.state === 'connecting' && s instanceof tls.TLSSocket) return;
+      if (s instanceof tls.TLSSocket && !this.secured.has(s)) return;
       this.close(tlsReason(err));
     });
     s.on('close', () => {
