@@ -295,6 +295,7 @@ export class TlsRelayChannel implements Channel {
   private readonly waiters = new Set<() => void>();
   /** TLS sockets whose handshake is done: their errors are the relay's, not the handshake's. */
   private readonly secured = new Set<Socket>();
+  private readonly handshakes = new Map<Socket, Promise<void>>();
 
   private constructor(
     private readonly req: ChannelRequest & { tls: DataTls },
@@ -411,28 +412,30 @@ export class TlsRelayChannel implements Channel {
     const clientRaw = passive ? accepted : dialled;
     const serverRaw = passive ? dialled : accepted;
     const clientEnd = this.secureClientSide(clientRaw);
-    const serverEnd = this.secureServerSide(serverRaw);
-    for (const [end, raw, side] of [
-      [clientEnd, clientRaw, 'client'],
-      [serverEnd, serverRaw, 'server'],
-    ] as const) {
-      if (end !== raw) this.shake(end as TLSSocket, side).catch((err: Error) => this.close(err.message));
-    }
-    const connected = () => {
-      if (this.state !== 'connecting') return;
-      // Relaying starts before the handshakes end: a TLS socket holds what is
-      // written to it until it is secure, and a server that sends nothing
-      // (an empty file) and closes at once must still have its EOF relayed.
-      this.state = 'relaying';
-      this.openedAt = Date.now();
-      this.opts.sink({ event: 'data-open', session: this.req.session, mode: this.req.mode, from: this.from, to: formatEndpoint(target) });
-      this.relay(clientEnd, serverEnd);
-    };
+    const tcpReady = new Promise<void>((resolve) => (dialled.connecting ? dialled.once('connect', () => resolve()) : resolve()));
     dialled.setTimeout(this.opts.acceptTimeoutMs, () => {
       if (this.state === 'connecting') this.close(`connect to ${formatEndpoint(target)} timed out`);
     });
-    if (dialled.connecting) dialled.once('connect', connected);
-    else connected();
+    // The server's handshake waits for the client's: a direct client starts
+    // its TLS only once it wants the transfer, and servers like pyftpdlib
+    // reset a data connection whose ClientHello comes before the transfer
+    // command (as it would from the gateway in active mode, at PORT time).
+    Promise.all([tcpReady, clientEnd === clientRaw ? undefined : this.shake(clientEnd as TLSSocket, 'client')]).then(
+      () => {
+        if (this.state !== 'connecting') return;
+        const serverEnd = this.secureServerSide(serverRaw);
+        if (serverEnd !== serverRaw) this.shake(serverEnd as TLSSocket, 'server').catch((err: Error) => this.close(err.message));
+        // Relaying starts before the server's handshake ends: a TLS socket
+        // holds what is written to it until it is secure, and a server that
+        // sends nothing (an empty file) and closes at once must still have
+        // its EOF relayed.
+        this.state = 'relaying';
+        this.openedAt = Date.now();
+        this.opts.sink({ event: 'data-open', session: this.req.session, mode: this.req.mode, from: this.from, to: formatEndpoint(target) });
+        this.relay(clientEnd, serverEnd);
+      },
+      (err: Error) => this.close(err.message),
+    );
   }
 
   private secureClientSide(raw: Socket): Socket {
@@ -447,7 +450,13 @@ export class TlsRelayChannel implements Channel {
     return this.track(connectTls(raw, link.options, link.session()));
   }
 
-  private async shake(socket: TLSSocket, side: 'client' | 'server'): Promise<void> {
+  private shake(socket: TLSSocket, side: 'client' | 'server'): Promise<void> {
+    const done = this.shakeOnce(socket, side);
+    this.handshakes.set(socket, done);
+    return done;
+  }
+
+  private async shakeOnce(socket: TLSSocket, side: 'client' | 'server'): Promise<void> {
     try {
       await handshake(socket, this.opts.acceptTimeoutMs);
     } catch (err) {
@@ -495,7 +504,12 @@ export class TlsRelayChannel implements Channel {
       });
       dst.on('drain', () => src.resume());
       // A FIN (TLS: close_notify) ends one direction; the other keeps flowing.
-      src.once('end', () => dst.end());
+      // Ending a TLS socket mid-handshake would abort it (an empty upload): end once it is secure.
+      src.once('end', () => {
+        const shaking = this.handshakes.get(dst);
+        if (shaking) shaking.then(() => dst.end(), () => undefined);
+        else dst.end();
+      });
       src.resume();
     }
   }
