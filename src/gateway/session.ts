@@ -179,7 +179,7 @@ export class ControlSession {
     if (dialled.clientLeftover?.length) this.onBytes('client', dialled.clientLeftover);
     // A dialer that read the server's greeting left the socket paused.
     this.resumeFor(server, 'start');
-    this.resumeFor(client, 'start');
+    this.resumeFor(this.client, 'start');
   }
 
   private listenToClient(): void {
