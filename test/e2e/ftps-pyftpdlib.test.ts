@@ -45,7 +45,6 @@ describe.skipIf(!HAVE_PYOPENSSL)(`reverse --tls terminate --server-tls explicit 
     const serverCert = await makeCertificate(dir.path, 'server');
     writeFileSync(join(dir.path, 'f.bin'), content);
     server = spawn(SYSTEM_PYTHON, ['-c', SERVER, dir.path, serverCert.cert, serverCert.key], { stdio: ['ignore', 'pipe', 'pipe'] });
-    if (process.env.FTPS_DEBUG) server.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
     const port = await new Promise<number>((resolve, reject) => {
       let seen = '';
       server.stdout!.on('data', (d: Buffer) => {
@@ -64,7 +63,6 @@ describe.skipIf(!HAVE_PYOPENSSL)(`reverse --tls terminate --server-tls explicit 
     });
   });
   afterAll(async () => {
-    if (process.env.FTPS_DEBUG) console.log(JSON.stringify(gw.log.events.filter((e) => e.event !== 'control' || !/^(2|1)/.test(e.line)), null, 0));
     await gw?.close();
     server?.kill('SIGKILL');
     dir?.remove();
