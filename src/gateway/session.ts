@@ -207,11 +207,12 @@ export class ControlSession {
   }
 
   /** A failed handshake is the session's end, reported with its code. */
-  private async watchHandshake(secure: TLSSocket, tls: ClientTlsConfig): Promise<boolean> {
+  private async watchHandshake(secure: TLSSocket, tls: ClientTlsConfig, beforeReport?: () => void): Promise<boolean> {
     try {
       await handshake(secure, tls.handshakeTimeoutMs);
       return true;
     } catch (err) {
+      beforeReport?.();
       const message = `TLS handshake with the client failed: ${(err as Error).message}`;
       this.sink({ event: 'refuse', session: this.id, kind: 'tls', code: REASON.TLS_HANDSHAKE_FAILED, message });
       this.close(message);
@@ -226,7 +227,8 @@ export class ControlSession {
     this.client = secure;
     secure.on('error', (err) => this.close(`client error: ${err.message}`));
     secure.on('close', () => this.guarded(() => this.onSocketClosed()));
-    const ok = await this.watchHandshake(secure, tls);
+    // session-open comes first, always, also for a client that never got as far as the server.
+    const ok = await this.watchHandshake(secure, tls, () => this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: '-' }));
     if (ok) secure.pause();
     return ok && this.phase.kind !== 'closed';
   }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
-import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
+import { HAVE, randomFile, run, sha256, tempDir } from '../helpers/tools.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { curlFtps, ftplibTls, lftpTls, makeCertificate } from './ftps-fixtures.js';
 
@@ -98,6 +98,13 @@ describe('reverse --tls terminate in front of the built-in server announcing 100
     expect(r.code).toBe(0);
     expect(sha256(readFileSync(got))).toBe(sha256(files.get(name)!));
     expect(sha256(readFileSync(join(dir.path, 'up-lftp.bin')))).toBe(sha256(files.get(name)!));
+  });
+
+  test.skipIf(!HAVE.curl)('a client without TLS is still served in clear (no --require-tls)', async () => {
+    const name = fileName('1 MiB');
+    const r = await run('curl', ['-sS', '--max-time', '60', gw.url(`/${name}`)]);
+    expect(r.stderr).toBe('');
+    expect(sha256(r.stdout)).toBe(sha256(files.get(name)!));
   });
 
   test.skipIf(!HAVE.curl)('CCC is refused with a reason code; the session goes on', async () => {

@@ -65,7 +65,10 @@ describe('--implicit-tls listener and --server-tls implicit', () => {
   test.skipIf(!HAVE.curl)('a clear client on the implicit listener: a handshake failure with a code, nothing else', async () => {
     const r = await run('curl', ['-sS', '--max-time', '20', `ftp://127.0.0.1:${implicitGw.port}/f.bin`]);
     expect(r.code).not.toBe(0);
-    await implicitGw.log.waitFor('refuse', (e) => e.code === 'TLS_HANDSHAKE_FAILED');
+    const refusal = await implicitGw.log.waitFor('refuse', (e) => e.code === 'TLS_HANDSHAKE_FAILED');
+    const ofSession = implicitGw.log.events.filter((e) => 'session' in e && e.session === refusal.session).map((e) => e.event);
+    expect(ofSession[0]).toBe('session-open');
+    await implicitGw.log.waitFor('session-close', (e) => e.session === refusal.session);
   });
 
   test.skipIf(!HAVE.curl)('explicit FTPS to B, implicit FTPS from B to A (certificate verified): download 1 MiB', async () => {
