@@ -518,6 +518,10 @@ export class ControlStream {
         this.protect = false;
         return local('200 Protection level set to Clear');
       }
+      case 'REIN':
+        // RFC 4217 §11: REIN would drop TLS and go back to clear text under the client's feet.
+        if (this.clientSecure) return local('502 REIN is not available over TLS through this gateway');
+        return false;
       case 'CCC':
         // Clear text again would put our rewrites back in sight of every middlebox, and the client's password too.
         return local('533 CCC refused: the control connection stays encrypted', { code: REASON.TLS_CCC_REFUSED, message: 'CCC refused: the control connection stays encrypted' });
@@ -530,6 +534,20 @@ export class ControlStream {
       return local('521 Data connections must be protected: send PBSZ 0 and PROT P first', { code: REASON.TLS_REQUIRED, message: `${verb} without PROT P refused` });
     }
     return false;
+  }
+
+  /**
+   * The server (plain behind us) does not list what the gateway now offers,
+   * and a client that reads FEAT before trying AUTH (RFC 4217 §6) would not
+   * try it. Added before the reply's last line, the only one not yet passed on.
+   */
+  private advertiseTls(reply: Reply): void {
+    if (reply.code !== 211 || reply.lines.length < 2) return;
+    const listed = new Set(reply.lines.map((l) => l.text.trim().split(' ')[0]!.toUpperCase()));
+    const missing = ['AUTH TLS', 'PBSZ', 'PROT'].filter((f) => !listed.has(f.split(' ')[0]!));
+    if (missing.length === 0) return;
+    const text = missing.map((f) => ` ${f}`).join('\n');
+    this.rewrite('server->client', 'FEAT', '', text, 0, Buffer.from(missing.map((f) => ` ${f}\r\n`).join(''), 'latin1'), 'the gateway ends TLS itself: its features are listed');
   }
 
   // ---- server → client ------------------------------------------------------
@@ -665,6 +683,7 @@ export class ControlStream {
       });
       return;
     }
+    if (sent?.verb === 'FEAT' && this.config.tls && streamed) this.advertiseTls(reply);
     this.emitReply(reply, items, new Map(), '', '');
     if (sent?.verb === 'AUTH' && this.clientWait.kind === 'auth') {
       this.clientWait = { kind: 'none' };

@@ -104,6 +104,22 @@ describe('control stream with --tls terminate', () => {
     expect(writes(say(s, 'RETR f'), 'server')).toBe('RETR f\r\n');
   });
 
+  test('FEAT lists AUTH TLS, PBSZ and PROT when the server does not; once only', () => {
+    const s = stream();
+    say(s, 'FEAT');
+    const actions = s.fromServer(Buffer.from('211-Features:\r\n EPSV\r\n PBSZ\r\n211 End\r\n'));
+    expect(writes(actions, 'client')).toBe('211-Features:\r\n EPSV\r\n PBSZ\r\n AUTH TLS\r\n PROT\r\n211 End\r\n');
+    const rewrite = actions.find((a) => a.type === 'event' && a.event.event === 'rewrite');
+    expect(rewrite).toMatchObject({ event: { kind: 'FEAT', delta: ' AUTH TLS\r\n PROT\r\n'.length } });
+  });
+
+  test('REIN over TLS is refused (it would drop TLS)', () => {
+    const s = stream({ secureFromStart: true });
+    const actions = say(s, 'REIN');
+    expect(writes(actions, 'client')).toMatch(/^502 /);
+    expect(writes(actions, 'server')).toBe('');
+  });
+
   test('without termination AUTH goes to the translator as before (refused, 534)', () => {
     const s = new ControlStream('s1', V4, { translator: RELAY, maxLineBytes: 512 });
     s.fromServer(Buffer.from('220 ready\r\n'));

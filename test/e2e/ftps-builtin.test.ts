@@ -107,6 +107,18 @@ describe('reverse --tls terminate in front of the built-in server announcing 100
     expect(sha256(r.stdout)).toBe(sha256(files.get(name)!));
   });
 
+  test.skipIf(!HAVE.lftp)('lftp with its defaults (no ssl-force) negotiates TLS with the gateway', async () => {
+    const name = fileName('1 MiB');
+    const got = join(dir.path, 'lftp-feat.bin');
+    const before = gw.log.events.length;
+    const settings = 'set ftp:ssl-allow-anonymous yes; set ssl:verify-certificate no; set net:max-retries 1; set cmd:fail-exit yes;';
+    const r = await run('lftp', ['-c', `${settings} open -u anonymous,x@example.org ftp://127.0.0.1:${gw.port}; get ${name} -o ${got}`], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(sha256(readFileSync(got))).toBe(sha256(files.get(name)!));
+    const lines = gw.log.events.slice(before).flatMap((e) => (e.event === 'control' ? [e.line] : []));
+    expect(lines.some((l) => l.startsWith('234 '))).toBe(true);
+  });
+
   test.skipIf(!HAVE.curl)('CCC is refused with a reason code; the session goes on', async () => {
     const r = await curlFtps(['-Q', 'CCC', gw.url(`/${fileName('0 B')}`)]);
     expect(r.code).not.toBe(0);
