@@ -209,7 +209,7 @@ export class ControlSession {
   /** A failed handshake is the session's end, reported with its code. */
   private async watchHandshake(secure: TLSSocket, tls: ClientTlsConfig, beforeReport?: () => void): Promise<boolean> {
     try {
-      await handshake(secure, tls.handshakeTimeoutMs);
+      await handshake(secure, tls.handshakeTimeoutMs, 'server');
       return true;
     } catch (err) {
       beforeReport?.();

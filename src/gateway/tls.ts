@@ -71,13 +71,17 @@ export function acceptTls(socket: Socket, context: SecureContext): TLSSocket {
   return new tls.TLSSocket(socket, { isServer: true, secureContext: context });
 }
 
-/** Resolves once the handshake is done; rejects with its one-line reason (or after `timeoutMs`). */
-export function handshake(socket: TLSSocket, timeoutMs: number): Promise<void> {
+/**
+ * Resolves once the handshake is done; rejects with its one-line reason (or
+ * after `timeoutMs`). `role` is ours: as the TLS client, 'secure' comes
+ * before the certificate is verified, 'secureConnect' only after.
+ */
+export function handshake(socket: TLSSocket, timeoutMs: number, role: 'server' | 'client'): Promise<void> {
+  const doneEvent = role === 'server' ? 'secure' : 'secureConnect';
   return new Promise((resolve, reject) => {
     const done = (err?: Error) => {
       clearTimeout(timer);
-      socket.off('secure', onSecure);
-      socket.off('secureConnect', onSecure);
+      socket.off(doneEvent, onSecure);
       socket.off('error', onError);
       socket.off('close', onClose);
       if (err) reject(err);
@@ -87,8 +91,7 @@ export function handshake(socket: TLSSocket, timeoutMs: number): Promise<void> {
     const onError = (err: Error) => done(new Error(tlsReason(err)));
     const onClose = () => done(new Error('connection closed during the TLS handshake'));
     const timer = setTimeout(() => done(new Error(`TLS handshake not completed within ${timeoutMs} ms`)), timeoutMs);
-    socket.once('secure', onSecure);
-    socket.once('secureConnect', onSecure);
+    socket.once(doneEvent, onSecure);
     socket.once('error', onError);
     socket.once('close', onClose);
   });
@@ -154,8 +157,10 @@ export function withServerTls(inner: ServerDialer, options: ServerTlsOptions): S
       let latest: Buffer | undefined;
       const secure = async () => {
         const t = connectTls(socket, options);
+        // handshake() reports the first error; a late one must not become an uncaught exception.
+        t.on('error', () => undefined);
         t.on('session', (s: Buffer) => (latest = s));
-        await handshake(t, options.timeoutMs);
+        await handshake(t, options.timeoutMs, 'client');
         return t;
       };
       if (options.mode === 'implicit') socket = await secure();
@@ -458,7 +463,7 @@ export class TlsRelayChannel implements Channel {
 
   private async shakeOnce(socket: TLSSocket, side: 'client' | 'server'): Promise<void> {
     try {
-      await handshake(socket, this.opts.acceptTimeoutMs);
+      await handshake(socket, this.opts.acceptTimeoutMs, side === 'client' ? 'server' : 'client');
     } catch (err) {
       const message = `TLS handshake with the ${side} on the data connection failed: ${(err as Error).message}`;
       this.refuse(REASON.TLS_HANDSHAKE_FAILED, message);

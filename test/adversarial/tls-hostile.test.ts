@@ -261,3 +261,36 @@ describe.skipIf(!HAVE.curl)('a server that never completes a data handshake', ()
     expect(gw.log.of('control').some((e) => e.line.startsWith('426'))).toBe(true);
   });
 });
+
+describe.skipIf(!HAVE.curl)('a server whose certificate does not verify', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let server: DemoServer;
+  let ftpsServer: TestGateway;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    dir = tempDir();
+    const real = await makeCertificate(dir.path, 'real');
+    const other = await makeCertificate(dir.path, 'other');
+    server = await startDemoServer({ root: dir.path });
+    // An implicit-FTPS server: the built-in server behind a gateway of ours with the "real" certificate.
+    ftpsServer = await startTestReverse(server.address.port, { tls: 'terminate', 'tls-cert': real.cert, 'tls-key': real.key, 'implicit-tls': true });
+    gw = await startTestReverse(ftpsServer.port, { tls: 'terminate', 'tls-cert': other.cert, 'tls-key': other.key, 'server-tls': 'implicit', 'server-ca': other.cert });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await ftpsServer?.close();
+    await server?.close();
+    dir?.remove();
+  });
+
+  test('the client gets 421 and the refusal says why, with TLS_HANDSHAKE_FAILED', async () => {
+    const r = await curlFtps([gw.url('/')]);
+    expect(r.code).not.toBe(0);
+    const refusal = await gw.log.waitFor('refuse', (e) => e.code === 'TLS_HANDSHAKE_FAILED');
+    expect(refusal.message).toMatch(/TLS to the server failed: .*(self.signed|certificate)/i);
+    expect(gw.log.of('control')).toEqual([]);
+    const close = await gw.log.waitFor('session-close');
+    expect(close.reason).toMatch(/TLS_HANDSHAKE_FAILED/);
+  });
+});
