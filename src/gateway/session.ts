@@ -196,14 +196,22 @@ export class ControlSession {
     const plain = this.client;
     plain.removeAllListeners('data');
     plain.removeAllListeners('end');
-    const secure = acceptTls(plain, tls.context());
-    this.client = secure;
+    const secure = this.wrapClient(tls);
     this.watchHandshake(secure, tls).catch(() => undefined);
-    secure.on('error', (err) => this.close(`client error: ${err.message}`));
-    secure.on('close', () => this.guarded(() => this.onSocketClosed()));
     this.listenToClient();
     if (!this.pauses.get(plain)?.size) secure.resume();
     else this.pauses.set(secure, this.pauses.get(plain)!);
+  }
+
+  private wrapClient(tls: ClientTlsConfig): TLSSocket {
+    const secure = acceptTls(this.client, tls.context());
+    this.client = secure;
+    // Until the handshake is done, its failure is watchHandshake's to report, with its code.
+    let ready = false;
+    secure.once('secure', () => (ready = true));
+    secure.on('error', (err) => ready && this.close(`client error: ${err.message}`));
+    secure.on('close', () => this.guarded(() => this.onSocketClosed()));
+    return secure;
   }
 
   /** A failed handshake is the session's end, reported with its code. */
@@ -222,11 +230,7 @@ export class ControlSession {
 
   /** Implicit FTPS: the handshake comes before anything else, the server is not dialled for a client that fails it. */
   private async implicitHandshake(tls: ClientTlsConfig): Promise<boolean> {
-    const plain = this.client;
-    const secure = acceptTls(plain, tls.context());
-    this.client = secure;
-    secure.on('error', (err) => this.close(`client error: ${err.message}`));
-    secure.on('close', () => this.guarded(() => this.onSocketClosed()));
+    const secure = this.wrapClient(tls);
     // session-open comes first, always, also for a client that never got as far as the server.
     const ok = await this.watchHandshake(secure, tls, () => this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: '-' }));
     if (ok) secure.pause();
