@@ -198,7 +198,7 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
     maxLineBytes: maxLine,
     tls,
     tlsTerminate: tlsTerminateFromFlags(tls, f),
-    serverTls: serverTlsFromFlags(f),
+    serverTls: serverTlsFromFlags(tls, f),
     dataPath,
     nftTable,
   };
@@ -219,9 +219,11 @@ function tlsTerminateFromFlags(tls: string, f: ReverseFlags): TlsTerminateConfig
   };
 }
 
-function serverTlsFromFlags(f: ReverseFlags): ServerTlsConfig {
+function serverTlsFromFlags(tls: string, f: ReverseFlags): ServerTlsConfig {
   const mode = f['server-tls'] ?? 'off';
   if (mode !== 'off' && mode !== 'explicit' && mode !== 'implicit') throw new ConfigError('--server-tls', `"${mode}" is not off, explicit or implicit`);
+  // The client's own TLS would reach the server inside the gateway's.
+  if (mode !== 'off' && tls === 'passthrough') throw new ConfigError('--server-tls', 'cannot be used with --tls passthrough (use --tls terminate)');
   if (mode === 'off') {
     for (const key of ['server-ca', 'server-name', 'server-insecure'] as const) {
       if (f[key]) throw new ConfigError(`--${key}`, 'needs --server-tls explicit or implicit');

@@ -9,6 +9,7 @@ import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { HAVE, python, tempDir } from '../helpers/tools.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { makeCertificate } from './ftps-fixtures.js';
+import { reverseFromFlags } from '../../src/config.js';
 
 /** Each command's reply, one per line, as the client saw it. */
 const DIALOGUE = `
@@ -78,5 +79,26 @@ describe.skipIf(!HAVE.python)('reverse --tls terminate --require-tls', () => {
     const codes = gw.log.of('refuse').map((e) => e.code);
     expect(codes.filter((c) => c === 'TLS_REQUIRED')).toHaveLength(3);
     expect(codes).toContain('TLS_CCC_REFUSED');
+  });
+});
+
+describe('TLS flags are checked together', () => {
+  const base = { listen: '127.0.0.1:0', server: '127.0.0.1:21', 'public-address': '127.0.0.1' };
+  test.each([
+    [{ tls: 'terminate' }, /^--tls-cert: is required/],
+    [{ tls: 'terminate', 'tls-cert': 'c' }, /^--tls-key: is required/],
+    [{ 'require-tls': true }, /^--require-tls: needs --tls terminate/],
+    [{ 'implicit-tls': true, tls: 'passthrough' }, /^--implicit-tls: needs --tls terminate/],
+    [{ 'server-ca': 'ca.pem' }, /^--server-ca: needs --server-tls/],
+    [{ 'server-tls': 'sometimes' }, /^--server-tls: "sometimes" is not/],
+    [{ tls: 'passthrough', 'server-tls': 'explicit' }, /^--server-tls: cannot be used with --tls passthrough/],
+  ])('%o is refused', (flags, message) => {
+    expect(() => reverseFromFlags({ ...base, ...flags })).toThrow(message);
+  });
+
+  test('a complete set is accepted', () => {
+    const cfg = reverseFromFlags({ ...base, tls: 'terminate', 'tls-cert': 'c', 'tls-key': 'k', 'require-tls': true, 'server-tls': 'implicit', 'server-name': 'ftp.example.org' });
+    expect(cfg.tlsTerminate).toEqual({ certFile: 'c', keyFile: 'k', implicit: false, require: true });
+    expect(cfg.serverTls).toEqual({ mode: 'implicit', caFile: undefined, name: 'ftp.example.org', insecure: false });
   });
 });
