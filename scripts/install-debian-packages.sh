@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not fetched again. Needs root.
 set -euo pipefail
 
-packages=(python3-pyftpdlib lftp tnftp ncftp wget vsftpd haproxy nftables conntrack tcpdump tshark iproute2 procps util-linux)
+packages=(python3-pyftpdlib python3-openssl lftp tnftp ncftp wget vsftpd haproxy nftables conntrack tcpdump tshark iproute2 procps util-linux)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-debian-packages: needs root (packages: ${packages[*]})" >&2

@@ -13,6 +13,11 @@ export const REASON = {
   EPSV_ALL_ACTIVE: 'EPSV_ALL_ACTIVE',
   FAMILY_UNSUPPORTED: 'FAMILY_UNSUPPORTED',
   TLS_REFUSED: 'TLS_REFUSED',
+  /** --require-tls: a login before AUTH TLS, or a transfer without PROT P. */
+  TLS_REQUIRED: 'TLS_REQUIRED',
+  /** A TLS handshake with the client or the server failed (control or data). */
+  TLS_HANDSHAKE_FAILED: 'TLS_HANDSHAKE_FAILED',
+  TLS_CCC_REFUSED: 'TLS_CCC_REFUSED',
   LINE_TOO_LONG: 'LINE_TOO_LONG',
   PORTS_EXHAUSTED: 'PORTS_EXHAUSTED',
   DATA_LISTENERS_EXCEEDED: 'DATA_LISTENERS_EXCEEDED',

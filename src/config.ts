@@ -49,7 +49,10 @@ export interface CommonGatewayConfig {
   maxSessionsPerClient: number;
   /** Open data listeners one client address may hold, all its sessions together. */
   maxDataListenersPerClient: number;
-  tls: 'refuse' | 'passthrough';
+  tls: 'refuse' | 'passthrough' | 'terminate';
+  /** With tls 'terminate': the certificate and how clients must use TLS. */
+  tlsTerminate?: TlsTerminateConfig | undefined;
+  serverTls: ServerTlsConfig;
   /** relay: data bytes pass through us; kernel: nftables translates data connections. */
   dataPath: 'relay' | 'kernel';
   nftTable: string;
@@ -69,6 +72,21 @@ export interface UserRoute {
   user: string;
   matches: (user: string) => boolean;
   server: HostPort;
+}
+
+export interface TlsTerminateConfig {
+  certFile: string;
+  keyFile: string;
+  implicit: boolean;
+  require: boolean;
+}
+
+export interface ServerTlsConfig {
+  mode: 'off' | 'explicit' | 'implicit';
+  caFile?: string | undefined;
+  /** undefined: the host of the server's address. */
+  name?: string | undefined;
+  insecure: boolean;
 }
 
 export interface ReverseConfig extends CommonGatewayConfig {
@@ -193,6 +211,14 @@ export interface ReverseFlags {
   'max-sessions-per-client'?: number;
   'max-data-listeners-per-client'?: number;
   tls?: string;
+  'tls-cert'?: string;
+  'tls-key'?: string;
+  'implicit-tls'?: boolean;
+  'require-tls'?: boolean;
+  'server-tls'?: string;
+  'server-ca'?: string;
+  'server-name'?: string;
+  'server-insecure'?: boolean;
   'data-path'?: string;
   'nft-table'?: string;
 }
@@ -218,7 +244,7 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
     throw new ConfigError('--max-line', `${maxLine} is not a byte count in 64-1048576`);
   }
   const tls = f.tls ?? DEFAULTS.tls;
-  if (tls !== 'refuse' && tls !== 'passthrough') throw new ConfigError('--tls', `"${tls}" is not refuse or passthrough`);
+  if (tls !== 'refuse' && tls !== 'passthrough' && tls !== 'terminate') throw new ConfigError('--tls', `"${tls}" is not refuse, passthrough or terminate`);
   const dataPath = f['data-path'] ?? DEFAULTS.dataPath;
   if (dataPath !== 'relay' && dataPath !== 'kernel') throw new ConfigError('--data-path', `"${dataPath}" is not relay or kernel`);
   const nftTable = f['nft-table'] ?? DEFAULTS.nftTable;
@@ -237,9 +263,39 @@ export function commonFromFlags(f: ReverseFlags): Omit<CommonGatewayConfig, 'lis
     maxDataListenersPerClient: count('--max-data-listeners-per-client', f['max-data-listeners-per-client'], DEFAULTS.maxDataListenersPerClient, 65_535),
     maxLineBytes: maxLine,
     tls,
+    tlsTerminate: tlsTerminateFromFlags(tls, f),
+    serverTls: serverTlsFromFlags(tls, f),
     dataPath,
     nftTable,
   };
+}
+
+function tlsTerminateFromFlags(tls: string, f: ReverseFlags): TlsTerminateConfig | undefined {
+  if (tls !== 'terminate') {
+    for (const key of ['tls-cert', 'tls-key', 'implicit-tls', 'require-tls'] as const) {
+      if (f[key]) throw new ConfigError(`--${key}`, 'needs --tls terminate');
+    }
+    return undefined;
+  }
+  return {
+    certFile: required('tls-cert', f['tls-cert']),
+    keyFile: required('tls-key', f['tls-key']),
+    implicit: Boolean(f['implicit-tls']),
+    require: Boolean(f['require-tls']),
+  };
+}
+
+function serverTlsFromFlags(tls: string, f: ReverseFlags): ServerTlsConfig {
+  const mode = f['server-tls'] ?? 'off';
+  if (mode !== 'off' && mode !== 'explicit' && mode !== 'implicit') throw new ConfigError('--server-tls', `"${mode}" is not off, explicit or implicit`);
+  // The client's own TLS would reach the server inside the gateway's.
+  if (mode !== 'off' && tls === 'passthrough') throw new ConfigError('--server-tls', 'cannot be used with --tls passthrough (use --tls terminate)');
+  if (mode === 'off') {
+    for (const key of ['server-ca', 'server-name', 'server-insecure'] as const) {
+      if (f[key]) throw new ConfigError(`--${key}`, 'needs --server-tls explicit or implicit');
+    }
+  }
+  return { mode, caFile: f['server-ca'], name: f['server-name'], insecure: Boolean(f['server-insecure']) };
 }
 
 export function reverseFromFlags(f: ReverseFlags): ReverseConfig {

@@ -58,6 +58,8 @@ export interface DataRequest {
   /** The one peer the listener accepts, and networks it may also come from. */
   expectFrom: IpAddress;
   alsoFrom: readonly Cidr[];
+  /** The client asked for PROT P: its end of the data connection speaks TLS. */
+  protect: boolean;
 }
 
 export type DataFailure = 'ports-exhausted' | 'listeners-exceeded' | 'listen-failed' | 'kernel-nat-failed';
@@ -88,7 +90,23 @@ export type Action =
   | { type: 'login-settled' }
   /** A complete command or reply went through: the connection is not idle. */
   | { type: 'activity' }
-  | { type: 'close'; reason: string; lastWords?: string };
+  | { type: 'close'; reason: string; lastWords?: string }
+  /**
+   * TLS termination: the 234 just written was the last clear byte toward the
+   * client; its socket becomes the server end of a TLS connection now.
+   */
+  | { type: 'start-tls'; side: 'client' };
+
+/**
+ * The gateway ends the client's TLS itself (RFC 4217): it answers AUTH, PBSZ,
+ * PROT and CCC, and sees the control channel in clear text inside.
+ */
+export interface TlsTermination {
+  /** USER before AUTH and transfers without PROT P are refused. */
+  require: boolean;
+  /** The client spoke TLS from its first byte (implicit FTPS). */
+  secureFromStart: boolean;
+}
 
 export interface ControlStreamConfig {
   translator: TranslatorConfig;
@@ -99,7 +117,12 @@ export interface ControlStreamConfig {
   now: () => number;
   /** Forward explicit mode: the dialer already sent USER with this name. */
   userSentByDialer?: string | undefined;
+  tls?: TlsTermination | undefined;
 }
+
+const AUTH_ACCEPTED = '234 AUTH accepted: proceed with the TLS handshake';
+/** Verbs that need a login, refused before AUTH under --require-tls (with USER itself). */
+const LOGIN_VERBS = new Set(['USER', 'PASS', 'ACCT']);
 
 /** A real multi-line 227 has two or three short lines; more is not worth holding. */
 export const MAX_HELD_BYTES = 64 * 1024;
@@ -130,7 +153,9 @@ type ClientWait =
   /** AUTH passed through: nothing more is read until the server has answered it. */
   | { kind: 'auth' }
   /** An ABOR goes out with its urgent byte: nothing else may overtake it. */
-  | { kind: 'urgent' };
+  | { kind: 'urgent' }
+  /** AUTH answered by the gateway: nothing more is read until its 234 is out and TLS started. */
+  | { kind: 'start-tls' };
 
 type ServerWait =
   | { kind: 'none' }
@@ -196,6 +221,11 @@ export class ControlStream {
   private actions: Action[] = [];
   /** After QUIT the server closing first is the normal end, not its doing. */
   quitSent = false;
+  /** TLS termination: the client's control connection is (about to be) encrypted. */
+  private clientSecure = false;
+  /** The client's PROT level (RFC 4217 §9): C until it asks for P. */
+  private protect = false;
+  private pbszSeen = false;
 
   constructor(
     /** The session's id, carried by every event. */
@@ -206,6 +236,7 @@ export class ControlStream {
     ledgerSeed?: Partial<Record<Direction, ReadonlyArray<readonly [number, number]>>>,
   ) {
     this.translator = new ControlTranslator(addrs, config.translator);
+    this.clientSecure = config.tls?.secureFromStart ?? false;
     this.framers = { client: new LineFramer(config.maxLineBytes), server: new LineFramer(config.maxLineBytes) };
     if (config.userSentByDialer !== undefined) this.tracker.userSentByDialer(config.userSentByDialer);
     for (const dir of ['client->server', 'server->client'] as const) {
@@ -497,6 +528,7 @@ export class ControlStream {
       return;
     }
     if (cmd.verb === 'QUIT') this.quitSent = true;
+    if (this.config.tls && this.onTlsCommand(this.config.tls, cmd.verb, cmd.arg, item)) return;
     const decision = this.translator.onClientCommand(cmd);
     if (decision.type !== 'answer') this.track(this.tracker.commandSent({ verb: cmd.verb, argument: cmd.arg }, this.config.now()));
     switch (decision.type) {
@@ -530,10 +562,82 @@ export class ControlStream {
           target: decision.target,
           expectFrom: this.addrs.server,
           alsoFrom: this.config.translator.serverNetworks,
+          protect: this.protect,
         });
         return;
       }
     }
+  }
+
+  /**
+   * RFC 4217's commands, answered by the gateway when it terminates TLS
+   * (the server never sees them: its side of TLS is the dialer's). Returns
+   * whether the command was handled here.
+   */
+  private onTlsCommand(tls: TlsTermination, verb: string, arg: string, item: FramedLine): boolean {
+    const local = (reply: string, refusal?: Refusal) => {
+      this.out('client->server', item.raw.length, undefined);
+      if (refusal) this.refuse(refusal, verb, item.text);
+      this.answer(reply);
+      return true;
+    };
+    const notYet = () => local(`503 ${verb} needs AUTH TLS first`);
+    switch (verb) {
+      case 'AUTH':
+        if (this.clientSecure) return local('503 TLS is already in use on this connection');
+        if (!/^(TLS|SSL|TLS-C|TLS-P)$/i.test(arg.trim())) return local('504 AUTH mechanism not supported: use AUTH TLS');
+        this.out('client->server', item.raw.length, undefined);
+        this.clientSecure = true;
+        this.clientWait = { kind: 'start-tls' };
+        this.answer(AUTH_ACCEPTED);
+        return true;
+      case 'PBSZ':
+        if (!this.clientSecure) return notYet();
+        this.pbszSeen = true;
+        return local('200 PBSZ=0');
+      case 'PROT': {
+        if (!this.clientSecure) return notYet();
+        if (!this.pbszSeen) return local('503 PROT needs PBSZ first');
+        const level = arg.trim().toUpperCase();
+        if (level === 'P') {
+          this.protect = true;
+          return local('200 Protection level set to Private');
+        }
+        if (level !== 'C') return local(`536 Protection level ${level.slice(0, 8)} not supported: use C or P`);
+        if (tls.require) return local('534 Clear data connections are refused by policy: use PROT P', { code: REASON.TLS_REQUIRED, message: 'PROT C refused: TLS is required on data connections' });
+        this.protect = false;
+        return local('200 Protection level set to Clear');
+      }
+      case 'REIN':
+        // RFC 4217 §11: REIN would drop TLS and go back to clear text under the client's feet.
+        if (this.clientSecure) return local('502 REIN is not available over TLS through this gateway');
+        return false;
+      case 'CCC':
+        // Clear text again would put our rewrites back in sight of every middlebox, and the client's password too.
+        return local('533 CCC refused: the control connection stays encrypted', { code: REASON.TLS_CCC_REFUSED, message: 'CCC refused: the control connection stays encrypted' });
+    }
+    if (!tls.require) return false;
+    if (!this.clientSecure && LOGIN_VERBS.has(verb)) {
+      return local('530 TLS is required: send AUTH TLS before logging in', { code: REASON.TLS_REQUIRED, message: `${verb} before AUTH TLS refused` });
+    }
+    if (!this.protect && TRANSFER_VERBS.has(verb)) {
+      return local('521 Data connections must be protected: send PBSZ 0 and PROT P first', { code: REASON.TLS_REQUIRED, message: `${verb} without PROT P refused` });
+    }
+    return false;
+  }
+
+  /**
+   * The server (plain behind us) does not list what the gateway now offers,
+   * and a client that reads FEAT before trying AUTH (RFC 4217 §6) would not
+   * try it. Added before the reply's last line, the only one not yet passed on.
+   */
+  private advertiseTls(reply: Reply): void {
+    if (reply.code !== 211 || reply.lines.length < 2) return;
+    const listed = new Set(reply.lines.map((l) => l.text.trim().split(' ')[0]!.toUpperCase()));
+    const missing = ['AUTH TLS', 'PBSZ', 'PROT'].filter((f) => !listed.has(f.split(' ')[0]!));
+    if (missing.length === 0) return;
+    const text = missing.map((f) => ` ${f}`).join('\n');
+    this.rewrite('server->client', 'FEAT', '', text, 0, Buffer.from(missing.map((f) => ` ${f}\r\n`).join(''), 'latin1'), 'the gateway ends TLS itself: its features are listed');
   }
 
   // ---- server → client ------------------------------------------------------
@@ -675,6 +779,7 @@ export class ControlStream {
       });
       return;
     }
+    if (sent?.verb === 'FEAT' && this.config.tls && streamed) this.advertiseTls(reply);
     this.emitReply(reply, items, new Map(), '', '');
     if (sent?.verb === 'AUTH' && this.clientWait.kind === 'auth') {
       this.clientWait = { kind: 'none' };
@@ -699,7 +804,7 @@ export class ControlStream {
     if (decision.refusal) this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
     const id = this.nextDataId++;
     this.serverWait = { kind: 'passive-open', id, reply, items, decision };
-    this.requestData({ id, mode: 'passive', target: decision.dial, expectFrom: this.addrs.client, alsoFrom: [] });
+    this.requestData({ id, mode: 'passive', target: decision.dial, expectFrom: this.addrs.client, alsoFrom: [], protect: this.protect });
   }
 
   private emitPassive(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>, announced: Endpoint): void {
@@ -801,6 +906,22 @@ export class ControlStream {
   private writeLocal(reply: string): void {
     this.trace('server->client', `${reply} (from the gateway)`);
     this.out('server->client', 0, encodeLine(reply));
+    if (reply === AUTH_ACCEPTED && this.clientWait.kind === 'start-tls') this.startClientTls();
+  }
+
+  /**
+   * The 234 is out: the client's next byte is its ClientHello. Any command it
+   * sent behind AUTH would be read as TLS, or be a command it never meant to
+   * be clear text; the session cannot go on either way.
+   */
+  private startClientTls(): void {
+    this.clientWait = { kind: 'none' };
+    if (this.queues.client.length > 0 || this.framers.client.buffered > 0) {
+      this.refuse({ code: REASON.TLS_HANDSHAKE_FAILED, message: 'clear-text bytes after AUTH, before the TLS handshake' }, 'AUTH', '');
+      this.close('clear-text bytes after AUTH');
+      return;
+    }
+    this.actions.push({ type: 'start-tls', side: 'client' });
   }
 
   /** Sends a reply's items in order; `replace` maps a line index of the reply to its new text. */

@@ -38,7 +38,8 @@ export interface TranslatorConfig {
   passive: 'relay' | 'pass';
   /** Networks, besides the server's own address, that passive dials may reach. */
   serverNetworks: readonly Cidr[];
-  tls: 'refuse' | 'passthrough';
+  /** terminate: the control stream answers AUTH itself; here it is refused like 'refuse'. */
+  tls: 'refuse' | 'passthrough' | 'terminate';
 }
 
 export interface SessionAddresses {

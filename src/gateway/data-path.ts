@@ -12,6 +12,7 @@ import { NatChannel } from './nat-channel.js';
 import { KernelNatError, type KernelNat } from './kernel-nat.js';
 import { DataListenersExceededError, PortsExhaustedError, type PortPool } from './ports.js';
 import type { DataMode, EventSink } from './events.js';
+import { TlsRelayChannel, type DataTls } from './tls.js';
 
 export interface ChannelRequest {
   session: string;
@@ -34,7 +35,11 @@ export interface ChannelRequest {
   sourceAs: IpAddress;
   /** Where this channel's events go (the session's, which also feeds its transfer log). */
   sink: EventSink;
+  /** TLS ended by the gateway on either side of this connection (FTPS). */
+  tls?: DataTls | undefined;
 }
+
+const needsTls = (req: ChannelRequest): req is ChannelRequest & { tls: DataTls } => Boolean(req.tls?.client ?? req.tls?.server);
 
 export interface Channel {
   readonly port: number;
@@ -88,6 +93,7 @@ export class RelayDataPath implements DataPath {
   async open(req: ChannelRequest): Promise<Channel> {
     const { pools, acceptTimeoutMs, dataIdleTimeoutMs } = this.opts;
     const sink = req.sink;
+    if (needsTls(req)) return opening(req.listenHost, () => TlsRelayChannel.open(req, this.opts));
     const channel = await opening(req.listenHost, () =>
       DataChannel.open({
         session: req.session,
@@ -178,7 +184,8 @@ export class KernelDataPath implements DataPath {
     const loopback = (ip: IpAddress) => classifyAddress(ip) === 'loopback';
     const source = req.expectFrom;
     const all = [source, req.target, ipOf(req.listenHost), req.sourceAs];
-    if (!all.every((a) => a.family === source.family) || loopback(source) !== loopback(req.target)) return this.relay.open(req);
+    // The kernel cannot decrypt: a data connection with TLS ended here is relayed.
+    if (!all.every((a) => a.family === source.family) || loopback(source) !== loopback(req.target) || needsTls(req)) return this.relay.open(req);
     const { pools, acceptTimeoutMs } = this.opts;
     const sink = req.sink;
     const channel = await opening(req.listenHost, () =>

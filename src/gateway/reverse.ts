@@ -1,24 +1,30 @@
 /** Reverse mode: ftp-alg in front of one or several (NATed) FTP servers. */
+import { readFileSync } from 'node:fs';
 import type { ReverseConfig } from '../config.js';
 import type { IpAddress } from '../protocol/address.js';
 import type { EventSink } from './events.js';
 import { BackendPool, backendDialer } from './backends.js';
 import { fixedServerDialer, kernelNatFor, sessionLimits, startWithKernelNat, type Gateway } from './server.js';
 import type { ServerDialer } from './session.js';
+import { clientTlsFor, serverTlsOptions, withServerTls } from './tls.js';
 
 export async function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promise<Gateway> {
+  const tls = clientTlsFor(cfg);
+  const serverTls = serverTlsOptions(cfg, cfg.server.host, readFileSync);
+  if (serverTls?.insecure) sink({ event: 'warning', message: "--server-insecure: the FTP server's certificate is not verified" });
   const kernelNat = await kernelNatFor(cfg, sink);
   const { dialServer, pool } = dialerFor(cfg, sink);
   const gateway = await startWithKernelNat(kernelNat, {
     mode: 'reverse',
     listen: cfg.listen,
     sink,
-    dialServer,
+    dialServer: serverTls ? withServerTls(dialServer, serverTls) : dialServer,
     session: {
       translator: { passive: 'relay', serverNetworks: cfg.serverNetworks, tls: cfg.tls },
       passiveAnnounceAddress: cfg.publicAddress,
       announceFor: announceFor(cfg),
       activeListenAddress: cfg.insideAddress?.address,
+      tls,
       ...sessionLimits(cfg, kernelNat),
     },
     maxSessions: cfg.maxSessions,

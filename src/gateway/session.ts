@@ -14,6 +14,8 @@ import type { Refusal } from '../alg/policy.js';
 import { DataOpenError, type Channel, type DataPath } from './data-path.js';
 import { sendUrgent } from './original-dst.js';
 import type { Direction, EventSink, GatewayEvent } from './events.js';
+import { acceptTls, handshake, serverTlsOf, type DataTls } from './tls.js';
+import type { SecureContext, TLSSocket } from 'node:tls';
 
 export interface SessionConfig {
   translator: TranslatorConfig;
@@ -36,6 +38,20 @@ export interface SessionConfig {
    * redirect), so data reaching it must come from there, not from us.
    */
   clientSeesServerAddress?: boolean | undefined;
+  /** The gateway ends the client's TLS (--tls terminate). */
+  tls?: ClientTlsConfig | undefined;
+}
+
+export interface ClientTlsConfig {
+  /** The certificate clients see now (re-read on reload). */
+  context: () => SecureContext;
+  /** Reads the certificate again (SIGHUP); throws with a one-line reason, the old one stays. */
+  reload?: () => void;
+  /** --require-tls */
+  require: boolean;
+  /** --implicit-tls: TLS from the first byte. */
+  implicit: boolean;
+  handshakeTimeoutMs: number;
 }
 
 export interface DialContext {
@@ -99,7 +115,8 @@ export class ControlSession {
 
   constructor(
     readonly id: string,
-    private readonly client: Socket,
+    /** Becomes a TLSSocket when the gateway ends the client's TLS. */
+    private client: Socket,
     private readonly config: SessionConfig,
     private readonly sink: EventSink,
     private readonly dialServer: ServerDialer,
@@ -119,6 +136,7 @@ export class ControlSession {
     client.pause();
     client.on('error', (err) => this.close(`client error: ${err.message}`));
     client.on('close', () => this.guarded(() => this.onSocketClosed()));
+    if (this.config.tls?.implicit && !(await this.implicitHandshake(this.config.tls))) return;
     // session-open comes first, always: what the dialer reports waits for it.
     const early: GatewayEvent[] = [];
     let dialled: DialResult;
@@ -150,6 +168,7 @@ export class ControlSession {
       this.close(server.destroyed || !server.remoteAddress ? 'server vanished before the session started' : 'client vanished before the session started');
       return;
     }
+    const tls = this.config.tls;
     const stream = new ControlStream(
       this.id,
       { client: this.realClient ?? ipOf(client.remoteAddress), server: ipOf(server.remoteAddress) },
@@ -159,6 +178,7 @@ export class ControlSession {
         clientLabel: this.clientLabel,
         now: Date.now,
         userSentByDialer: dialled.user,
+        tls: tls ? { require: tls.require, secureFromStart: tls.implicit } : undefined,
       },
       dialled.ledgerSeed,
     );
@@ -169,13 +189,67 @@ export class ControlSession {
     server.on('close', () => this.guarded(() => this.onSocketClosed()));
     server.on('data', (chunk: Buffer) => this.guarded(() => this.onBytes('server', chunk)));
     server.on('end', () => this.guarded(() => this.onEnd('server')));
-    client.on('data', (chunk: Buffer) => this.guarded(() => this.onBytes('client', chunk)));
-    client.on('end', () => this.guarded(() => this.onEnd('client')));
+    this.listenToClient();
     if (dialled.serverLeftover?.length) this.onBytes('server', dialled.serverLeftover);
     if (dialled.clientLeftover?.length) this.onBytes('client', dialled.clientLeftover);
     // A dialer that read the server's greeting left the socket paused.
     this.resumeFor(server, 'start');
-    this.resumeFor(client, 'start');
+    this.resumeFor(this.client, 'start');
+  }
+
+  private listenToClient(): void {
+    const client = this.client;
+    client.on('data', (chunk: Buffer) => this.guarded(() => this.onBytes('client', chunk)));
+    client.on('end', () => this.guarded(() => this.onEnd('client')));
+  }
+
+  /**
+   * The 234 has been handed to the socket: bytes from here on are TLS. The
+   * plain socket's listeners move to the TLS socket that now owns it.
+   */
+  private startClientTls(tls: ClientTlsConfig): void {
+    const plain = this.client;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('end');
+    const secure = this.wrapClient(tls);
+    this.watchHandshake(secure, tls).catch(() => undefined);
+    this.listenToClient();
+    if (!this.pauses.get(plain)?.size) secure.resume();
+    else this.pauses.set(secure, this.pauses.get(plain)!);
+  }
+
+  private wrapClient(tls: ClientTlsConfig): TLSSocket {
+    const secure = acceptTls(this.client, tls.context());
+    this.client = secure;
+    // Until the handshake is done, its failure is watchHandshake's to report, with its code.
+    let ready = false;
+    secure.once('secure', () => (ready = true));
+    secure.on('error', (err) => ready && this.close(`client error: ${err.message}`));
+    secure.on('close', () => this.guarded(() => this.onSocketClosed()));
+    return secure;
+  }
+
+  /** A failed handshake is the session's end, reported with its code. */
+  private async watchHandshake(secure: TLSSocket, tls: ClientTlsConfig, beforeReport?: () => void): Promise<boolean> {
+    try {
+      await handshake(secure, tls.handshakeTimeoutMs, 'server');
+      return true;
+    } catch (err) {
+      beforeReport?.();
+      const message = `TLS handshake with the client failed: ${(err as Error).message}`;
+      this.sink({ event: 'refuse', session: this.id, kind: 'tls', code: REASON.TLS_HANDSHAKE_FAILED, message });
+      this.close(message);
+      return false;
+    }
+  }
+
+  /** Implicit FTPS: the handshake comes before anything else, the server is not dialled for a client that fails it. */
+  private async implicitHandshake(tls: ClientTlsConfig): Promise<boolean> {
+    const secure = this.wrapClient(tls);
+    // session-open comes first, always, also for a client that never got as far as the server.
+    const ok = await this.watchHandshake(secure, tls, () => this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: '-' }));
+    if (ok) secure.pause();
+    return ok && this.phase.kind !== 'closed';
   }
 
   /** Closes everything the session holds; the first reason given is the one reported. */
@@ -347,6 +421,10 @@ export class ControlSession {
         case 'close':
           this.close(action.reason, action.lastWords);
           break;
+        case 'start-tls':
+          if (this.config.tls) this.startClientTls(this.config.tls);
+          else this.close('internal-error: start-tls without TLS configured');
+          break;
       }
     }
   }
@@ -374,6 +452,7 @@ export class ControlSession {
         dialFromPort: active ? this.config.activeSourcePort : undefined,
         sourceAs,
         sink: this.dataEvents(stream),
+        tls: this.dataTls(request, server),
       })
       .then(
         (channel) =>
@@ -416,6 +495,13 @@ export class ControlSession {
         }
       });
     };
+  }
+
+  /** Which sides of a data connection speak TLS: the client's as it asked (PROT), the server's as its control connection does. */
+  private dataTls(request: DataRequest, server: Socket): DataTls | undefined {
+    const client = request.protect && this.config.tls ? this.config.tls.context() : undefined;
+    const serverSide = serverTlsOf(server);
+    return client || serverSide ? { client, server: serverSide } : undefined;
   }
 
   private finishData(action: Extract<Action, { type: 'finish-data' }>, stream: ControlStream): void {
