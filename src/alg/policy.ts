@@ -3,8 +3,6 @@
  * function of the session's addresses and the configuration.
  */
 import { REASON, type ReasonCode } from '../codes.js';
-// Callers that imported the codes from here before they had a module of their own.
-export { REASON, type ReasonCode } from '../codes.js';
 import {
   classifyAddress,
   embeddedIpv4,

@@ -23,7 +23,8 @@ import {
   parsePortArg,
   spliceText,
 } from '../protocol/endpoint.js';
-import { checkActiveTarget, MIN_ACTIVE_PORT, passiveDialTarget, REASON, type Refusal } from './policy.js';
+import { checkActiveTarget, MIN_ACTIVE_PORT, passiveDialTarget, type Refusal } from './policy.js';
+import { REASON } from '../codes.js';
 
 export type ActiveVerb = 'PORT' | 'EPRT' | 'LPRT';
 export type PassiveVerb = 'PASV' | 'EPSV' | 'LPSV';

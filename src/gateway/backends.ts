@@ -11,7 +11,7 @@ import type { Balance, HostPort } from '../config.js';
 import { ipOf, networkOf, sameAddress, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
 import { encodeProxyHeader } from '../protocol/proxy-header.js';
 import { encodeLine } from '../protocol/framer.js';
-import { REASON } from '../alg/policy.js';
+import { REASON } from '../codes.js';
 import { balancerLoginStep } from '../alg/proxy-login.js';
 import type { Direction, EventSink } from './events.js';
 import { clientKey, connectServer } from './server.js';

@@ -10,7 +10,7 @@ import net, { type Socket } from 'node:net';
 import { formatEndpoint, ipOf, type Endpoint, type IpAddress } from '../protocol/address.js';
 import type { DataMode, EventSink } from './events.js';
 import type { PortPool } from './ports.js';
-import { REASON } from '../alg/policy.js';
+import { REASON } from '../codes.js';
 
 /**
  * Reads start at the 64 KiB libuv would use and double while each read fills

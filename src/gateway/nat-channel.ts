@@ -10,7 +10,7 @@
  */
 import net from 'node:net';
 import { formatEndpoint, ipOf, type Endpoint, type IpAddress } from '../protocol/address.js';
-import { REASON } from '../alg/policy.js';
+import { REASON } from '../codes.js';
 import type { DataMode, EventSink } from './events.js';
 import type { PortPool } from './ports.js';
 import type { KernelNat, NatMapping } from './kernel-nat.js';

@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { ProxyHeaderParser, type ProxyHeader } from '../protocol/proxy-header.js';
-import { REASON } from '../alg/policy.js';
+import { REASON } from '../codes.js';
 import { DialRefusal } from './session.js';
 
 export interface ReceivedProxyHeader {

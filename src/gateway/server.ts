@@ -6,7 +6,7 @@ import net, { type Socket } from 'node:net';
 import { ControlSession, type ServerDialer, type SessionConfig } from './session.js';
 import type { CommonGatewayConfig } from '../config.js';
 import { dataPortPools, type PortPool } from './ports.js';
-import { REASON } from '../alg/policy.js';
+import { REASON } from '../codes.js';
 import { encodeLine } from '../protocol/framer.js';
 import { formatEndpoint, ipOf, networkOf, type Cidr } from '../protocol/address.js';
 import type { EventSink } from './events.js';

@@ -12,7 +12,7 @@ import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import { formatEndpoint, ipOf, sameAddress } from '../protocol/address.js';
 import { LineFramer } from '../protocol/framer.js';
 import { ReplyAssembler, type Reply } from '../protocol/reply.js';
-import { REASON } from '../alg/policy.js';
+import { REASON } from '../codes.js';
 import type { Channel, ChannelRequest, DataPathOptions } from './data-path.js';
 import { DialRefusal, type ClientTlsConfig, type ServerDialer } from './session.js';
 import type { CommonGatewayConfig } from '../config.js';

@@ -4,7 +4,7 @@
  * fd00::/8 for IPv6, 127.0.0.1.
  */
 import { ipOf, mustCidr, type Endpoint, type IpAddress } from '../../src/protocol/address.js';
-import type { ReasonCode } from '../../src/alg/policy.js';
+import type { ReasonCode } from '../../src/codes.js';
 import {
   ControlTranslator,
   type ClientDecision,

@@ -8,13 +8,12 @@ import { ipOf, mustCidr, sameAddress, type Endpoint, type IpAddress } from '../.
 import {
   DEFAULT_ALLOWED_CLIENTS,
   MIN_ACTIVE_PORT,
-  REASON,
   checkActiveTarget,
   checkDestination,
   passiveDialTarget,
   type DestinationPolicy,
-  type ReasonCode,
 } from '../../src/alg/policy.js';
+import { REASON, type ReasonCode } from '../../src/codes.js';
 import { ip, v4, v6 } from './fixtures.js';
 
 describe('checkActiveTarget', () => {

@@ -11,7 +11,7 @@ import { fc, test as fcTest } from '@fast-check/vitest';
 import { parseCommand } from '../../src/protocol/command.js';
 import { mustCidr, parseIp, sameAddress, type Cidr, type Endpoint, type Family } from '../../src/protocol/address.js';
 import { find227, find228, find229, formatEprtArg, formatLprtArg, formatPortArg } from '../../src/protocol/endpoint.js';
-import { REASON, type ReasonCode } from '../../src/alg/policy.js';
+import { REASON, type ReasonCode } from '../../src/codes.js';
 import {
   renderActiveCommand,
   renderPassiveReply,
