@@ -31,7 +31,7 @@ export const LIMIT_FLAGS = {
 
 export const REVERSE_FLAGS = {
   listen: { type: 'string', describe: 'ADDR:PORT to accept clients on', demandOption: true },
-  server: { type: 'string', describe: 'HOST:PORT[,HOST:PORT…] of the FTP server(s)', demandOption: true },
+  server: { type: 'string', describe: 'HOST:PORT[,HOST:PORT...] of the FTP server(s)', demandOption: true },
   'public-address': { type: 'string', describe: 'IPv4 address clients reach the gateway at (announced in 227)', demandOption: true },
   'inside-address': { type: 'string', describe: 'our address facing the server, for active-mode listeners' },
   'passive-ports': { type: 'string', describe: 'LO-HI range for passive data listeners' },

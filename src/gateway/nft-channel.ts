@@ -15,6 +15,7 @@
  * (no koffi binary for the platform, libnftables missing), each batch runs
  * an nft process, as before.
  */
+import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 
@@ -155,7 +156,9 @@ export type NftChannelKind = NftChannel['kind'];
 
 /** libnftables when it loads, else an nft process per batch; `prefer` forces one (bench, tests). */
 export function openNftChannel(prefer?: NftChannelKind): NftChannel {
-  if (prefer !== 'nft process' && process.platform === 'linux') {
+  // Without CAP_NET_ADMIN libnftables fails anyway, and writes a line of its
+  // own to our stderr first: an nft process keeps its words to itself.
+  if (prefer !== 'nft process' && process.platform === 'linux' && (prefer === 'libnftables' || mayAdministerNetwork())) {
     try {
       return new LibNftablesChannel(loadLibNftables());
     } catch (err) {
@@ -163,4 +166,14 @@ export function openNftChannel(prefer?: NftChannelKind): NftChannel {
     }
   }
   return new NftProcessChannel();
+}
+
+/** CAP_NET_ADMIN (bit 12) in this process's effective capabilities, from /proc. */
+function mayAdministerNetwork(): boolean {
+  try {
+    const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    return hex !== undefined && (BigInt(`0x${hex}`) & (1n << 12n)) !== 0n;
+  } catch {
+    return true;
+  }
 }
