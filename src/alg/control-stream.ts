@@ -237,7 +237,7 @@ export class ControlStream {
   ) {
     this.translator = new ControlTranslator(addrs, config.translator);
     this.clientSecure = config.tls?.secureFromStart ?? false;
-    this.framers = { client: new LineFramer(config.maxLineBytes), server: new LineFramer(config.maxLineBytes) };
+    this.framers = { client: new LineFramer(config.maxLineBytes), server: new LineFramer(config.maxLineBytes, false) };
     if (config.userSentByDialer !== undefined) this.tracker.userSentByDialer(config.userSentByDialer);
     for (const dir of ['client->server', 'server->client'] as const) {
       for (const [before, after] of ledgerSeed?.[dir] ?? []) this.ledgers[dir].rewrote(before, after);
@@ -349,7 +349,8 @@ export class ControlStream {
     if (sw.kind === 'passive-open' && sw.id === id) {
       this.serverWait = { kind: 'none' };
       this.out('server->client', sw.items.reduce((n, i) => n + i.raw.length, 0), undefined);
-      this.answer(reply);
+      // In the passive reply's own turn: it answers the same PASV, before anything pipelined after it.
+      this.writeLocal(reply);
       this.finishReply(sw.reply.code);
       this.pump('server');
     }
@@ -405,7 +406,7 @@ export class ControlStream {
    */
   idleTimedOut(timeoutMs: number, dataMoving: boolean): Action[] | 'still-busy' {
     if (this.phase.kind === 'closed') return [];
-    if (dataMoving || this.order.awaitsTransfer()) return 'still-busy';
+    if (dataMoving) return 'still-busy';
     this.close('idle timeout', `421 Idle timeout (${Math.round(timeoutMs / 1000)} s): closing control connection`);
     return this.flush();
   }
@@ -423,6 +424,8 @@ export class ControlStream {
   private receive(side: Side, bytes: Buffer): Action[] {
     if (this.phase.kind === 'closed') return [];
     if (this.phase.kind === 'blind') {
+      // Encrypted records are activity: no lines can be seen any more.
+      this.actions.push({ type: 'activity' });
       this.out(side === 'client' ? 'client->server' : 'server->client', bytes.length, bytes, true);
       return this.flush();
     }
@@ -576,7 +579,7 @@ export class ControlStream {
    */
   private onTlsCommand(tls: TlsTermination, verb: string, arg: string, item: FramedLine): boolean {
     const local = (reply: string, refusal?: Refusal) => {
-      this.out('client->server', item.raw.length, undefined);
+      this.out('client->server', consumed(item), undefined);
       if (refusal) this.refuse(refusal, verb, item.text);
       this.answer(reply);
       return true;
@@ -586,7 +589,7 @@ export class ControlStream {
       case 'AUTH':
         if (this.clientSecure) return local('503 TLS is already in use on this connection');
         if (!/^(TLS|SSL|TLS-C|TLS-P)$/i.test(arg.trim())) return local('504 AUTH mechanism not supported: use AUTH TLS');
-        this.out('client->server', item.raw.length, undefined);
+        this.out('client->server', consumed(item), undefined);
         this.clientSecure = true;
         this.clientWait = { kind: 'start-tls' };
         this.answer(AUTH_ACCEPTED);
@@ -779,7 +782,8 @@ export class ControlStream {
       });
       return;
     }
-    if (sent?.verb === 'FEAT' && this.config.tls && streamed) this.advertiseTls(reply);
+    // Only before a final line still held: after it, the lines would fall between replies.
+    if (sent?.verb === 'FEAT' && this.config.tls && streamed && items.length > 0) this.advertiseTls(reply);
     this.emitReply(reply, items, new Map(), '', '');
     if (sent?.verb === 'AUTH' && this.clientWait.kind === 'auth') {
       this.clientWait = { kind: 'none' };
@@ -862,9 +866,11 @@ export class ControlStream {
       const rest = [...this.queues[side].splice(0).map((i) => i.raw), this.framers[side].end(), ...this.unframed[side].splice(0)].filter((b): b is Buffer => b !== undefined);
       this.queuedBytes[side] = 0;
       for (const b of rest) this.out(dir, b.length, b, true);
-      if (this.paused[side]) {
-        this.paused[side] = false;
-        this.actions.push({ type: 'resume', side });
+      // From here a side is read unless the peer it writes to is congested (see congestion()).
+      const stalled = this.congested[side === 'client' ? 'server' : 'client'];
+      if (this.paused[side] !== stalled) {
+        this.paused[side] = stalled;
+        this.actions.push({ type: stalled ? 'pause' : 'resume', side });
       }
       if (this.ended[side] && !this.endPassed[side]) {
         this.endPassed[side] = true;
@@ -916,7 +922,7 @@ export class ControlStream {
    */
   private startClientTls(): void {
     this.clientWait = { kind: 'none' };
-    if (this.queues.client.length > 0 || this.framers.client.buffered > 0) {
+    if (this.queues.client.length > 0 || this.unframed.client.length > 0 || this.framers.client.buffered > 0) {
       this.refuse({ code: REASON.TLS_HANDSHAKE_FAILED, message: 'clear-text bytes after AUTH, before the TLS handshake' }, 'AUTH', '');
       this.close('clear-text bytes after AUTH');
       return;

@@ -207,15 +207,26 @@ export class KernelDataPath implements DataPath {
 }
 
 class TranslatedChannel extends ChannelOf<NatChannel> {
-  /** The kernel moves the bytes: nothing of ours keeps the session busy. */
+  private done = false;
+
+  /**
+   * The kernel moves the bytes out of our sight, long after the mapping's
+   * accept window: a transfer counts as running until its final reply.
+   */
   get moving(): boolean {
-    return false;
+    return !this.done;
   }
 
   /** Nothing of ours to flush; the mapping has served its transfer. */
   finish(code: number): Promise<void> {
+    this.done = true;
     this.channel.close(`transfer ended with ${code}`);
     return Promise.resolve();
+  }
+
+  override close(reason: string): void {
+    this.done = true;
+    super.close(reason);
   }
 }
 

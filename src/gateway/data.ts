@@ -223,14 +223,12 @@ export class DataChannel {
       const before = this.bytes;
       let timer: NodeJS.Timeout | undefined;
       let wake: (() => void) | undefined;
-      const progressed = await Promise.race([
-        this.closed.then(() => true),
-        new Promise<boolean>((resolve) => {
-          wake = () => resolve(true);
-          this.progressWaiters.add(wake);
-          timer = setTimeout(() => resolve(false), idleMs);
-        }),
-      ]);
+      // close() wakes the waiters too; a reaction on `closed` per round would pile up while bytes flow.
+      const progressed = await new Promise<boolean>((resolve) => {
+        wake = () => resolve(true);
+        this.progressWaiters.add(wake);
+        timer = setTimeout(() => resolve(false), idleMs);
+      });
       clearTimeout(timer);
       if (wake) this.progressWaiters.delete(wake);
       if (!progressed && this.bytes === before) return;

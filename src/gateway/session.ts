@@ -399,8 +399,10 @@ export class ControlSession {
           this.openData(action.request, server, stream);
           break;
         case 'release-data': {
+          // Replaced: closed if it never got its connection; one in use ends by itself.
           const channel = this.channels.get(action.id);
           if (channel?.unused) channel.close(action.reason);
+          this.channels.delete(action.id);
           break;
         }
         case 'finish-data':
@@ -462,7 +464,8 @@ export class ControlSession {
               return;
             }
             this.channels.set(request.id, channel);
-            void channel.closed.then(() => this.channels.get(request.id) === channel && this.channels.delete(request.id));
+            // Kept until its transfer's final reply, replacement, or the session's end (not its own
+            // close): a kernel mapping's transfer runs on after the mapping's accept window.
             const announceIp = active ? ipOf(listenHost) : (this.config.announceFor?.(stream.addrs.client) ?? this.config.passiveAnnounceAddress ?? ipOf(listenHost));
             this.perform(stream.dataOpened(request.id, { ...announceIp, port: channel.port }));
           }),
@@ -510,7 +513,11 @@ export class ControlSession {
     if (aborted) channel?.close(`the client aborted the transfer (ABOR); ${code} from the server`);
     const finished = channel ? channel.finish(code, awaitData, toward) : Promise.resolve();
     finished.then(
-      () => this.guarded(() => this.perform(stream.dataFinished(id))),
+      () =>
+        this.guarded(() => {
+          this.channels.delete(id);
+          this.perform(stream.dataFinished(id));
+        }),
       (err: unknown) =>
         this.guarded(() => {
           throw err;

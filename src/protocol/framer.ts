@@ -56,7 +56,11 @@ export class LineFramer {
   /** Input bytes swallowed since the last line, reported with the next one. */
   private carry = 0;
 
-  constructor(readonly maxLineBytes: number = DEFAULT_MAX_LINE_BYTES) {
+  constructor(
+    readonly maxLineBytes: number = DEFAULT_MAX_LINE_BYTES,
+    /** Repair ABOR lines whose urgent byte was lost: only a client sends ABOR. */
+    private readonly repairAbort = true,
+  ) {
     if (!Number.isInteger(maxLineBytes) || maxLineBytes < 8) {
       throw new RangeError(`maxLineBytes must be an integer ≥ 8, got ${maxLineBytes}`);
     }
@@ -81,7 +85,7 @@ export class LineFramer {
     while (start < chunk.length) {
       const lf = chunk.indexOf(LF, start);
       const end = lf === -1 ? chunk.length : lf + 1;
-      if (!this.overflowing) {
+      if (!this.overflowing && this.repairAbort) {
         const cr = chunk.indexOf(CR, start);
         if (cr !== -1 && cr < end && chunk[cr + 1] !== LF) {
           const abor = abortLine(this.peek(chunk.subarray(start, cr)), '\r\n');
@@ -117,7 +121,7 @@ export class LineFramer {
       }
       const raw = this.take(piece);
       const line = lineFromRaw(raw);
-      const abor = abortLine(raw.subarray(0, raw.length - line.eol.length), line.eol);
+      const abor = this.repairAbort ? abortLine(raw.subarray(0, raw.length - line.eol.length), line.eol) : undefined;
       out.push(this.withCarry(abor ?? line, raw.length));
     }
     return out;

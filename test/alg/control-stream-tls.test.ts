@@ -55,6 +55,19 @@ describe('control stream with --tls terminate', () => {
     expect(actions.some((a) => a.type === 'close')).toBe(true);
   });
 
+  test('clear bytes that arrive while the 234 waits behind an owed reply are never run as commands (STARTTLS injection)', () => {
+    const s = stream();
+    say(s, 'NOOP');
+    say(s, 'AUTH TLS');
+    const injected = say(s, 'USER injected-in-clear');
+    expect(writes(injected, 'server')).toBe('');
+    const later = s.fromServer(Buffer.from('200 ok\r\n'));
+    expect(writes(later, 'server')).toBe('');
+    expect(later.some((a) => a.type === 'start-tls')).toBe(false);
+    expect(refusals(later)).toContain('TLS_HANDSHAKE_FAILED');
+    expect(later.some((a) => a.type === 'close')).toBe(true);
+  });
+
   test('PBSZ and PROT need AUTH first, then are answered by the gateway', () => {
     const s = stream();
     expect(writes(say(s, 'PBSZ 0'), 'client')).toMatch(/^503 /);

@@ -251,6 +251,13 @@ describe('reply order and transfers', () => {
     expect(releases).toMatchObject([{ id: 1, reason: 'replaced by a new data channel' }]);
   });
 
+  test('a passive channel that cannot open: the 425 answers the PASV, before replies to commands pipelined after it', () => {
+    const d = new Driver(V4, RELAY, { autoOpen: false }).server(GREETING).client('PASV\r\nNOOP\r\n');
+    d.server('227 Entering Passive Mode (100,64,0,10,100,1).\r\n200 NOOP ok\r\n');
+    d.run(d.stream.dataFailed(d.pendingOpens[0]!, 'ports-exhausted', 'no free port'));
+    expect(d.text('client')).toMatch(/^220 ready\r\n425 [^\n]*\n200 NOOP ok\r\n$/);
+  });
+
   test('a data channel that cannot open gets the client 425 in its turn', () => {
     const d = new Driver(V4, RELAY, { autoOpen: false }).server(GREETING).client('PORT 198,18,0,5,200,10\r\nNOOP\r\n');
     expect(d.text('server')).toBe('');
@@ -348,15 +355,34 @@ describe('timers and ends', () => {
     expect(d.stream.partialLine('client')).toBe(false);
   });
 
-  test('the idle timer spares a session whose transfer still runs', () => {
+  test('the idle timer spares a session while its data moves, not a transfer reply owed with nothing moving', () => {
     const d = new Driver(V4, RELAY, { autoFinish: false }).server(GREETING).client('PASV\r\nRETR f\r\n');
     d.server('227 Entering Passive Mode (100,64,0,10,100,1).\r\n150 go\r\n');
-    expect(d.stream.idleTimedOut(1000, false)).toBe('still-busy');
-    d.server('226 done\r\n').run(d.stream.dataFinished(d.pendingFinishes[0]!));
+    expect(d.stream.idleTimedOut(1000, true)).toBe('still-busy');
+    // A server that never sends its 226 cannot hold the session forever.
     const r = d.stream.idleTimedOut(1000, false);
     expect(r).not.toBe('still-busy');
     d.run(r as Action[]);
     expect(d.closed?.lastWords).toMatch(/^421 Idle timeout/);
+  });
+
+  test('with AUTH passed through, encrypted bytes are activity', () => {
+    const d = new Driver(V4, { ...RELAY, tls: 'passthrough' }).server(GREETING).client('AUTH TLS\r\n').server('234 go\r\n');
+    const before = d.actions.filter((a) => a.type === 'activity').length;
+    d.client('\x17\x03\x03 opaque');
+    d.server('\x17\x03\x03 opaque');
+    expect(d.actions.filter((a) => a.type === 'activity').length).toBe(before + 2);
+  });
+
+  test('going blind keeps a side paused while the peer it writes to is congested', () => {
+    const d = new Driver(V4, { ...RELAY, tls: 'passthrough' }).server(GREETING).client('AUTH TLS\r\n');
+    d.run(d.stream.congestion('server', true));
+    d.client('NOOP\r\n');
+    expect(d.paused.client).toBe(true);
+    d.server('234 go\r\n');
+    expect(d.paused.client).toBe(true);
+    d.run(d.stream.congestion('server', false));
+    expect(d.paused.client).toBe(false);
   });
 
   test('a client FIN goes on after what it sent before, the unterminated tail included', () => {
