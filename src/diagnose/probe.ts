@@ -302,11 +302,11 @@ export function formatProbeReport(r: ProbeReport): string {
   const out: string[] = [];
   out.push(`ftp-alg probe ${r.target.scheme}://${hostPort(r.target)}/ as ${r.target.user}`);
   if (r.control) out.push(`control: ${r.control.address}:${r.target.port} (${r.control.class}) from ${r.control.local}`);
+  if (r.greeting) out.push(`greeting: ${firstLine(r.greeting)}`);
   if (r.tls) {
     const check = r.tls.verified ? 'certificate verified' : `certificate NOT verified (--insecure${r.tls.verifyError ? `: ${r.tls.verifyError}` : ''})`;
     out.push(`tls: ${r.target.scheme === 'ftps' ? 'implicit' : 'explicit (AUTH TLS)'}, ${r.tls.protocol} ${r.tls.cipher}${r.tls.subject ? `, CN=${r.tls.subject}` : ''}, ${check}; data PROT P`);
   }
-  if (r.greeting) out.push(`greeting: ${firstLine(r.greeting)}`);
   if (r.login) out.push(`login: ${r.login.ok ? 'ok' : 'FAILED'}${r.login.reply ? ` (${firstLine(r.login.reply)})` : r.login.error ? ` (${r.login.error})` : ''}`);
   if (r.modes.length) {
     const rows = [['mode', 'reply', 'endpoint', 'class', 'data', 'bytes', 'time', 'codes']];
