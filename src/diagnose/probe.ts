@@ -124,7 +124,7 @@ export async function probe(target: ProbeTarget, timeoutMs: number, progress: (l
       ? {
           codes: ['TLS_REQUIRED'],
           summary: [
-            `The server requires TLS before login: probe it as ftpes://${hostPort(report.target)}/ to see what it announces inside TLS. No ALG can rewrite an encrypted control channel it does not end: ` +
+            `The server requires TLS before login${report.target.scheme === 'ftp' ? `: probe it as ftpes://${hostPort(report.target)}/ to see what it announces inside TLS` : ''}. No ALG can rewrite an encrypted control channel it does not end: ` +
               'through a NAT, either the server announces a reachable address itself or a gateway terminates TLS (ftp-alg reverse --tls terminate).',
           ],
         }

@@ -83,12 +83,15 @@ describe('the built-in server announcing 100.64.0.2 behind reverse --tls termina
     expect(r.modes).toEqual([]);
   });
 
-  test('ftps:// to a listener that speaks clear FTP: a clear handshake error, no hang', async () => {
+  test('a listener without TLS: ftps:// is a clear handshake error, ftpes:// names the refused AUTH TLS; no hang', async () => {
     const plain = await startTestReverse(server.address.port);
     try {
       const r = await probe(parseProbeUrl(`ftps://127.0.0.1:${plain.port}/`, { insecure: true }), 5_000);
       expect(r.verdict.codes).toEqual(['CONNECT_FAILED']);
       expect(r.verdict.summary.join(' ')).toMatch(/TLS handshake on the control connection/);
+      const e = await probe(parseProbeUrl(`ftpes://127.0.0.1:${plain.port}/`, { insecure: true }), 5_000);
+      expect(e.verdict.codes).toEqual(['LOGIN_FAILED']);
+      expect(e.login?.error).toMatch(/^AUTH failed: 534 /);
     } finally {
       await plain.close();
     }
