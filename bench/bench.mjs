@@ -7,6 +7,8 @@
  *
  *   throughput  1 GiB down + up with curl on loopback: direct, ftp-alg reverse,
  *               SuSE ftp-proxy, ftp-alg reverse --data-path kernel (if the build has it)
+ *   ftps        1 GiB down + up over explicit FTPS (PROT P): direct to vsftpd (ssl_enable,
+ *               require_ssl_reuse) vs ftp-alg reverse --tls terminate --server-tls explicit
  *   netns       the same through a NAT box of namespaces: NAT only, kernel FTP
  *               helper, ftp-alg forward/reverse (and --data-path kernel if available)
  *   sessions    login + PASV + LIST + QUIT, direct vs gateway: median, p99, sessions/s
@@ -41,7 +43,7 @@ import { detectKernelDataPath } from './lib/helpers.mjs';
 import { ftpProxyAvailable, ftpProxyVersion } from './lib/ftp-proxy.mjs';
 import { buildTable, printTable } from './lib/report.mjs';
 
-const PARTS = ['throughput', 'netns', 'small-files', 'sessions', 'latency', 'idle', 'transfers', 'hostile', 'engine'];
+const PARTS = ['throughput', 'ftps', 'netns', 'small-files', 'sessions', 'latency', 'idle', 'transfers', 'hostile', 'engine'];
 const ALIASES = { scale: ['idle', 'transfers'], all: PARTS, loopback: ['throughput'], namespaces: ['netns'] };
 
 const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-proxy etc.: sh bench/install.sh)
@@ -52,8 +54,8 @@ const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-prox
   --json               print one JSON document on stdout at the end (progress and table go to stderr);
                        with npm use \`npm run -s bench -- --json\`
   --json-out FILE      also write the JSON document to FILE
-  --size BYTES         throughput file size (1073741824; quick 134217728)
-  --runs N             throughput runs per row, median reported (3; quick 1)
+  --size BYTES         throughput and ftps file size (1073741824; quick 134217728)
+  --runs N             throughput and ftps runs per row, median reported (3; quick 1)
   --mode M             curl data mode on loopback: PASV, EPSV, PORT, EPRT (PASV)
   --sessions N         sessions per path for the session cost (1000; quick 200)
   --concurrency C      sessions at once for sessions/s (16)
@@ -255,6 +257,7 @@ if (m.root) {
 
 const { runThroughput } = await import('./parts/throughput.mjs');
 const { runNetns } = await import('./parts/netns.mjs');
+const { runFtps } = await import('./parts/ftps.mjs');
 const { runSessions } = await import('./parts/sessions.mjs');
 const { runIdle, runTransfers } = await import('./parts/scale.mjs');
 const { runEngine } = await import('./parts/engine.mjs');
@@ -273,6 +276,7 @@ async function part(name, fn) {
 try {
   await part('engine', () => runEngine(ctx));
   await part('throughput', () => runThroughput(ctx));
+  await part('ftps', () => runFtps(ctx));
   await part('netns', () => runNetns(ctx));
   await part('small-files', () => runSmallFiles(ctx));
   if (only.includes('sessions') && only.includes('latency')) {

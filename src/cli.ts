@@ -207,17 +207,18 @@ export async function main(argv: string[]): Promise<void> {
     )
     .command(
       'probe <url>',
-      'from the client side: log in and try PASV, EPSV, PORT and EPRT; say what fails and why',
+      'from the client side: log in (also over FTPS) and try PASV, EPSV, PORT and EPRT; say what fails and why',
       (y) =>
         y
-          .positional('url', { type: 'string', describe: 'ftp://[user[:pass]@]host[:port]/', demandOption: true })
+          .positional('url', { type: 'string', describe: 'ftp://, ftpes:// (explicit FTPS) or ftps:// (implicit FTPS) [user[:pass]@]host[:port]/', demandOption: true })
           .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON (stable, see README)' })
-          .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for each connection and reply' }),
+          .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for each connection and reply' })
+          .option('insecure', { type: 'boolean', default: false, describe: "ftpes://, ftps://: do not verify the server's certificate" }),
       async (flags) => {
         const { parseProbeUrl, probe, formatProbeReport } = await import('./diagnose/probe.js');
         let target;
         try {
-          target = parseProbeUrl(String(flags.url));
+          target = parseProbeUrl(String(flags.url), { insecure: Boolean(flags.insecure) });
         } catch (err) {
           throw new ConfigError('url', (err as Error).message);
         }

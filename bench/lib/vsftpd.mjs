@@ -22,14 +22,20 @@ const FIXED = (
   'isolate_network=NO max_per_ip=0 max_clients=0'
 ).split(' ');
 
-/** `root` must be root-owned and not writable by the ftp user (vsftpd refuses otherwise). */
-export async function startVsftpd({ dir, root, address, port, wrap = (cmd, args) => [cmd, args], netns }) {
+/**
+ * `root` must be root-owned and not writable by the ftp user (vsftpd refuses
+ * otherwise). `settings` replace or add keys (e.g. ssl_enable=YES): vsftpd
+ * exits 2 without a word on a key it does not know.
+ */
+export async function startVsftpd({ dir, root, address, port, wrap = (cmd, args) => [cmd, args], netns, settings = {} }) {
   const empty = path.join(dir, 'vsftpd-empty');
   mkdirSync(empty, { recursive: true });
   chmodSync(empty, 0o755);
   const conf = path.join(dir, `vsftpd-${port}.conf`);
   const place = [`listen_address=${address}`, `listen_port=${port}`, `secure_chroot_dir=${empty}`, `anon_root=${root}`];
-  writeFileSync(conf, [...place, ...FIXED].map((kv) => `${kv}\n`).join(''), { mode: 0o600 });
+  const fixed = FIXED.filter((kv) => !Object.hasOwn(settings, kv.slice(0, kv.indexOf('='))));
+  const extra = Object.entries(settings).map(([k, v]) => `${k}=${v}`);
+  writeFileSync(conf, [...place, ...fixed, ...extra].map((kv) => `${kv}\n`).join(''), { mode: 0o600 });
   const [cmd, args] = wrap(VSFTPD, [conf]);
   const d = startDaemon(cmd, args);
   if (!(await waitListening(port, { netns, alive: () => !d.hasExited(), timeoutMs: 10_000 }))) {

@@ -42,15 +42,15 @@ export function rowStats(xs) {
  * One download then one upload through `port` (on `host`, optionally from
  * inside a namespace); pushes MB/s into the row. Returns bytes moved.
  */
-export async function transferPair(ctx, row, { host, port, mode, activeAddress, netns, upFile, size, tag }) {
+export async function transferPair(ctx, row, { host, port, mode, activeAddress, netns, upFile, size, tag, upName = `up-${row.key}.bin`, extra = [] }) {
   const maxTimeS = Math.ceil(size / 20e6) + 30;
   let moved = 0;
-  const g = await curlTransfer({ direction: 'get', url: `ftp://${host}:${port}/big.bin`, mode, activeAddress, maxTimeS, netns });
+  const g = await curlTransfer({ direction: 'get', url: `ftp://${host}:${port}/big.bin`, mode, activeAddress, maxTimeS, netns, extra });
   if (g.code === 0 && g.bytes === size) {
     row.get.push(g.mbPerS);
     moved += size;
   } else row.errors.push(`${tag} get: curl exit ${g.code}, ${g.bytes} of ${size} bytes ${g.error ?? ''}`.trim());
-  const p = await curlTransfer({ direction: 'put', url: `ftp://${host}:${port}/up-${row.key}.bin`, file: upFile, mode, activeAddress, maxTimeS, netns });
+  const p = await curlTransfer({ direction: 'put', url: `ftp://${host}:${port}/${upName}`, file: upFile, mode, activeAddress, maxTimeS, netns, extra });
   if (p.code === 0 && p.bytes === size) {
     row.put.push(p.mbPerS);
     moved += size;

@@ -1,9 +1,11 @@
 /**
  * `ftp-alg probe URL`: from the client's side, log in and try each data mode
  * (PASV, EPSV, PORT, EPRT) on a fresh control connection, then say in plain
- * words what works, what does not, and why, with stable reason codes.
+ * words what works, what does not, and why, with stable reason codes. Over
+ * FTPS (ftpes://, ftps://) it reads what the server announces inside TLS,
+ * which no capture and no kernel helper can see.
  */
-import { FtpClient, FtpError, type DataModeName, type SimpleReply } from '../client/ftp-client.js';
+import { FtpClient, FtpError, type ClientTlsOptions, type ControlTlsInfo, type DataModeName, type SimpleReply } from '../client/ftp-client.js';
 import { classifyAddress, ipOf, isSiteLocal, sameAddress, type AddressClass } from '../protocol/address.js';
 
 export const PROBE_CODES = {
@@ -26,12 +28,16 @@ export interface ProbeTarget {
   port: number;
   user: string;
   password: string;
+  /** FTPS: ftpes:// (explicit) or ftps:// (implicit); absent for ftp://. */
+  tls?: ClientTlsOptions;
 }
 
 /** The JSON shape of `probe --json` (stable; README documents it). */
 export interface ProbeReport {
-  target: { host: string; port: number; user: string };
+  target: { host: string; port: number; user: string; scheme: ProbeScheme };
   control?: { address: string; class: AddressClass; local: string };
+  /** The control connection's TLS (ftpes://, ftps://), once its handshake is done. */
+  tls?: ControlTlsInfo;
   greeting?: SimpleReply;
   login?: { ok: boolean; reply?: SimpleReply; error?: string };
   modes: ProbeModeResult[];
@@ -52,52 +58,76 @@ export interface ProbeModeResult {
   codes: ProbeCode[];
 }
 
-export function parseProbeUrl(text: string): ProbeTarget {
+export type ProbeScheme = 'ftp' | 'ftpes' | 'ftps';
+
+/** Each scheme's TLS and default port: ftpes is explicit FTPS on 21, ftps implicit on 990. */
+const SCHEMES: Record<ProbeScheme, { tls?: ClientTlsOptions['mode']; port: number }> = {
+  ftp: { port: 21 },
+  ftpes: { tls: 'explicit', port: 21 },
+  ftps: { tls: 'implicit', port: 990 },
+};
+
+export function schemeOf(target: ProbeTarget): ProbeScheme {
+  return target.tls?.mode === 'explicit' ? 'ftpes' : target.tls?.mode === 'implicit' ? 'ftps' : 'ftp';
+}
+
+export function parseProbeUrl(text: string, opts: { insecure?: boolean } = {}): ProbeTarget {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`"${text}" is not a URL; use ftp://[user[:pass]@]host[:port]/`);
+    throw new Error(`"${text}" is not a URL; use ftp://, ftpes:// or ftps://[user[:pass]@]host[:port]/`);
   }
-  if (url.protocol !== 'ftp:') throw new Error(`"${text}" is not an ftp:// URL`);
+  const scheme = url.protocol.slice(0, -1);
+  if (!Object.hasOwn(SCHEMES, scheme)) throw new Error(`"${text}" is not an ftp:// URL (nor ftpes:// for explicit FTPS, ftps:// for implicit FTPS)`);
+  const { tls, port } = SCHEMES[scheme as ProbeScheme];
   return {
     host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: url.port ? Number(url.port) : 21,
+    port: url.port ? Number(url.port) : port,
     user: url.username ? decodeURIComponent(url.username) : 'anonymous',
     password: url.password ? decodeURIComponent(url.password) : 'ftp-alg-probe@example.org',
+    ...(tls ? { tls: { mode: tls, insecure: opts.insecure ?? false } } : {}),
   };
 }
 
 const MODES: DataModeName[] = ['PASV', 'EPSV', 'PORT', 'EPRT'];
 
 export async function probe(target: ProbeTarget, timeoutMs: number, progress: (line: string) => void = () => undefined): Promise<ProbeReport> {
-  const report: ProbeReport = { target: { host: target.host, port: target.port, user: target.user }, modes: [], verdict: { codes: [], summary: [] } };
+  const report: ProbeReport = { target: { host: target.host, port: target.port, user: target.user, scheme: schemeOf(target) }, modes: [], verdict: { codes: [], summary: [] } };
   progress(`connecting to ${target.host}:${target.port} (timeout ${timeoutMs / 1000} s)…`);
   // A login that got no reply at all is tried once more on a fresh connection:
   // pyftpdlib now and then leaves a USER unanswered, which is no verdict on the login.
   for (let attempt = 0; attempt < 2; attempt++) {
     let first: FtpClient;
     try {
-      first = await FtpClient.connect(target.host, target.port, timeoutMs);
+      first = await FtpClient.connect(target.host, target.port, timeoutMs, target.tls);
     } catch (err) {
       report.verdict = { codes: ['CONNECT_FAILED'], summary: [`Cannot open the control connection: ${(err as Error).message}.`] };
       return report;
     }
-    const remote = ipOf(first.socket.remoteAddress!);
-    report.control = { address: remote.address, class: classifyAddress(remote), local: first.socket.localAddress ?? '' };
+    const remote = ipOf(first.tcp.remoteAddress!);
+    report.control = { address: remote.address, class: classifyAddress(remote), local: first.tcp.localAddress ?? '' };
     try {
       report.greeting = await first.read();
       await loginAfterGreeting(first, target, report);
     } catch (err) {
       report.login = { ok: false, error: (err as Error).message, ...(err instanceof FtpError && err.reply ? { reply: err.reply } : {}) };
     } finally {
+      const tlsInfo = first.tlsInfo;
+      if (tlsInfo) report.tls = tlsInfo;
       first.close();
     }
     if (report.login?.ok || report.login?.reply) break;
   }
   if (!report.login?.ok) {
     report.verdict = report.login?.reply && tlsRequired(report.login.reply)
-      ? { codes: ['TLS_REQUIRED'], summary: ['The server requires TLS before login: no ALG can rewrite an encrypted control channel, so FTP through a NAT needs the server to announce a reachable address itself (or FTPS-aware firewalls).'] }
+      ? {
+          codes: ['TLS_REQUIRED'],
+          summary: [
+            `The server requires TLS before login${report.target.scheme === 'ftp' ? `: probe it as ftpes://${hostPort(report.target)}/ to see what it announces inside TLS` : ''}. No ALG can rewrite an encrypted control channel it does not end: ` +
+              'through a NAT, either the server announces a reachable address itself or a gateway terminates TLS (ftp-alg reverse --tls terminate).',
+          ],
+        }
       : { codes: ['LOGIN_FAILED'], summary: [`Login failed: ${report.login?.reply ? firstLine(report.login.reply) : report.login?.error}.`] };
     return report;
   }
@@ -129,10 +159,13 @@ export function tlsRequired(reply: SimpleReply): boolean {
 
 async function loginAfterGreeting(c: FtpClient, target: ProbeTarget, report: ProbeReport): Promise<void> {
   if (report.greeting!.code !== 220) throw new FtpError(`greeting ${report.greeting!.code}`, report.greeting);
+  await c.startTls();
   const u = await c.send(`USER ${target.user}`);
   let final = u;
   if (u.code === 331) final = await c.send(`PASS ${target.password}`);
   report.login = { ok: final.code === 230 || final.code === 202, reply: final };
+  // A server that takes the login but not PROT P cannot protect data: the session is no use to an FTPS client.
+  if (report.login.ok) await c.protect();
 }
 
 /** How far a mode's attempt got before it failed. */
@@ -155,7 +188,7 @@ async function attemptMode(target: ProbeTarget, mode: DataModeName, timeoutMs: n
   let phase: ModePhase = 'connect';
   let c: FtpClient | undefined;
   try {
-    c = await FtpClient.connect(target.host, target.port, timeoutMs);
+    c = await FtpClient.connect(target.host, target.port, timeoutMs, target.tls);
     phase = 'login';
     await c.login(target.user, target.password);
     phase = 'setup';
@@ -220,8 +253,11 @@ function verdict(report: ProbeReport): ProbeReport['verdict'] {
   for (const m of report.modes) for (const c of m.codes) if (c !== 'OK') codes.add(c);
   if (pasv.codes.includes('PASV_PRIVATE_ADDRESS')) {
     summary.push(
-      `PASV: the server announces ${pasv.announced!.address} (${pasv.announced!.class}), not the address you reached it at (${report.control!.address}): it is behind a NAT and announces its inside address. ` +
-        'Clients that honour the 227 address fail; fix it with ftp-alg reverse in front of the server or the server\'s masquerade address setting.',
+      report.target.scheme === 'ftp'
+        ? `PASV: the server announces ${pasv.announced!.address} (${pasv.announced!.class}), not the address you reached it at (${report.control!.address}): it is behind a NAT and announces its inside address. ` +
+            'Clients that honour the 227 address fail; fix it with ftp-alg reverse in front of the server or the server\'s masquerade address setting.'
+        : `PASV: inside TLS the server announces ${pasv.announced!.address} (${pasv.announced!.class}), not the address you reached it at (${report.control!.address}): it is behind a NAT and announces its inside address, ` +
+            'where no capture and no kernel FTP helper can see it. Clients that honour the 227 address fail; fix it with the server\'s masquerade address setting or ftp-alg reverse --tls terminate --server-tls explicit in front of it.',
     );
   }
   if (pasv.codes.includes('PASV_UNREACHABLE')) summary.push(`PASV: the data connection to ${pasv.announced ? `${pasv.announced.address}:${pasv.announced.port}` : 'the announced endpoint'} failed (${pasv.error ?? 'no connection'}).`);
@@ -258,11 +294,19 @@ function firstLine(r: SimpleReply): string {
   return r.text.split('\n')[0]!;
 }
 
+function hostPort(t: ProbeReport['target']): string {
+  return `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
+}
+
 export function formatProbeReport(r: ProbeReport): string {
   const out: string[] = [];
-  out.push(`ftp-alg probe ftp://${r.target.host.includes(':') ? `[${r.target.host}]` : r.target.host}:${r.target.port}/ as ${r.target.user}`);
+  out.push(`ftp-alg probe ${r.target.scheme}://${hostPort(r.target)}/ as ${r.target.user}`);
   if (r.control) out.push(`control: ${r.control.address}:${r.target.port} (${r.control.class}) from ${r.control.local}`);
   if (r.greeting) out.push(`greeting: ${firstLine(r.greeting)}`);
+  if (r.tls) {
+    const check = r.tls.verified ? 'certificate verified' : `certificate NOT verified (--insecure${r.tls.verifyError ? `: ${r.tls.verifyError}` : ''})`;
+    out.push(`tls: ${r.target.scheme === 'ftps' ? 'implicit' : 'explicit (AUTH TLS)'}, ${r.tls.protocol} ${r.tls.cipher}${r.tls.subject ? `, CN=${r.tls.subject}` : ''}, ${check}; data PROT P`);
+  }
   if (r.login) out.push(`login: ${r.login.ok ? 'ok' : 'FAILED'}${r.login.reply ? ` (${firstLine(r.login.reply)})` : r.login.error ? ` (${r.login.error})` : ''}`);
   if (r.modes.length) {
     const rows = [['mode', 'reply', 'endpoint', 'class', 'data', 'bytes', 'time', 'codes']];

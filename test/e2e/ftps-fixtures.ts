@@ -3,8 +3,13 @@
  * real FTPS clients (curl, Python's FTP_TLS, lftp) that check what they got
  * by sha256.
  */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
-import { python, run, type RunResult } from '../helpers/tools.js';
+import { vsftpdConfigText } from '../../scenarios/lib/vsftpd-config.js';
+import { freePort } from './ops-process.js';
+import { HAVE, SYSTEM_PYTHON, python, run, type RunResult } from '../helpers/tools.js';
 
 export interface TestCertificate {
   cert: string;
@@ -78,4 +83,110 @@ export function ftplibTls(port: number, mode: 'passive' | 'active', name: string
 export function lftpTls(port: number, script: string): Promise<RunResult> {
   const settings = 'set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ftp:ssl-allow-anonymous yes; set ssl:verify-certificate no; set net:max-retries 1; set net:timeout 20; set cmd:fail-exit yes;';
   return run('lftp', ['-c', `${settings} open -u anonymous,test@example.org ftp://127.0.0.1:${port}; ${script}`], { timeoutMs: 90_000 });
+}
+
+/** Polls (bounded) until something accepts on port: vsftpd's listener takes any number of connections. */
+async function waitAccepting(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`vsftpd did not listen on ${port}`);
+}
+
+export interface TlsServer {
+  port: number;
+  stop: () => void;
+}
+
+/**
+ * vsftpd (root) on 127.0.0.1 with TLS required for anonymous logins and
+ * data, require_ssl_reuse=YES (its default, stated), announcing
+ * `pasvAddress`; serves `root` (root-owned, mode 755).
+ */
+export async function startTlsVsftpd(opts: { dir: string; root: string; cert: TestCertificate; pasvAddress: string; extra?: Record<string, string> }): Promise<TlsServer> {
+  const empty = join(opts.dir, 'vsftpd-empty');
+  mkdirSync(empty, { mode: 0o755, recursive: true });
+  const port = await freePort();
+  const conf = join(opts.dir, `vsftpd-${port}.conf`);
+  writeFileSync(
+    conf,
+    vsftpdConfigText(
+      { address: '127.0.0.1', port, root: opts.root, emptyDir: empty, logPath: join(opts.dir, `vsftpd-${port}.log`) },
+      {
+        pasv_address: opts.pasvAddress,
+        ssl_enable: 'YES',
+        rsa_cert_file: opts.cert.cert,
+        rsa_private_key_file: opts.cert.key,
+        allow_anon_ssl: 'YES',
+        force_anon_logins_ssl: 'YES',
+        force_anon_data_ssl: 'YES',
+        require_ssl_reuse: 'YES',
+        ...opts.extra,
+      },
+    ),
+    { mode: 0o600 },
+  );
+  // Its own process group: it forks a process per session, all killed by the group's id.
+  const vsftpd = spawn('/usr/sbin/vsftpd', [conf], { stdio: 'ignore', detached: true });
+  const stop = () => {
+    try {
+      if (vsftpd.pid) process.kill(-vsftpd.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  try {
+    await waitAccepting(port);
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { port, stop };
+}
+
+export const HAVE_PYOPENSSL = HAVE.pyftpdlib && spawnSync(SYSTEM_PYTHON, ['-c', 'import OpenSSL'], { stdio: 'ignore' }).status === 0;
+
+const PYFTPDLIB_TLS = `
+import sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import TLS_FTPHandler
+from pyftpdlib.servers import FTPServer
+root, cert, key, masquerade = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+auth = DummyAuthorizer()
+auth.add_anonymous(root, perm='elradfmwMT')
+TLS_FTPHandler.certfile = cert
+TLS_FTPHandler.keyfile = key
+TLS_FTPHandler.tls_control_required = True
+TLS_FTPHandler.tls_data_required = True
+TLS_FTPHandler.authorizer = auth
+TLS_FTPHandler.masquerade_address = masquerade
+server = FTPServer(('127.0.0.1', 0), TLS_FTPHandler)
+print('port', server.socket.getsockname()[1], flush=True)
+server.serve_forever(timeout=0.5)
+`;
+
+/**
+ * pyftpdlib's TLS handler (needs python3-openssl) on 127.0.0.1: TLS
+ * required on control and data, `masquerade` in its 227.
+ */
+export async function startTlsPyftpdlib(root: string, cert: TestCertificate, masquerade: string): Promise<TlsServer> {
+  const server: ChildProcess = spawn(SYSTEM_PYTHON, ['-c', PYFTPDLIB_TLS, root, cert.cert, cert.key, masquerade], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let seen = '';
+    server.stdout!.on('data', (d: Buffer) => {
+      seen += d.toString();
+      const m = /port (\d+)/.exec(seen);
+      if (m) resolve(Number(m[1]));
+    });
+    server.once('exit', (code) => reject(new Error(`pyftpdlib exited (${code})`)));
+  });
+  return { port, stop: () => server.kill('SIGKILL') };
 }

@@ -5,37 +5,15 @@
  * and rewrites the 227 it can now read. --server-insecure is logged.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HAVE, SYSTEM_PYTHON, randomFile, sha256, tempDir } from '../helpers/tools.js';
+import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
-import { ftplibTls, lftpTls, makeCertificate } from './ftps-fixtures.js';
-
-const HAVE_PYOPENSSL = HAVE.pyftpdlib && spawnSync(SYSTEM_PYTHON, ['-c', 'import OpenSSL'], { stdio: 'ignore' }).status === 0;
-
-const SERVER = `
-import sys
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import TLS_FTPHandler
-from pyftpdlib.servers import FTPServer
-root, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
-auth = DummyAuthorizer()
-auth.add_anonymous(root, perm='elradfmwMT')
-TLS_FTPHandler.certfile = cert
-TLS_FTPHandler.keyfile = key
-TLS_FTPHandler.tls_control_required = True
-TLS_FTPHandler.tls_data_required = True
-TLS_FTPHandler.authorizer = auth
-TLS_FTPHandler.masquerade_address = '100.64.0.2'
-server = FTPServer(('127.0.0.1', 0), TLS_FTPHandler)
-print('port', server.socket.getsockname()[1], flush=True)
-server.serve_forever(timeout=0.5)
-`;
+import { HAVE_PYOPENSSL, ftplibTls, lftpTls, makeCertificate, startTlsPyftpdlib, type TlsServer } from './ftps-fixtures.js';
 
 describe.skipIf(!HAVE_PYOPENSSL)(`reverse --tls terminate --server-tls explicit in front of pyftpdlib's TLS handler${HAVE_PYOPENSSL ? '' : ' [skipped: needs python3-pyftpdlib and python3-openssl: run scripts/install-debian-packages.sh as root]'}`, () => {
   let dir: ReturnType<typeof tempDir>;
-  let server: ChildProcess;
+  let server: TlsServer;
   let gw: TestGateway;
   const content = randomFile(1 << 20);
 
@@ -44,17 +22,8 @@ describe.skipIf(!HAVE_PYOPENSSL)(`reverse --tls terminate --server-tls explicit 
     const gatewayCert = await makeCertificate(dir.path, 'gateway');
     const serverCert = await makeCertificate(dir.path, 'server');
     writeFileSync(join(dir.path, 'f.bin'), content);
-    server = spawn(SYSTEM_PYTHON, ['-c', SERVER, dir.path, serverCert.cert, serverCert.key], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const port = await new Promise<number>((resolve, reject) => {
-      let seen = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        seen += d.toString();
-        const m = /port (\d+)/.exec(seen);
-        if (m) resolve(Number(m[1]));
-      });
-      server.once('exit', (code) => reject(new Error(`pyftpdlib exited (${code})`)));
-    });
-    gw = await startTestReverse(port, {
+    server = await startTlsPyftpdlib(dir.path, serverCert, '100.64.0.2');
+    gw = await startTestReverse(server.port, {
       tls: 'terminate',
       'tls-cert': gatewayCert.cert,
       'tls-key': gatewayCert.key,
@@ -64,7 +33,7 @@ describe.skipIf(!HAVE_PYOPENSSL)(`reverse --tls terminate --server-tls explicit 
   });
   afterAll(async () => {
     await gw?.close();
-    server?.kill('SIGKILL');
+    server?.stop();
     dir?.remove();
   });
 

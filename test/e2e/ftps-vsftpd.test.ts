@@ -6,15 +6,12 @@
  * this vsftpd at all; through the gateway it can.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
 import { CAN_VSFTPD, VSFTPD_SKIP } from '../helpers/netns.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
-import { vsftpdConfigText } from '../../scenarios/lib/vsftpd-config.js';
-import { curlFtps, ftplibTls, lftpTls, makeCertificate } from './ftps-fixtures.js';
+import { curlFtps, ftplibTls, lftpTls, makeCertificate, startTlsVsftpd, type TlsServer } from './ftps-fixtures.js';
 
 const SIZES: Array<[string, number]> = [
   ['0 B', 0],
@@ -23,34 +20,10 @@ const SIZES: Array<[string, number]> = [
 ];
 const fileName = (size: string) => `down-${size.replace(' ', '')}.bin`;
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-/** Polls (bounded) until something accepts on port. */
-async function waitAccepting(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`vsftpd did not listen on ${port}`);
-}
-
 const skip = !HAVE.root || !CAN_VSFTPD;
 describe.skipIf(skip)(`reverse --tls terminate --server-tls explicit in front of vsftpd (require_ssl_reuse)${VSFTPD_SKIP}${HAVE.root ? '' : ' [skipped: vsftpd needs root]'}`, () => {
   let dir: ReturnType<typeof tempDir>;
-  let vsftpd: ChildProcess;
+  let vsftpd: TlsServer;
   let gw: TestGateway;
   let root: string;
   const files = new Map<string, Buffer>();
@@ -60,9 +33,7 @@ describe.skipIf(skip)(`reverse --tls terminate --server-tls explicit in front of
     const gatewayCert = await makeCertificate(dir.path, 'gateway');
     const serverCert = await makeCertificate(dir.path, 'server');
     root = join(dir.path, 'anon');
-    const empty = join(dir.path, 'empty');
     mkdirSync(root, { mode: 0o755 });
-    mkdirSync(empty, { mode: 0o755 });
     mkdirSync(join(root, 'up'), { mode: 0o755 });
     chownSync(join(root, 'up'), 102, 105);
     for (const [size, bytes] of SIZES) {
@@ -70,32 +41,14 @@ describe.skipIf(skip)(`reverse --tls terminate --server-tls explicit in front of
       files.set(fileName(size), content);
       writeFileSync(join(root, fileName(size)), content, { mode: 0o644 });
     }
-    const port = await freePort();
-    const conf = join(dir.path, 'vsftpd.conf');
-    writeFileSync(
-      conf,
-      vsftpdConfigText(
-        { address: '127.0.0.1', port, root, emptyDir: empty, logPath: join(dir.path, 'vsftpd.log') },
-        {
-          pasv_address: '100.64.0.2',
-          write_enable: 'YES',
-          anon_upload_enable: 'YES',
-          anon_umask: '022',
-          ssl_enable: 'YES',
-          rsa_cert_file: serverCert.cert,
-          rsa_private_key_file: serverCert.key,
-          allow_anon_ssl: 'YES',
-          force_anon_logins_ssl: 'YES',
-          force_anon_data_ssl: 'YES',
-          require_ssl_reuse: 'YES',
-        },
-      ),
-      { mode: 0o600 },
-    );
-    // Its own process group: it forks a process per session, all killed by the group's id.
-    vsftpd = spawn('/usr/sbin/vsftpd', [conf], { stdio: 'ignore', detached: true });
-    await waitAccepting(port);
-    gw = await startTestReverse(port, {
+    vsftpd = await startTlsVsftpd({
+      dir: dir.path,
+      root,
+      cert: serverCert,
+      pasvAddress: '100.64.0.2',
+      extra: { write_enable: 'YES', anon_upload_enable: 'YES', anon_umask: '022' },
+    });
+    gw = await startTestReverse(vsftpd.port, {
       tls: 'terminate',
       'tls-cert': gatewayCert.cert,
       'tls-key': gatewayCert.key,
@@ -105,13 +58,7 @@ describe.skipIf(skip)(`reverse --tls terminate --server-tls explicit in front of
   });
   afterAll(async () => {
     await gw?.close();
-    if (vsftpd?.pid) {
-      try {
-        process.kill(-vsftpd.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    vsftpd?.stop();
     dir?.remove();
   });
 
