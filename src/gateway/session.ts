@@ -464,8 +464,9 @@ export class ControlSession {
               return;
             }
             this.channels.set(request.id, channel);
-            // Kept until its transfer's final reply, replacement, or the session's end (not its own
-            // close): a kernel mapping's transfer runs on after the mapping's accept window.
+            // Forgotten once closed and no longer moving: a kernel mapping's transfer runs on after
+            // the mapping's accept window, until its final reply (see forget()).
+            void channel.closed.then(() => this.forget(request.id, channel));
             const announceIp = active ? ipOf(listenHost) : (this.config.announceFor?.(stream.addrs.client) ?? this.config.passiveAnnounceAddress ?? ipOf(listenHost));
             this.perform(stream.dataOpened(request.id, { ...announceIp, port: channel.port }));
           }),
@@ -507,6 +508,11 @@ export class ControlSession {
     return client || serverSide ? { client, server: serverSide } : undefined;
   }
 
+  /** A channel the session no longer needs to close or ask about. */
+  private forget(id: number, channel: Channel): void {
+    if (this.channels.get(id) === channel && !channel.moving) this.channels.delete(id);
+  }
+
   private finishData(action: Extract<Action, { type: 'finish-data' }>, stream: ControlStream): void {
     const { id, code, awaitData, toward, aborted } = action;
     const channel = this.channels.get(id);
@@ -515,7 +521,7 @@ export class ControlSession {
     finished.then(
       () =>
         this.guarded(() => {
-          this.channels.delete(id);
+          if (channel) void channel.closed.then(() => this.forget(id, channel));
           this.perform(stream.dataFinished(id));
         }),
       (err: unknown) =>
