@@ -242,6 +242,7 @@ export class Service {
 
   private async reloadNow(): Promise<void> {
     const reopened = this.reopenFiles();
+    this.reloadCertificates();
     const file = this.opts.configFile;
     if (!file) {
       this.sink({ event: 'reopen', files: reopened });
@@ -292,6 +293,21 @@ export class Service {
       this.transferLog = file;
     } catch (err) {
       this.sink({ event: 'warning', message: `transfer log ${path}: ${(err as Error).message}; still writing to ${this.transferLog?.path ?? 'nothing'}` });
+    }
+  }
+
+  /**
+   * Renewed certificates (certbot, an internal CA) are put in place and
+   * announced with SIGHUP: every listener that ends TLS reads its pair
+   * again. A pair that does not load leaves the old one in use.
+   */
+  private reloadCertificates(): void {
+    for (const g of this.set?.gateways ?? []) {
+      try {
+        g.reloadCertificate();
+      } catch (err) {
+        this.sink({ event: 'warning', message: `certificate not re-read, the old one stays in use: ${(err as Error).message}` });
+      }
     }
   }
 

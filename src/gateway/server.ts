@@ -230,6 +230,17 @@ export class Gateway {
     this.listenerGone ??= new Promise<void>((resolve) => this.listener.close(() => resolve()));
   }
 
+  /**
+   * Reads its TLS certificate and key again (SIGHUP), for sessions that
+   * start from now on. Throws with a one-line reason; the old pair stays.
+   */
+  reloadCertificate(): boolean {
+    const tls = this.opts.session.tls;
+    if (!tls?.reload) return false;
+    tls.reload();
+    return true;
+  }
+
   /** Whether it still accepts new sessions (not draining). */
   get accepting(): boolean {
     return !this.closing;
