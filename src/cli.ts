@@ -102,8 +102,11 @@ async function runService(service: ServiceConfig, listeners: NamedListener[], lo
       void Promise.allSettled([stopping, s.shutdown(0)]).then(done, done);
       return;
     }
-    s.sink({ event: 'shutdown', reason: signal, sessions: s.sessionCount });
+    // Listeners stop accepting inside shutdown()'s first synchronous steps:
+    // whoever reads the shutdown event finds them closed already.
+    const sessions = s.sessionCount;
     stopping = s.shutdown(s.drainMs);
+    s.sink({ event: 'shutdown', reason: signal, sessions });
     void stopping.then(
       () => forced || process.exit(EXIT.ok),
       (err: Error) => {
