@@ -16,7 +16,7 @@ import { startReverseGateway } from '../../src/gateway/reverse.js';
 import type { GatewayEvent } from '../../src/gateway/events.js';
 import { EventLog } from '../helpers/events.js';
 import { startTestReverse } from '../helpers/gateway.js';
-import { spawnGateway } from '../helpers/gateway-process.js';
+import { listeningPort, rssBytes, startGatewayProcess } from '../e2e/ops-process.js';
 import { randomFile, sha256 } from '../helpers/tools.js';
 
 const FILE = randomFile(1 << 20);
@@ -127,26 +127,27 @@ describe('bounded memory per session', () => {
   test('hostile sessions that flood without reading leave a small-heap gateway alive and serving', async () => {
     // 48 MiB of heap: enough for the gateway, far too little for replies
     // queued without bound (1.6 M queued writes of "534 ..." need ~300 MB).
-    const gw = await spawnGateway(['reverse', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${server.address.port}`, '--public-address', '127.0.0.1'], ['--max-old-space-size=48']);
+    const gw = startGatewayProcess(['reverse', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${server.address.port}`, '--public-address', '127.0.0.1'], { nodeArgs: ['--max-old-space-size=48'] });
     const sockets: net.Socket[] = [];
     try {
-      const before = gw.rssBytes();
+      const port = await listeningPort(gw);
+      const before = rssBytes(gw);
       const floods: Array<Promise<string>> = [];
       for (let i = 0; i < 3; i++) {
         // Commands the gateway answers itself, pipelined, never read.
-        const a = await hostile(gw.port, [], 'AUTH TLS\r\n');
+        const a = await hostile(port, [], 'AUTH TLS\r\n');
         // The same while a transfer's reply is owed by the server.
-        const b = await hostile(gw.port, ['USER anonymous', 'PASS x', 'PASV', 'RETR /file.bin'], 'AUTH TLS\r\n');
+        const b = await hostile(port, ['USER anonymous', 'PASS x', 'PASV', 'RETR /file.bin'], 'AUTH TLS\r\n');
         // A line that never ends: 8 MiB, 2,000 times the line cap.
-        const c = await hostile(gw.port, ['USER anonymous', 'PASS x'], 'A', 8 << 20);
+        const c = await hostile(port, ['USER anonymous', 'PASS x'], 'A', 8 << 20);
         sockets.push(a.socket, b.socket, c.socket);
         floods.push(a.flooded, b.flooded, c.flooded);
       }
       const outcomes = await Promise.all(floods);
       // The AUTH floods hit the cap and stall; the endless line is dropped as it comes.
       expect(outcomes.filter((_, i) => i % 3 !== 2)).toEqual(Array(6).fill('stalled'));
-      expect(await download(gw.port)).toBe(sha256(FILE));
-      const after = gw.rssBytes();
+      expect(await download(port)).toBe(sha256(FILE));
+      const after = rssBytes(gw);
       // Nine hostile sessions cost a few MB, not hundreds (the rest of the
       // growth is read buffers of the endless lines that the GC has not taken back yet).
       expect(after - before).toBeLessThan(128 << 20);
@@ -154,8 +155,7 @@ describe('bounded memory per session', () => {
       expect(gw.stderr()).not.toMatch(/heap out of memory|"event":"internal-error"/);
     } finally {
       for (const s of sockets) s.destroy();
-      gw.kill();
-      await gw.exited;
+      await gw.kill();
     }
   });
 });

@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CAN_NETNS, CAN_VSFTPD, NETNS_SKIP, VSFTPD_SKIP, buildNatTopology, startVsftpd, type NatTopology } from '../helpers/netns.js';
-import { CLI } from '../helpers/gateway-process.js';
+import { CLI } from './ops-process.js';
 import { HAVE, needs, randomFile, sha256 } from '../helpers/tools.js';
 
 const SKIP = NETNS_SKIP || VSFTPD_SKIP || needs('curl', 'needs curl');

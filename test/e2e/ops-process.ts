@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { FtpClient } from '../../src/client/ftp-client.js';
@@ -22,8 +23,9 @@ export interface GatewayProcess {
   kill: () => Promise<void>;
 }
 
-export function startGatewayProcess(args: string[], opts: { prefix?: string[] } = {}): GatewayProcess {
-  const argv = [...(opts.prefix ?? []), process.execPath, CLI, ...args, '--log-format', 'json'];
+/** `prefix`: a command that runs node (setpriv …); `nodeArgs`: node's own flags (a small heap). */
+export function startGatewayProcess(args: string[], opts: { prefix?: string[]; nodeArgs?: string[] } = {}): GatewayProcess {
+  const argv = [...(opts.prefix ?? []), process.execPath, ...(opts.nodeArgs ?? []), CLI, ...args, '--log-format', 'json'];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: LogLine[] = [];
   let text = '';
@@ -77,6 +79,11 @@ export function startGatewayProcess(args: string[], opts: { prefix?: string[] } 
       await exited;
     },
   };
+}
+
+/** Resident memory of the process now, from /proc. */
+export function rssBytes(gw: GatewayProcess): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${gw.child.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
 }
 
 /** The port a listener of this name (or the only one) bound. */
