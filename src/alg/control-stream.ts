@@ -248,18 +248,9 @@ export class ControlStream {
     return this.translator.addrs;
   }
 
-  /** A transfer command still waits for its final reply (the idle rule). */
-  get awaitsTransfer(): boolean {
-    return this.order.awaitsTransfer();
-  }
-
   /** Bytes of an unfinished line from this peer: they do not count as activity. */
   partialLine(side: Side): boolean {
     return this.phase.kind === 'parsing' && this.framers[side].buffered > 0;
-  }
-
-  get closed(): boolean {
-    return this.phase.kind === 'closed';
   }
 
   /** AUTH went through: the control channel is encrypted, nothing of ours may be written into it. */
