@@ -112,6 +112,8 @@ export class ControlSession {
   /** Which side sent its FIN first: says who ended the session. */
   private firstEnd: Side | undefined;
   private readonly pauses = new Map<Socket, Set<string>>();
+  /** Peers whose socket is over its high-water mark, until 'drain'. */
+  private readonly congested = new Set<Side>();
 
   constructor(
     readonly id: string,
@@ -274,15 +276,19 @@ export class ControlSession {
     } else {
       this.client.destroy();
     }
-    this.sink({
-      event: 'session-close',
-      session: this.id,
-      reason,
-      bytesUp: this.bytesUp,
-      bytesDown: this.bytesDown,
-      durationMs: Date.now() - this.openedAt,
-    });
-    this.resolveClosed();
+    try {
+      this.sink({
+        event: 'session-close',
+        session: this.id,
+        reason,
+        bytesUp: this.bytesUp,
+        bytesDown: this.bytesDown,
+        durationMs: Date.now() - this.openedAt,
+      });
+    } finally {
+      // Leaves the gateway's registry even if a log subscriber failed on its last event.
+      this.resolveClosed();
+    }
   }
 
   /**
@@ -294,10 +300,17 @@ export class ControlSession {
       work();
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
+      // Nothing may escape from here to the event loop: the fault may be in
+      // the very sink that reports it.
       try {
         this.sink({ event: 'internal-error', session: this.id, message: e.message, stack: e.stack ?? '' });
-      } finally {
+      } catch {
+        // reported by nobody, then; the session still ends
+      }
+      try {
         this.close('internal-error', '421 Internal gateway error; closing control connection');
+      } catch {
+        // close() has let go of everything before its last event
       }
     }
   }
@@ -486,8 +499,8 @@ export class ControlSession {
   private dataEvents(stream: ControlStream): EventSink {
     let connected = false;
     return (e) => {
-      this.sink(e);
       this.guarded(() => {
+        this.sink(e);
         if (this.phase.kind !== 'running') return;
         if (e.event === 'data-open' || (e.event === 'data-nat' && e.action === 'map')) {
           connected = true;
@@ -553,19 +566,16 @@ export class ControlSession {
     if (dest.write(buf)) return;
     // A peer that does not read is not read from: the stream stops taking
     // input that would write to it until its socket drains.
-    const congested = this.congested;
-    if (congested.has(to)) return;
-    congested.add(to);
+    if (this.congested.has(to)) return;
+    this.congested.add(to);
     this.perform(stream.congestion(to, true));
     dest.once('drain', () =>
       this.guarded(() => {
-        congested.delete(to);
+        this.congested.delete(to);
         this.perform(stream.congestion(to, false));
       }),
     );
   }
-
-  private readonly congested = new Set<Side>();
 
   /**
    * Reading from a socket stops for several reasons at once (the stream

@@ -123,6 +123,37 @@ async function hostile(port: number, prelude: string[], unit: string, budget = 3
   return { socket, flooded: flood(socket, Buffer.from(unit, 'latin1'), budget) };
 }
 
+describe('crash isolation on the data path', () => {
+  test('a handler that throws on a data channel event (a socket callback of the relay) ends that session only', async () => {
+    const log = new EventLog();
+    let armed = true;
+    const sink = (e: GatewayEvent) => {
+      log.sink(e);
+      if (armed && e.event === 'data-open') {
+        armed = false;
+        throw new Error('injected fault in a data event handler');
+      }
+    };
+    const gw = await startReverseGateway(
+      reverseFromFlags({ listen: '127.0.0.1:0', server: `127.0.0.1:${server.address.port}`, 'public-address': '127.0.0.1' }),
+      sink,
+    );
+    try {
+      const victim = await FtpClient.connect('127.0.0.1', gw.address.port);
+      await victim.login();
+      // The transfer fails one way or another; the process must not.
+      await victim.transfer('EPSV', 'RETR /file.bin').catch(() => undefined);
+      const error = await log.waitFor('internal-error');
+      expect(error.message).toBe('injected fault in a data event handler');
+      await log.waitFor('session-close', (e) => e.session === error.session && e.reason === 'internal-error');
+      victim.close();
+      expect(await download(gw.address.port)).toBe(sha256(FILE));
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('bounded memory per session', () => {
   test('hostile sessions that flood without reading leave a small-heap gateway alive and serving', async () => {
     // 48 MiB of heap: enough for the gateway, far too little for replies
