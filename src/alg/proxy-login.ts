@@ -32,6 +32,8 @@ export function printableReply(text: string): string {
 
 /** Bytes that end or split a line: a command carrying one is refused, never parsed further. */
 const LINE_BREAKING = /[\r\n\0]/;
+/** The answer to such a command, also for one the command grammar already marked malformed. */
+export const LINE_BREAKING_REPLY = '501 CR, LF or NUL inside a command line; refused';
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
@@ -66,7 +68,7 @@ export function preLoginStep(verb: string, arg: string): PreLoginStep {
   // A bare CR or a NUL inside a line: some servers end the command there,
   // others do not; nothing built from such a line is safe to send or echo.
   if (LINE_BREAKING.test(verb) || LINE_BREAKING.test(arg)) {
-    return { type: 'reply', reply: '501 CR, LF or NUL inside a command line; refused' };
+    return { type: 'reply', reply: LINE_BREAKING_REPLY };
   }
   switch (verb) {
     case 'USER': {

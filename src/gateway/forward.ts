@@ -12,7 +12,7 @@ import { LineFramer, encodeLine, type Framed } from '../protocol/framer.js';
 import { parseCommand } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
 import { broadcastOf, formatEndpoint, ipOf, parseCidr, parseIp, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
-import { preLoginStep, printableReply, type PreLoginStep } from '../alg/proxy-login.js';
+import { LINE_BREAKING_REPLY, preLoginStep, printableReply, type PreLoginStep } from '../alg/proxy-login.js';
 import { checkClientAllowed, checkDestination, type DestinationPolicy } from '../alg/policy.js';
 import { REASON } from '../codes.js';
 import type { EventSink } from './events.js';
@@ -261,7 +261,7 @@ export function readProxyLogin(client: Socket, timeoutMs: number, dialogue: Logi
         if (item.kind === 'overflow') continue;
         const { verb, arg, malformed } = parseCommand(item.text);
         // The grammar takes a NUL or bare CR out of verb and argument and says so: refused here as after login.
-        const step: PreLoginStep = malformed ? { type: 'reply', reply: '501 CR, LF or NUL inside a command line; refused' } : dialogue.step(verb, arg);
+        const step: PreLoginStep = malformed ? { type: 'reply', reply: LINE_BREAKING_REPLY } : dialogue.step(verb, arg);
         if (step.type === 'reply') {
           say(step.reply);
           continue;
