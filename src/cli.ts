@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ConfigError, forwardFromFlags, parseSeconds, reverseFromFlags, type ForwardConfig, type ForwardFlags, type ReverseConfig, type ReverseFlags } from './config.js';
 import { createEventLog, type EventLog, type LogFormat } from './log.js';
-import { nftRuleset } from './gateway/forward.js';
+import { transparentRedirectRuleset } from './gateway/transparent-nft-ruleset.js';
 import { checkPrivilegeDrop, listenerName, parseRunConfig, serviceFrom, type NamedListener, type RunConfig, type ServiceConfig } from './config-file.js';
 import { Service } from './gateway/run.js';
 import { FORWARD_COMMAND_FLAGS, FORWARD_FLAGS, LIMIT_FLAGS, LOG_FLAGS, REVERSE_FLAGS, RUN_FLAGS, SERVICE_FLAGS } from './flags.js';
@@ -186,7 +186,7 @@ export async function main(argv: string[]): Promise<void> {
       async (flags) => {
         const cfg = forwardFromFlags(flags as ForwardFlags);
         if (flags['print-nft']) {
-          process.stdout.write(nftRuleset(String(flags['lan-interface']), cfg.listen.port, cfg.dataPath === 'kernel' ? cfg.nftTable : undefined));
+          process.stdout.write(transparentRedirectRuleset(String(flags['lan-interface']), cfg.listen.port, cfg.dataPath === 'kernel' ? cfg.nftTable : undefined));
           return;
         }
         const service = serviceFromFlags(flags, cfg.dataPath);

@@ -412,6 +412,12 @@ export function forwardFromFlags(f: ForwardFlags): ForwardConfig {
   if (sourcePort !== undefined && (!Number.isInteger(sourcePort) || sourcePort < 1 || sourcePort > 65535)) {
     throw new ConfigError('--active-source-port', `${sourcePort} is not a port`);
   }
+  const common = commonFromFlags(f);
+  if (transparent) {
+    // The client believes it talks to the server itself: only the server's own certificate would do, and the gateway cannot show it.
+    if (common.tls === 'terminate') throw new ConfigError('--tls', 'terminate needs explicit forward mode (USER name@host): a redirected client expects the server\'s own certificate; use --tls passthrough with --transparent');
+    if (common.serverTls.mode !== 'off') throw new ConfigError('--server-tls', 'needs explicit forward mode (USER name@host), not --transparent');
+  }
   return {
     mode: 'forward',
     listen,
@@ -422,6 +428,6 @@ export function forwardFromFlags(f: ForwardFlags): ForwardConfig {
     allowDestinations: f['allow-destinations'] ? parseCidrList('--allow-destinations', f['allow-destinations']) : [],
     allowDestinationPorts: parsePortList('--allow-destination-ports', f['allow-destination-ports'] ?? DEFAULT_DESTINATION_PORTS),
     activeSourcePort: sourcePort,
-    ...commonFromFlags(f),
+    ...common,
   };
 }

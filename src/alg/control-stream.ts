@@ -28,6 +28,7 @@ import {
   type TranslatorConfig,
 } from './translator.js';
 import { ReplyOrder } from './reply-order.js';
+import { AUTH_ACCEPTED, ClientTlsDialogue, type ClientTlsState } from './client-tls.js';
 import { RewriteLedger } from './ledger.js';
 import { TransferTracker, type DataClose, type DataPathKind, type LoginRecord, type TrackerRecord, type TransferRecord } from './transfer-log.js';
 import { REASON, type ReasonCode } from '../codes.js';
@@ -106,6 +107,8 @@ export interface TlsTermination {
   require: boolean;
   /** The client spoke TLS from its first byte (implicit FTPS). */
   secureFromStart: boolean;
+  /** What a pre-login dialogue already agreed with the client (forward explicit: AUTH, PBSZ, PROT before USER). */
+  agreed?: ClientTlsState | undefined;
 }
 
 export interface ControlStreamConfig {
@@ -120,9 +123,6 @@ export interface ControlStreamConfig {
   tls?: TlsTermination | undefined;
 }
 
-const AUTH_ACCEPTED = '234 AUTH accepted: proceed with the TLS handshake';
-/** Verbs that need a login, refused before AUTH under --require-tls (with USER itself). */
-const LOGIN_VERBS = new Set(['USER', 'PASS', 'ACCT']);
 
 /** A real multi-line 227 has two or three short lines; more is not worth holding. */
 export const MAX_HELD_BYTES = 64 * 1024;
@@ -221,11 +221,8 @@ export class ControlStream {
   private actions: Action[] = [];
   /** After QUIT the server closing first is the normal end, not its doing. */
   quitSent = false;
-  /** TLS termination: the client's control connection is (about to be) encrypted. */
-  private clientSecure = false;
-  /** The client's PROT level (RFC 4217 §9): C until it asks for P. */
-  private protect = false;
-  private pbszSeen = false;
+  /** TLS termination: AUTH, PBSZ, PROT as the client and the gateway agreed them. */
+  private readonly clientTls: ClientTlsDialogue | undefined;
 
   constructor(
     /** The session's id, carried by every event. */
@@ -236,7 +233,8 @@ export class ControlStream {
     ledgerSeed?: Partial<Record<Direction, ReadonlyArray<readonly [number, number]>>>,
   ) {
     this.translator = new ControlTranslator(addrs, config.translator);
-    this.clientSecure = config.tls?.secureFromStart ?? false;
+    const tls = config.tls;
+    this.clientTls = tls && new ClientTlsDialogue(tls.require, tls.agreed ?? { secure: tls.secureFromStart });
     this.framers = { client: new LineFramer(config.maxLineBytes), server: new LineFramer(config.maxLineBytes, false) };
     if (config.userSentByDialer !== undefined) this.tracker.userSentByDialer(config.userSentByDialer);
     for (const dir of ['client->server', 'server->client'] as const) {
@@ -522,7 +520,7 @@ export class ControlStream {
       return;
     }
     if (cmd.verb === 'QUIT') this.quitSent = true;
-    if (this.config.tls && this.onTlsCommand(this.config.tls, cmd.verb, cmd.arg, item)) return;
+    if (this.clientTls && this.onTlsCommand(this.clientTls, cmd.verb, cmd.arg, item)) return;
     const decision = this.translator.onClientCommand(cmd);
     if (decision.type !== 'answer') this.track(this.tracker.commandSent({ verb: cmd.verb, argument: cmd.arg }, this.config.now()));
     switch (decision.type) {
@@ -556,7 +554,7 @@ export class ControlStream {
           target: decision.target,
           expectFrom: this.addrs.server,
           alsoFrom: this.config.translator.serverNetworks,
-          protect: this.protect,
+          protect: this.protects,
         });
         return;
       }
@@ -568,56 +566,19 @@ export class ControlStream {
    * (the server never sees them: its side of TLS is the dialer's). Returns
    * whether the command was handled here.
    */
-  private onTlsCommand(tls: TlsTermination, verb: string, arg: string, item: FramedLine): boolean {
-    const local = (reply: string, refusal?: Refusal) => {
-      this.out('client->server', consumed(item), undefined);
-      if (refusal) this.refuse(refusal, verb, item.text);
-      this.answer(reply);
-      return true;
-    };
-    const notYet = () => local(`503 ${verb} needs AUTH TLS first`);
-    switch (verb) {
-      case 'AUTH':
-        if (this.clientSecure) return local('503 TLS is already in use on this connection');
-        if (!/^(TLS|SSL|TLS-C|TLS-P)$/i.test(arg.trim())) return local('504 AUTH mechanism not supported: use AUTH TLS');
-        this.out('client->server', consumed(item), undefined);
-        this.clientSecure = true;
-        this.clientWait = { kind: 'start-tls' };
-        this.answer(AUTH_ACCEPTED);
-        return true;
-      case 'PBSZ':
-        if (!this.clientSecure) return notYet();
-        this.pbszSeen = true;
-        return local('200 PBSZ=0');
-      case 'PROT': {
-        if (!this.clientSecure) return notYet();
-        if (!this.pbszSeen) return local('503 PROT needs PBSZ first');
-        const level = arg.trim().toUpperCase();
-        if (level === 'P') {
-          this.protect = true;
-          return local('200 Protection level set to Private');
-        }
-        if (level !== 'C') return local(`536 Protection level ${level.slice(0, 8)} not supported: use C or P`);
-        if (tls.require) return local('534 Clear data connections are refused by policy: use PROT P', { code: REASON.TLS_REQUIRED, message: 'PROT C refused: TLS is required on data connections' });
-        this.protect = false;
-        return local('200 Protection level set to Clear');
-      }
-      case 'REIN':
-        // RFC 4217 §11: REIN would drop TLS and go back to clear text under the client's feet.
-        if (this.clientSecure) return local('502 REIN is not available over TLS through this gateway');
-        return false;
-      case 'CCC':
-        // Clear text again would put our rewrites back in sight of every middlebox, and the client's password too.
-        return local('533 CCC refused: the control connection stays encrypted', { code: REASON.TLS_CCC_REFUSED, message: 'CCC refused: the control connection stays encrypted' });
-    }
-    if (!tls.require) return false;
-    if (!this.clientSecure && LOGIN_VERBS.has(verb)) {
-      return local('530 TLS is required: send AUTH TLS before logging in', { code: REASON.TLS_REQUIRED, message: `${verb} before AUTH TLS refused` });
-    }
-    if (!this.protect && TRANSFER_VERBS.has(verb)) {
-      return local('521 Data connections must be protected: send PBSZ 0 and PROT P first', { code: REASON.TLS_REQUIRED, message: `${verb} without PROT P refused` });
-    }
-    return false;
+  private onTlsCommand(tls: ClientTlsDialogue, verb: string, arg: string, item: FramedLine): boolean {
+    const answer = tls.answer(verb, arg);
+    if (!answer) return false;
+    this.out('client->server', consumed(item), undefined);
+    if (answer.refusal) this.refuse(answer.refusal, verb, item.text);
+    if (answer.startTls) this.clientWait = { kind: 'start-tls' };
+    this.answer(answer.reply);
+    return true;
+  }
+
+  /** The client asked for PROT P: its end of each data connection speaks TLS. */
+  private get protects(): boolean {
+    return this.clientTls?.state.protect ?? false;
   }
 
   /**
@@ -799,7 +760,7 @@ export class ControlStream {
     if (decision.refusal) this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
     const id = this.nextDataId++;
     this.serverWait = { kind: 'passive-open', id, reply, items, decision };
-    this.requestData({ id, mode: 'passive', target: decision.dial, expectFrom: this.addrs.client, alsoFrom: [], protect: this.protect });
+    this.requestData({ id, mode: 'passive', target: decision.dial, expectFrom: this.addrs.client, alsoFrom: [], protect: this.protects });
   }
 
   private emitPassive(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>, announced: Endpoint): void {

@@ -15,7 +15,7 @@ import { REASON } from '../codes.js';
 import { balancerLoginStep } from '../alg/proxy-login.js';
 import type { Direction, EventSink } from './events.js';
 import { clientKey, connectServer } from './server.js';
-import { readGreeting, readProxyLogin, type LoginDialogue } from './forward.js';
+import { readGreeting, readProxyLogin, type LoginDialogue } from './pre-login.js';
 import { readProxyHeader } from './proxy-in.js';
 import { DialRefusal, type DialResult, type ServerDialer } from './session.js';
 

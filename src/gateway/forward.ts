@@ -1,24 +1,26 @@
 /**
- * Forward mode: ftp-alg on the gateway of a LAN whose clients go out through
- * a NAT. The server is chosen per session: by the client (explicit proxy,
- * `USER name@host`), or by where the client was going before nftables
- * redirected it to us (transparent).
+ * Forward mode's wiring: ftp-alg on the gateway of a LAN whose clients go
+ * out through a NAT. The server is chosen per session: by the client
+ * (explicit proxy, `USER name@host`, after the pre-login dialogue of
+ * pre-login.ts), or by where the client was going before nftables
+ * redirected it to us (transparent; the rules: transparent-nft-ruleset.ts).
  */
+import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
 import type { Socket } from 'node:net';
 import type { ForwardConfig } from '../config.js';
-import { LineFramer, encodeLine, type Framed } from '../protocol/framer.js';
-import { parseCommand } from '../protocol/command.js';
-import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
+import { encodeLine } from '../protocol/framer.js';
 import { broadcastOf, formatEndpoint, ipOf, parseCidr, parseIp, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
-import { LINE_BREAKING_REPLY, preLoginStep, printableReply, type PreLoginStep } from '../alg/proxy-login.js';
+import { preLoginStep } from '../alg/proxy-login.js';
 import { checkClientAllowed, checkDestination, type DestinationPolicy } from '../alg/policy.js';
 import { REASON } from '../codes.js';
 import type { EventSink } from './events.js';
 import { connectServer, kernelNatFor, sessionLimits, startWithKernelNat, type Gateway } from './server.js';
 import { DialRefusal, type DialContext, type ServerDialer } from './session.js';
 import { originalDestination } from './original-dst.js';
+import { readGreeting, readProxyLogin, type LoginDialogue } from './pre-login.js';
+import { clientTlsFor, secureServerControl, serverTlsOptions, type ServerTlsOptions } from './tls.js';
 
 /**
  * This host's interface addresses and the broadcast address of each IPv4
@@ -35,12 +37,18 @@ function ownAddresses(): IpAddress[] {
 }
 
 export async function startForwardGateway(cfg: ForwardConfig, sink: EventSink): Promise<Gateway> {
+  // Certificates and CA are read now: a bad file fails the start, not a session.
+  const tls = clientTlsFor(cfg);
+  // The name the server's certificate must carry is per session (USER name@host) unless --server-name says it.
+  const serverTls = serverTlsOptions(cfg, '', readFileSync);
+  if (serverTls?.insecure) sink({ event: 'warning', message: "--server-insecure: the FTP server's certificate is not verified" });
   const kernelNat = await kernelNatFor(cfg, sink);
   const policy: ForwardPolicy = {
     allowClients: cfg.allowClients,
     destinations: { lanNetworks: cfg.allowClients, allowed: cfg.allowDestinations, ports: cfg.allowDestinationPorts },
     connectTimeoutMs: cfg.connectTimeoutMs,
     loginTimeoutMs: cfg.loginTimeoutMs,
+    serverTls: serverTls && { options: serverTls, fixedName: cfg.serverTls.name !== undefined },
   };
   return startWithKernelNat(kernelNat, {
     mode: 'forward',
@@ -55,6 +63,7 @@ export async function startForwardGateway(cfg: ForwardConfig, sink: EventSink): 
       activeSourcePort: cfg.activeSourcePort,
       ...sessionLimits(cfg, kernelNat),
       clientSeesServerAddress: cfg.transparent,
+      tls,
     },
     maxSessions: cfg.maxSessions,
     maxSessionsPerClient: cfg.maxSessionsPerClient,
@@ -66,6 +75,8 @@ interface ForwardPolicy {
   destinations: DestinationPolicy;
   connectTimeoutMs: number;
   loginTimeoutMs: number;
+  /** --server-tls explicit|implicit; the name checked is the destination's unless --server-name fixed it. */
+  serverTls?: { options: ServerTlsOptions; fixedName: boolean } | undefined;
 }
 
 function admitClient(client: Socket, policy: ForwardPolicy): void {
@@ -101,18 +112,18 @@ function transparentDialer(policy: ForwardPolicy): ServerDialer {
   };
 }
 
-const MAX_LOGIN_LINES = 20;
-
 /**
- * Explicit proxy: greet the client ourselves, wait for `USER name@host`,
- * connect there, swallow the server's greeting (the client already had
- * ours) and send `USER name`. From then on the session relays as usual; the
- * server's answer to USER is the first reply the client sees from it.
+ * Explicit proxy: greet the client ourselves (and take it into TLS when it
+ * asks, with --tls terminate), wait for `USER name@host`, connect there,
+ * swallow the server's greeting (the client already had ours; with
+ * --server-tls, after our own AUTH, PBSZ and PROT) and send `USER name`.
+ * From then on the session relays as usual; the server's answer to USER is
+ * the first reply the client sees from it.
  */
 function explicitDialer(policy: ForwardPolicy): ServerDialer {
   return async (client, ctx) => {
     admitClient(client, policy);
-    const login = await readProxyLogin(client, policy.loginTimeoutMs, EXPLICIT_PROXY_LOGIN);
+    const login = await readProxyLogin(client, policy.loginTimeoutMs, EXPLICIT_PROXY_LOGIN, ctx);
     const { destination, eol, raw, leftover, dropped, said } = login;
     let address: IpAddress;
     try {
@@ -132,10 +143,21 @@ function explicitDialer(policy: ForwardPolicy): ServerDialer {
       throw new DialRefusal({ code: REASON.SERVER_UNREACHABLE, message: (err as Error).message }, `421 ${(err as Error).message}`);
     }
     try {
-      const { greeting, consumed: greetingBytes, leftover: serverLeftover } = await readGreeting(server, policy.connectTimeoutMs);
-      if (greeting.code !== 220) {
-        const text = greeting.lines.map((l) => l.text).join(' ');
-        throw new DialRefusal({ code: REASON.SERVER_UNREACHABLE, message: `server greeted with ${text}` }, `421 ${formatEndpoint({ ...address, port: destination.port })} says: ${text}`);
+      let greetingBytes: number;
+      let serverLeftover: Buffer | undefined;
+      if (policy.serverTls) {
+        const { options, fixedName } = policy.serverTls;
+        const secured = await secureServerControl(server, fixedName ? options : { ...options, name: destination.host });
+        server = secured.server;
+        greetingBytes = secured.greeting.length;
+      } else {
+        const read = await readGreeting(server, policy.connectTimeoutMs);
+        if (read.greeting.code !== 220) {
+          const text = read.greeting.lines.map((l) => l.text).join(' ');
+          throw new DialRefusal({ code: REASON.SERVER_UNREACHABLE, message: `server greeted with ${text}` }, `421 ${formatEndpoint({ ...address, port: destination.port })} says: ${text}`);
+        }
+        greetingBytes = read.consumed;
+        serverLeftover = read.leftover;
       }
       const userLine = encodeLine(`USER ${destination.user}`, eol);
       server.write(userLine);
@@ -144,6 +166,7 @@ function explicitDialer(policy: ForwardPolicy): ServerDialer {
         server,
         user: destination.user,
         clientLeftover: leftover,
+        ...(login.tls ? { clientTls: login.tls } : {}),
         ...(serverLeftover ? { serverLeftover } : {}),
         // What the login dialogue did to each stream, so that the session's
         // rewrite offsets and deltas count from the real start of the streams.
@@ -180,161 +203,8 @@ function report(ctx: DialContext, before: Buffer, after: Buffer, host: string, p
   });
 }
 
-/** What the gateway says and accepts while it stands in for a server not yet chosen. */
-export interface LoginDialogue {
-  greeting: string;
-  /** What the client must send, for error replies: `USER name@host[:port]`. */
-  expects: string;
-  step: (verb: string, arg: string) => PreLoginStep;
-}
-
 const EXPLICIT_PROXY_LOGIN: LoginDialogue = {
   greeting: '220 ftp-alg FTP proxy: log in with USER name@host[:port]',
   expects: 'USER name@host[:port]',
   step: preLoginStep,
 };
-
-export interface ProxyLogin {
-  destination: { user: string; host: string; port: number };
-  eol: '\r\n' | '\n';
-  raw: Buffer;
-  leftover: Buffer;
-  /** Client bytes before the USER line, answered by us, never forwarded. */
-  dropped: number;
-  /** Bytes of our own replies to the client. */
-  said: number;
-}
-
-/** The login dialogue before there is a server: only USER moves it on. */
-export function readProxyLogin(client: Socket, timeoutMs: number, dialogue: LoginDialogue): Promise<ProxyLogin> {
-  return new Promise((resolve, reject) => {
-    const framer = new LineFramer(1024);
-    let lines = 0;
-    let dropped = 0;
-    let said = 0;
-    const say = (text: string) => {
-      const line = encodeLine(printableReply(text));
-      said += line.length;
-      if (!client.destroyed) client.write(line);
-    };
-    const done = (err: Error | undefined, value?: ProxyLogin) => {
-      clearTimeout(timer);
-      client.off('data', onData);
-      client.off('end', onEnd);
-      client.off('close', onEnd);
-      client.pause();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const timer = setTimeout(
-      () =>
-        done(
-          new DialRefusal(
-            { code: REASON.LOGIN_REQUIRED, message: `no ${dialogue.expects} within ${timeoutMs} ms` },
-            `421 Login timeout: log in with ${dialogue.expects}`,
-          ),
-        ),
-      timeoutMs,
-    );
-    const onEnd = () => done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: 'client left before logging in' }, undefined));
-    // A socket handler is no place for an exception: it would end the
-    // process. Whatever goes wrong fails this one login, and the session
-    // closes with its 421.
-    const onData = (chunk: Buffer) => {
-      try {
-        onLines(framer.push(chunk));
-      } catch (err) {
-        done(err as Error);
-      }
-    };
-    const onLines = (items: Framed[]) => {
-      for (let i = 0; i < items.length; i++) {
-        const item = items[i]!;
-        dropped += item.raw.length;
-        if (item.kind === 'overflow') {
-          if (!item.done) continue;
-          say('500 Command line too long');
-        }
-        if (++lines > MAX_LOGIN_LINES) {
-          return done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: `${MAX_LOGIN_LINES} commands without a usable ${dialogue.expects}` }, '421 Too many commands before login'));
-        }
-        if (item.kind === 'overflow') continue;
-        const { verb, arg, malformed } = parseCommand(item.text);
-        // The grammar takes a NUL or bare CR out of verb and argument and says so: refused here as after login.
-        const step: PreLoginStep = malformed ? { type: 'reply', reply: LINE_BREAKING_REPLY } : dialogue.step(verb, arg);
-        if (step.type === 'reply') {
-          say(step.reply);
-          continue;
-        }
-        if (step.type === 'quit') {
-          say(step.reply);
-          return done(new DialRefusal({ code: REASON.LOGIN_REQUIRED, message: 'client quit before logging in' }, undefined));
-        }
-        const rest = Buffer.concat([...items.slice(i + 1).map((x) => x.raw), framer.end() ?? Buffer.alloc(0)]);
-        dropped -= item.raw.length; // the USER line itself is rewritten, not dropped
-        return done(undefined, { destination: step.destination, eol: item.eol, raw: item.raw, leftover: rest, dropped, said });
-      }
-    };
-    client.on('data', onData);
-    client.once('end', onEnd);
-    client.once('close', onEnd);
-    say(dialogue.greeting);
-    client.resume();
-  });
-}
-
-/** Reads the server's greeting (120 then 220, possibly multi-line). */
-export function readGreeting(server: Socket, timeoutMs: number): Promise<{ greeting: Reply; consumed: number; leftover?: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let consumed = 0;
-    const framer = new LineFramer(4096);
-    const replies = new ReplyAssembler(200);
-    const done = (err: Error | undefined, value?: { greeting: Reply; consumed: number; leftover?: Buffer }) => {
-      clearTimeout(timer);
-      server.off('data', onData);
-      server.off('error', onError);
-      server.off('end', onEnd);
-      server.pause();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const timer = setTimeout(() => done(new Error(`no greeting from the server within ${timeoutMs} ms`)), timeoutMs);
-    const onError = (err: Error) => done(new Error(`server connection failed: ${err.message}`));
-    const onEnd = () => done(new Error('server closed the connection before greeting'));
-    const onData = (chunk: Buffer) => {
-      const items = framer.push(chunk);
-      for (let i = 0; i < items.length; i++) {
-        const item = items[i]!;
-        consumed += item.raw.length;
-        if (item.kind !== 'line') continue;
-        const ev = replies.push(item);
-        if (ev?.kind === 'reply' && isFinalCode(ev.reply.code)) {
-          const rest = Buffer.concat([...items.slice(i + 1).map((x) => x.raw), framer.end() ?? Buffer.alloc(0)]);
-          return done(undefined, { greeting: ev.reply, consumed, ...(rest.length ? { leftover: rest } : {}) });
-        }
-      }
-    };
-    server.on('data', onData);
-    server.once('error', onError);
-    server.once('end', onEnd);
-  });
-}
-
-/** The nftables ruleset transparent mode needs, for `--print-nft`. */
-export function nftRuleset(lanInterface: string, port: number, kernelTable?: string): string {
-  const kernel = kernelTable
-    ? `# --data-path kernel: ftp-alg creates and deletes "table inet ${kernelTable}" itself
-# (data connection mappings). Your forward filter must accept the connections
-# it maps, e.g.  ct status dnat accept
-`
-    : '';
-  return `# ftp-alg transparent mode: redirect LAN FTP control connections to the gateway.
-# Load with: nft -f THIS_FILE   (keep your existing masquerade rule for the WAN side)
-${kernel}table inet ftp_alg {
-  chain prerouting {
-    type nat hook prerouting priority dstnat; policy accept;
-    iifname "${lanInterface}" tcp dport 21 redirect to :${port}
-  }
-}
-`;
-}

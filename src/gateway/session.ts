@@ -16,6 +16,7 @@ import { sendUrgent } from './original-dst.js';
 import type { Direction, EventSink, GatewayEvent } from './events.js';
 import { acceptTls, handshake, serverTlsOf, type DataTls } from './tls.js';
 import type { SecureContext, TLSSocket } from 'node:tls';
+import type { ClientTlsState } from '../alg/client-tls.js';
 
 export interface SessionConfig {
   translator: TranslatorConfig;
@@ -57,6 +58,19 @@ export interface ClientTlsConfig {
 export interface DialContext {
   session: string;
   sink: EventSink;
+  /** The gateway ends the client's TLS: a dialer that talks to the client before login answers AUTH with it. */
+  clientTls?: PreLoginTls | undefined;
+}
+
+/** What a pre-login dialogue needs to take the client into TLS itself (forward explicit: AUTH before USER). */
+export interface PreLoginTls {
+  /** --require-tls */
+  require: boolean;
+  /** The client already speaks TLS (--implicit-tls). */
+  secure: boolean;
+  /** After the 234: the client's socket becomes the server end of TLS, the session's client socket from now on. */
+  start: () => TLSSocket;
+  handshakeTimeoutMs: number;
 }
 
 export interface DialResult {
@@ -71,6 +85,8 @@ export interface DialResult {
   user?: string;
   /** The real client when a trusted balancer named it (PROXY header): for policy, data peers and logs. */
   clientAddress?: Endpoint;
+  /** AUTH, PBSZ and PROT the dialer already answered (DialContext.clientTls). */
+  clientTls?: ClientTlsState;
 }
 
 /**
@@ -85,6 +101,8 @@ export class DialRefusal extends Error {
     readonly refusal: Refusal,
     /** The reply the client gets before the gateway closes; undefined: close quietly. */
     readonly reply: string | undefined,
+    /** The `kind` of its refuse event. */
+    readonly kind = 'connect',
   ) {
     super(refusal.message);
   }
@@ -143,7 +161,8 @@ export class ControlSession {
     const early: GatewayEvent[] = [];
     let dialled: DialResult;
     try {
-      dialled = await this.dialServer(client, { session: this.id, sink: (e) => early.push(e) });
+      // this.client: already TLS with --implicit-tls.
+      dialled = await this.dialServer(this.client, { session: this.id, sink: (e) => early.push(e), clientTls: this.preLoginTls() });
     } catch (err) {
       this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: '-' });
       for (const e of early) this.sink(e);
@@ -151,7 +170,7 @@ export class ControlSession {
         err instanceof DialRefusal ? err.refusal : { code: REASON.SERVER_UNREACHABLE, message: (err as Error).message };
       // The server's address and errno are for the log, not for the Internet.
       const reply = err instanceof DialRefusal ? err.reply : '421 Service not available: the FTP server cannot be reached';
-      this.sink({ event: 'refuse', session: this.id, kind: 'connect', code: refusal.code, message: refusal.message });
+      this.sink({ event: 'refuse', session: this.id, kind: err instanceof DialRefusal ? err.kind : 'connect', code: refusal.code, message: refusal.message });
       this.close(`${refusal.code === REASON.SERVER_UNREACHABLE ? 'server unreachable' : refusal.code}: ${refusal.message}`, reply);
       return;
     }
@@ -180,7 +199,7 @@ export class ControlSession {
         clientLabel: this.clientLabel,
         now: Date.now,
         userSentByDialer: dialled.user,
-        tls: tls ? { require: tls.require, secureFromStart: tls.implicit } : undefined,
+        tls: tls ? { require: tls.require, secureFromStart: tls.implicit, agreed: dialled.clientTls } : undefined,
       },
       dialled.ledgerSeed,
     );
@@ -243,6 +262,13 @@ export class ControlSession {
       this.close(message);
       return false;
     }
+  }
+
+  /** For a dialer that answers AUTH before login; the handshake is its to await and report. */
+  private preLoginTls(): PreLoginTls | undefined {
+    const tls = this.config.tls;
+    if (!tls) return undefined;
+    return { require: tls.require, secure: tls.implicit, start: () => this.wrapClient(tls), handshakeTimeoutMs: tls.handshakeTimeoutMs };
   }
 
   /** Implicit FTPS: the handshake comes before anything else, the server is not dialled for a client that fails it. */

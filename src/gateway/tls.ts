@@ -151,41 +151,53 @@ export function connectTls(socket: Socket, options: ServerTlsOptions, session?: 
 export function withServerTls(inner: ServerDialer, options: ServerTlsOptions): ServerDialer {
   return async (client, ctx) => {
     const dialled = await inner(client, ctx);
-    const plain = dialled.server;
-    try {
-      let socket: Socket = plain;
-      let latest: Buffer | undefined;
-      const secure = async () => {
-        const t = connectTls(socket, options);
-        // handshake() reports the first error; a late one must not become an uncaught exception.
-        t.on('error', () => undefined);
-        t.on('session', (s: Buffer) => (latest = s));
-        await handshake(t, options.timeoutMs, 'client');
-        return t;
-      };
-      if (options.mode === 'implicit') socket = await secure();
-      let replies = new ReplyReader(socket, options.timeoutMs, dialled.serverLeftover);
-      const greeting = await replies.next();
-      if (greeting.reply.code !== 220) throw new ServerTlsError(`server greeted with ${greeting.reply.code}`);
-      if (options.mode === 'explicit') {
-        await command(socket, replies, 'AUTH TLS', 234);
-        replies.detach();
-        socket = await secure();
-        replies = new ReplyReader(socket, options.timeoutMs);
-      }
-      await command(socket, replies, 'PBSZ 0', 200);
-      await command(socket, replies, 'PROT P', 200);
-      replies.detach();
-      socket.pause();
-      socket.on('error', () => undefined);
-      links.set(socket, { options, session: () => latest ?? (socket as TLSSocket).getSession?.() });
-      return { ...dialled, server: socket, serverLeftover: greeting.raw };
-    } catch (err) {
-      plain.destroy();
-      const message = `TLS to the server failed: ${err instanceof ServerTlsError ? err.message : tlsReason(err as Error)}`;
-      throw new DialRefusal({ code: REASON.TLS_HANDSHAKE_FAILED, message }, '421 Service not available: secure connection to the FTP server failed');
-    }
+    const { server, greeting } = await secureServerControl(dialled.server, options, dialled.serverLeftover);
+    return { ...dialled, server, serverLeftover: greeting };
   };
+}
+
+/**
+ * TLS on a server's control connection that has just been connected (its
+ * greeting not yet read): implicit or explicit, then PBSZ 0 and PROT P.
+ * Resolves with the TLS socket (paused, known to serverTlsOf() for the data
+ * connections) and the greeting's bytes; rejects with a DialRefusal, the
+ * plain socket destroyed.
+ */
+export async function secureServerControl(plain: Socket, options: ServerTlsOptions, leftover?: Buffer): Promise<{ server: Socket; greeting: Buffer }> {
+  try {
+    let socket: Socket = plain;
+    let latest: Buffer | undefined;
+    const secure = async () => {
+      const t = connectTls(socket, options);
+      // handshake() reports the first error; a late one must not become an uncaught exception.
+      t.on('error', () => undefined);
+      t.on('session', (s: Buffer) => (latest = s));
+      await handshake(t, options.timeoutMs, 'client');
+      return t;
+    };
+    if (options.mode === 'implicit') socket = await secure();
+    let replies = new ReplyReader(socket, options.timeoutMs, leftover);
+    const greeting = await replies.next();
+    if (greeting.reply.code !== 220) throw new ServerTlsError(`server greeted with ${greeting.reply.code}`);
+    if (options.mode === 'explicit') {
+      await command(socket, replies, 'AUTH TLS', 234);
+      replies.detach();
+      socket = await secure();
+      replies = new ReplyReader(socket, options.timeoutMs);
+    }
+    await command(socket, replies, 'PBSZ 0', 200);
+    await command(socket, replies, 'PROT P', 200);
+    replies.detach();
+    socket.pause();
+    socket.on('error', () => undefined);
+    const secured = socket;
+    links.set(secured, { options, session: () => latest ?? (secured as TLSSocket).getSession?.() });
+    return { server: secured, greeting: greeting.raw };
+  } catch (err) {
+    plain.destroy();
+    const message = `TLS to the server failed: ${err instanceof ServerTlsError ? err.message : tlsReason(err as Error)}`;
+    throw new DialRefusal({ code: REASON.TLS_HANDSHAKE_FAILED, message }, '421 Service not available: secure connection to the FTP server failed');
+  }
 }
 
 class ServerTlsError extends Error {}
