@@ -21,6 +21,13 @@ export interface ClientTlsState {
 
 export const AUTH_ACCEPTED = '234 AUTH accepted: proceed with the TLS handshake';
 
+/**
+ * FEAT before there is a server (explicit proxy): what the gateway itself
+ * offers. lftp with ftp:ssl-force reads FEAT first and gives up on a
+ * server that does not list AUTH TLS (RFC 4217 §6).
+ */
+export const PRE_LOGIN_FEATURES = ['211-Features:', ' AUTH TLS', ' PBSZ', ' PROT', '211 End'];
+
 /** Verbs that need a login, refused before AUTH under --require-tls (with USER itself). */
 const LOGIN_VERBS = new Set(['USER', 'PASS', 'ACCT']);
 

@@ -10,7 +10,7 @@ import { LineFramer, encodeLine, type Framed } from '../protocol/framer.js';
 import { parseCommand, redactCommand } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
 import { LINE_BREAKING_REPLY, printableReply, type PreLoginStep } from '../alg/proxy-login.js';
-import { ClientTlsDialogue, type ClientTlsState } from '../alg/client-tls.js';
+import { ClientTlsDialogue, PRE_LOGIN_FEATURES, type ClientTlsState } from '../alg/client-tls.js';
 import { REASON } from '../codes.js';
 import { DialRefusal, type DialContext } from './session.js';
 import { handshake } from './tls.js';
@@ -126,6 +126,10 @@ export async function readProxyLogin(client: Socket, timeoutMs: number, dialogue
     // The grammar takes a NUL or bare CR out of verb and argument and says so: refused here as after login.
     if (malformed) {
       say(LINE_BREAKING_REPLY);
+      return undefined;
+    }
+    if (tls && verb === 'FEAT') {
+      PRE_LOGIN_FEATURES.forEach(say);
       return undefined;
     }
     const answer = tls?.answer(verb, arg);

@@ -40,6 +40,30 @@ describe('parsing', () => {
     expect(cfg.listeners[1]).toMatchObject({ mode: 'forward', listen: { host: '::', port: 2121 }, transparent: true, passive: 'pass', dataPath: 'kernel', nftTable: 'ftp_alg_data' });
   });
 
+  test('a forward listener ends TLS (explicit proxy): the same keys as reverse', () => {
+    const cfg = parseRunConfig(
+      'gw.yaml',
+      yaml([
+        'listeners:',
+        '  - mode: forward',
+        '    listen: 127.0.0.1:2121',
+        '    tls: terminate',
+        '    tls-cert: gw.crt',
+        '    tls-key: gw.key',
+        '    require-tls: true',
+        '    server-tls: explicit',
+        '    server-ca: ca.pem',
+      ]),
+    );
+    expect(cfg.listeners[0]).toMatchObject({
+      mode: 'forward',
+      transparent: false,
+      tls: 'terminate',
+      tlsTerminate: { certFile: 'gw.crt', keyFile: 'gw.key', require: true, implicit: false },
+      serverTls: { mode: 'explicit', caFile: 'ca.pem', insecure: false },
+    });
+  });
+
   test.each([
     [['listeners: ['], /^gw\.yaml: not valid YAML: .*line 2, column 1$/],
     [['- just a list'], /^gw\.yaml: expected a mapping with "listeners"/],
@@ -49,6 +73,8 @@ describe('parsing', () => {
     [['listeners:', '  - mode: sideways'], /^gw\.yaml: listeners\[0\]\.mode: "sideways" is not reverse or forward$/],
     [['listeners:', '  - mode: forward', '    listen: 127.0.0.1:0', '    server: 127.0.0.1:21'], /^gw\.yaml: listeners\[0\]\.server: not a forward setting/],
     [['listeners:', '  - mode: forward', '    listen: 127.0.0.1:0', '    transparent: "yes"'], /^gw\.yaml: listeners\[0\]\.transparent: "yes" is not a boolean$/],
+    [['listeners:', '  - mode: forward', '    listen: 127.0.0.1:0', '    transparent: true', '    tls: terminate', '    tls-cert: a.crt', '    tls-key: a.key'], /^gw\.yaml: listeners\[0\]\.tls: terminate needs explicit forward mode/],
+    [['listeners:', '  - mode: forward', '    listen: 127.0.0.1:0', '    transparent: true', '    server-tls: explicit'], /^gw\.yaml: listeners\[0\]\.server-tls: needs explicit forward mode/],
     [['listeners:', '  - mode: reverse', '    listen: 127.0.0.1:0', '    server: 127.0.0.1:21'], /^gw\.yaml: listeners\[0\]\.public-address: is required$/],
     [['listeners:', '  - mode: forward', '    listen: 127.0.0.1:0', '  - mode: reverse', '    listen: 127.0.0.1:0', '    server: 127.0.0.1:21', '    public-address: ::1'], /^gw\.yaml: listeners\[1\]\.public-address: ::1 is IPv6/],
     [

@@ -4,7 +4,7 @@
  * by sha256.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { vsftpdConfigText } from '../../scenarios/lib/vsftpd-config.js';
@@ -29,6 +29,21 @@ export async function makeCertificate(dir: string, name = 'gateway'): Promise<Te
   return { cert, key };
 }
 
+/**
+ * What a gateway-in-front-of-vsftpd test starts from: certificates for the
+ * gateway and the server, and vsftpd's anonymous root (root-owned, mode
+ * 755) with an `up/` folder the ftp user may write to.
+ */
+export async function vsftpdTlsSetup(dir: string): Promise<{ gatewayCert: TestCertificate; serverCert: TestCertificate; root: string }> {
+  const gatewayCert = await makeCertificate(dir, 'gateway');
+  const serverCert = await makeCertificate(dir, 'server');
+  const root = join(dir, 'anon');
+  mkdirSync(root, { mode: 0o755 });
+  mkdirSync(join(root, 'up'), { mode: 0o755 });
+  chownSync(join(root, 'up'), 102, 105);
+  return { gatewayCert, serverCert, root };
+}
+
 /** curl over explicit FTPS (AUTH TLS, PROT P), certificate not checked. */
 export function curlFtps(args: string[]): Promise<RunResult> {
   return run('curl', ['-sS', '--max-time', '60', '--ssl-reqd', '-k', ...args]);
@@ -42,6 +57,7 @@ export function curlFtps(args: string[]): Promise<RunResult> {
 const FTPLIB_TLS = `
 import ftplib, hashlib, io, ssl, sys
 port, passive, name, upload, as_name, prot, implicit = int(sys.argv[1]), sys.argv[2] == 'passive', sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7] == 'implicit'
+user, prot_first = sys.argv[8], sys.argv[9] == 'prot-first'
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
@@ -56,14 +72,18 @@ class Implicit(ftplib.FTP_TLS):
         return self.welcome
 ftp = (Implicit if implicit else ftplib.FTP_TLS)(context=ctx)
 ftp.connect('127.0.0.1', port, timeout=30)
-if implicit:
-    ftp.login('anonymous', 'test@example.org', secure=False)
+if prot_first:
+    ftp.auth()
+    ftp.prot_p()
+    ftp.login(user, 'test@example.org')
+elif implicit:
+    ftp.login(user, 'test@example.org', secure=False)
     ftp.voidcmd('PBSZ 0')
     if prot == 'P':
         ftp.voidcmd('PROT P')
         ftp._prot_p = True
 else:
-    ftp.login('anonymous', 'test@example.org')
+    ftp.login(user, 'test@example.org')
     if prot == 'P':
         ftp.prot_p()
 ftp.set_pasv(passive)
@@ -75,14 +95,26 @@ ftp.quit()
 print(hashlib.sha256(buf.getvalue()).hexdigest())
 `;
 
-export function ftplibTls(port: number, mode: 'passive' | 'active', name: string, upload: string, asName: string, opts: { prot?: 'P' | 'C'; implicit?: boolean } = {}): Promise<RunResult> {
-  return python(FTPLIB_TLS, [String(port), mode, name, upload, asName, opts.prot ?? 'P', opts.implicit ? 'implicit' : 'explicit']);
+/**
+ * `user`: the login name (a forward proxy's `anonymous@host:port`);
+ * `protFirst`: AUTH, PBSZ and PROT P before USER, as a client of an explicit
+ * proxy may send them.
+ */
+export function ftplibTls(
+  port: number,
+  mode: 'passive' | 'active',
+  name: string,
+  upload: string,
+  asName: string,
+  opts: { prot?: 'P' | 'C'; implicit?: boolean; user?: string; protFirst?: boolean } = {},
+): Promise<RunResult> {
+  return python(FTPLIB_TLS, [String(port), mode, name, upload, asName, opts.prot ?? 'P', opts.implicit ? 'implicit' : 'explicit', opts.user ?? 'anonymous', opts.protFirst ? 'prot-first' : '-']);
 }
 
 /** lftp forced to TLS on control and data, as an admin would set it. */
-export function lftpTls(port: number, script: string): Promise<RunResult> {
+export function lftpTls(port: number, script: string, user = 'anonymous'): Promise<RunResult> {
   const settings = 'set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ftp:ssl-allow-anonymous yes; set ssl:verify-certificate no; set net:max-retries 1; set net:timeout 20; set cmd:fail-exit yes;';
-  return run('lftp', ['-c', `${settings} open -u anonymous,test@example.org ftp://127.0.0.1:${port}; ${script}`], { timeoutMs: 90_000 });
+  return run('lftp', ['-c', `${settings} open -u ${user},test@example.org ftp://127.0.0.1:${port}; ${script}`], { timeoutMs: 90_000 });
 }
 
 /** Polls (bounded) until something accepts on port: vsftpd's listener takes any number of connections. */

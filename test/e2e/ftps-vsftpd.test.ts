@@ -6,12 +6,12 @@
  * this vsftpd at all; through the gateway it can.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
 import { CAN_VSFTPD, VSFTPD_SKIP } from '../helpers/netns.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
-import { curlFtps, ftplibTls, lftpTls, makeCertificate, startTlsVsftpd, type TlsServer } from './ftps-fixtures.js';
+import { curlFtps, ftplibTls, lftpTls, startTlsVsftpd, vsftpdTlsSetup, type TlsServer } from './ftps-fixtures.js';
 
 const SIZES: Array<[string, number]> = [
   ['0 B', 0],
@@ -30,12 +30,8 @@ describe.skipIf(skip)(`reverse --tls terminate --server-tls explicit in front of
 
   beforeAll(async () => {
     dir = tempDir();
-    const gatewayCert = await makeCertificate(dir.path, 'gateway');
-    const serverCert = await makeCertificate(dir.path, 'server');
-    root = join(dir.path, 'anon');
-    mkdirSync(root, { mode: 0o755 });
-    mkdirSync(join(root, 'up'), { mode: 0o755 });
-    chownSync(join(root, 'up'), 102, 105);
+    const { gatewayCert, serverCert, root: anon } = await vsftpdTlsSetup(dir.path);
+    root = anon;
     for (const [size, bytes] of SIZES) {
       const content = randomFile(bytes);
       files.set(fileName(size), content);
