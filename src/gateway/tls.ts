@@ -84,6 +84,7 @@ export function handshake(socket: TLSSocket, timeoutMs: number, role: 'server' |
       socket.off(doneEvent, onSecure);
       socket.off('error', onError);
       socket.off('close', onClose);
+      socket.off('end', onClose);
       if (err) reject(err);
       else resolve();
     };
@@ -94,6 +95,8 @@ export function handshake(socket: TLSSocket, timeoutMs: number, role: 'server' |
     socket.once(doneEvent, onSecure);
     socket.once('error', onError);
     socket.once('close', onClose);
+    // Half-open sockets: the peer's FIN alone ends a handshake, it can never complete.
+    socket.once('end', onClose);
   });
 }
 
