@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
 import { startTestForward, type TestGateway } from '../helpers/gateway.js';
-import { Replies, connect, explicitTls } from '../helpers/control-replies.js';
+import { Replies, afterAuthTls, connect, explicitTls } from '../helpers/control-replies.js';
 import { curlFtps, makeCertificate } from '../e2e/ftps-fixtures.js';
 import { freePort } from '../e2e/ops-process.js';
 
@@ -52,10 +52,7 @@ describe('hostile clients before login at a forward --tls terminate gateway', ()
   }
 
   test('garbage instead of a ClientHello after 234: closed, TLS_HANDSHAKE_FAILED', async () => {
-    const plain = await connect(gw.port);
-    const r = new Replies(plain);
-    expect(await r.next()).toMatch(/^220/);
-    expect(await r.command('AUTH TLS')).toMatch(/^234/);
+    const { plain, replies: r } = await afterAuthTls(gw.port);
     plain.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(await r.next()).toBe('closed');
     const { refusal, close } = await refusalAndClose('TLS_HANDSHAKE_FAILED', /client failed/);
@@ -65,20 +62,14 @@ describe('hostile clients before login at a forward --tls terminate gateway', ()
   });
 
   test('a client that never starts its handshake after 234 is closed after --connect-timeout, with an event', async () => {
-    const plain = await connect(gw.port);
-    const r = new Replies(plain);
-    expect(await r.next()).toMatch(/^220/);
-    expect(await r.command('AUTH TLS')).toMatch(/^234/);
-    expect(await r.next(15_000)).toBe('closed');
+    const { replies } = await afterAuthTls(gw.port);
+    expect(await replies.next(15_000)).toBe('closed');
     await refusalAndClose('TLS_HANDSHAKE_FAILED', /not completed within 2000 ms/);
     await stillServes();
   });
 
   test('a client that vanishes in the middle of its handshake: the session closes, the gateway goes on', async () => {
-    const plain = await connect(gw.port);
-    const r = new Replies(plain);
-    expect(await r.next()).toMatch(/^220/);
-    expect(await r.command('AUTH TLS')).toMatch(/^234/);
+    const { plain } = await afterAuthTls(gw.port);
     const opened = gw.log.of('session-close').length;
     // The first bytes of a ClientHello record, then gone.
     const hello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);

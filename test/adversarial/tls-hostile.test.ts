@@ -12,7 +12,7 @@ import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { curlFtps, makeCertificate, type TestCertificate } from '../e2e/ftps-fixtures.js';
-import { Replies, connect, explicitTls } from '../helpers/control-replies.js';
+import { afterAuthTls, connect, explicitTls } from '../helpers/control-replies.js';
 
 describe('hostile TLS peers at a --tls terminate gateway', () => {
   let dir: ReturnType<typeof tempDir>;
@@ -36,10 +36,7 @@ describe('hostile TLS peers at a --tls terminate gateway', () => {
 
   test.skipIf(!HAVE.curl)('garbage instead of a ClientHello after 234: closed, TLS_HANDSHAKE_FAILED; a good session alongside completes', async () => {
     const good = curlFtps(['--limit-rate', '8M', gw.url('/f.bin')]);
-    const plain = await connect(gw.port);
-    const r = new Replies(plain);
-    expect(await r.next()).toMatch(/^220/);
-    expect(await r.command('AUTH TLS')).toMatch(/^234/);
+    const { plain, replies: r } = await afterAuthTls(gw.port);
     plain.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(await r.next()).toBe('closed');
     const refusal = await gw.log.waitFor('refuse', (e) => e.code === 'TLS_HANDSHAKE_FAILED' && /client failed/.test(e.message));
@@ -53,10 +50,7 @@ describe('hostile TLS peers at a --tls terminate gateway', () => {
 
   test('a client that rejects our certificate: the session ends with TLS_HANDSHAKE_FAILED', async () => {
     const before = gw.log.events.length;
-    const plain = await connect(gw.port);
-    const r = new Replies(plain);
-    expect(await r.next()).toMatch(/^220/);
-    expect(await r.command('AUTH TLS')).toMatch(/^234/);
+    const { plain } = await afterAuthTls(gw.port);
     plain.removeAllListeners('data');
     // Verification on (the system CAs): a self-signed certificate is refused by the client.
     const secure = tls.connect({ socket: plain, servername: 'ftp.example.org' });

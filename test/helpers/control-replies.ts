@@ -59,12 +59,18 @@ export function connect(port: number): Promise<Socket> {
   });
 }
 
+/** A fresh control connection up to the gateway's 234: the next byte the client writes is read as TLS. */
+export async function afterAuthTls(port: number): Promise<{ plain: Socket; replies: Replies }> {
+  const plain = await connect(port);
+  const replies = new Replies(plain);
+  expect(await replies.next()).toMatch(/^220/);
+  expect(await replies.command('AUTH TLS')).toMatch(/^234/);
+  return { plain, replies };
+}
+
 /** AUTH TLS on a fresh control connection; the TLS socket and its replies, greeting consumed. */
 export async function explicitTls(port: number): Promise<Replies> {
-  const plain = await connect(port);
-  const clear = new Replies(plain);
-  expect(await clear.next()).toMatch(/^220/);
-  expect(await clear.command('AUTH TLS')).toMatch(/^234/);
+  const { plain } = await afterAuthTls(port);
   plain.removeAllListeners('data');
   const secure = tls.connect({ socket: plain, rejectUnauthorized: false });
   await new Promise<void>((resolve, reject) => {
