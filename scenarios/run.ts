@@ -17,6 +17,7 @@ import { generateFile, sha256File, type GeneratedFile } from './lib/files.js';
 import { installCleanupHooks, Lab, listOurNamespaces, pollUntil, removeStaleNamespaces, type ClientExit } from './lib/lab.js';
 import { comparisonTable, parity as parityOf, writeReport, type CaseResult, type VariantTiming } from './lib/report.js';
 import { readLog, startServer, SYSTEM_PYTHON, type RunningServer } from './lib/servers.js';
+import { makeTlsFiles, usesTls, withTlsDir } from './lib/ftps-lab.js';
 import { addressOf, isIpv6, loadScenario, ScenarioError, type CaseSpec, type ScenarioSpec, type ServerKind, type VariantSpec } from './lib/spec.js';
 import { buildVariant, type BuiltVariant } from './lib/topology.js';
 
@@ -54,7 +55,8 @@ function missingTools(specs: ScenarioSpec[]): string[] {
     for (const c of s.cases) {
       need.add(CLIENT_BINARIES[c.client]);
       if (c.client === 'ncftp') need.add('ncftpput');
-      if (c.server === 'vsftpd') need.add('/usr/sbin/vsftpd');
+      if (c.server.startsWith('vsftpd')) need.add('/usr/sbin/vsftpd');
+      if (usesTls(s)) need.add('openssl');
       if (c.server === 'pyftpdlib') need.add('pyftpdlib');
     }
   }
@@ -316,7 +318,11 @@ async function main(): Promise<void> {
   }
   say(`scenarios: ${total} cases in ${specs.length} scenario files; logs in ${OUT}`);
 
-  for (const spec of specs) {
+  for (const loaded of specs) {
+    // FTPS: certificates once per scenario, their folder put into ftp-alg's arguments.
+    const tlsDir = usesTls(loaded) && loaded.variants.some((v) => loaded.cases.some((c) => selected(loaded, v, c))) ? join(OUT, 'tls', loaded.name) : undefined;
+    if (tlsDir) makeTlsFiles(tlsDir, loaded);
+    const spec = tlsDir ? withTlsDir(loaded, tlsDir) : loaded;
     for (const variant of spec.variants) {
       const cases = spec.cases.filter((c) => selected(spec, variant, c));
       if (cases.length === 0) continue;
@@ -345,7 +351,7 @@ async function main(): Promise<void> {
           const sdir = join(dir, kind);
           const serverFiles = Object.fromEntries(Object.entries(files).filter(([n]) => spec.files[n] !== undefined).map(([n, f]) => [n, f.path]));
           try {
-            server = await startServer(lab, kind, { ns: spec.server.ns, address: spec.server.address, port: spec.server.port }, sdir, serverFiles, REPO);
+            server = await startServer(lab, kind, { ns: spec.server.ns, address: spec.server.address, port: spec.server.port }, sdir, serverFiles, REPO, tlsDir);
           } catch (err) {
             serverError = `${kind} did not start: ${(err as Error).message}`;
           }

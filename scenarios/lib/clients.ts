@@ -6,6 +6,7 @@
 import type { ClientName, TargetSpec, Transfer } from './spec.js';
 import { isIpv6 } from './spec.js';
 import { SYSTEM_PYTHON } from './servers.js';
+import { splitFtpsMode } from './ftps-modes.js';
 
 export interface ClientCommand {
   cmd: string;
@@ -35,6 +36,7 @@ export interface ClientJob {
 const url = (t: TargetSpec, path: string) => `ftp://${isIpv6(t.host) ? `[${t.host}]` : t.host}:${t.port}/${path}`;
 
 function curl(j: ClientJob): ClientCommand {
+  const { tls, mode: base } = splitFtpsMode(j.mode);
   const mode: Record<string, string[]> = {
     // Strict passive: PASV only, and the 227 address honoured (curl's default ignores it).
     pasv: ['--disable-epsv', '--no-ftp-skip-pasv-ip'],
@@ -43,7 +45,7 @@ function curl(j: ClientJob): ClientCommand {
     port: ['-P', j.clientAddress, '--disable-eprt'],
     eprt: ['-P', j.clientAddress],
   };
-  const args = ['-sS', '-v', '--connect-timeout', '5', '--max-time', String(j.timeoutS), ...mode[j.mode]!, '-u', `${j.target.user}:${j.target.password}`];
+  const args = ['-sS', '-v', '--connect-timeout', '5', '--max-time', String(j.timeoutS), ...mode[base]!, ...(tls ? ['--ssl-reqd', '-k'] : []), '-u', `${j.target.user}:${j.target.password}`];
   if (isIpv6(j.target.host)) args.push('-g');
   if (j.transfer === 'get') args.push('-o', j.local, url(j.target, j.remote));
   else args.push('-T', j.local, url(j.target, j.remote));
@@ -53,6 +55,7 @@ function curl(j: ClientJob): ClientCommand {
 const lftpQuote = (s: string) => `"${s.replace(/(["\\])/g, '\\$1')}"`;
 
 function lftp(j: ClientJob): ClientCommand {
+  const { tls, mode } = splitFtpsMode(j.mode);
   const script = [
     // Bounded: one retry at most, short network timeout.
     'set net:max-retries 1',
@@ -63,7 +66,9 @@ function lftp(j: ClientJob): ClientCommand {
     // "default": lftp's own defaults (passive, honours the 227 address, PASV before EPSV on IPv4).
     // "active": PORT/EPRT only. lftp's default ftp:auto-passive-mode would switch
     // to passive after "500 Illegal PORT command" and hide the failure.
-    ...(j.mode === 'active' ? ['set ftp:passive-mode off', 'set ftp:auto-passive-mode no'] : []),
+    ...(mode === 'active' ? ['set ftp:passive-mode off', 'set ftp:auto-passive-mode no'] : []),
+    // FTPS on control and data, also for anonymous (lftp sends no AUTH for it otherwise).
+    ...(tls ? ['set ftp:ssl-force yes', 'set ftp:ssl-protect-data yes', 'set ftp:ssl-allow-anonymous yes', 'set ssl:verify-certificate no'] : []),
     `open -u ${lftpQuote(`${j.target.user},${j.target.password}`)} ${url(j.target, '')}`,
     j.transfer === 'get' ? `get ${lftpQuote(j.remote)} -o ${lftpQuote(j.local)}` : `put ${lftpQuote(j.local)} -o ${lftpQuote(j.remote)}`,
   ].join('; ');
@@ -95,16 +100,29 @@ function ncftp(j: ClientJob): ClientCommand {
 /**
  * Python's ftplib. Since 3.9.3 (bpo-43285) it ignores the 227 address and
  * dials the control host ("passive"); "pasv-strict" turns trust back on.
+ * "ftps-…": FTP_TLS with prot_p(); it never resumes the control session on
+ * a data connection (vsftpd's require_ssl_reuse refuses it directly).
  */
 const FTPLIB_SCRIPT = `
 import ftplib, sys
 host, port, user, pw, mode, op, remote, local, timeout = sys.argv[1:10]
-f = ftplib.FTP(timeout=float(timeout))
+tls = mode.startswith('ftps-')
+mode = mode[len('ftps-'):] if tls else mode
+if tls:
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    f = ftplib.FTP_TLS(timeout=float(timeout), context=ctx)
+else:
+    f = ftplib.FTP(timeout=float(timeout))
 f.set_debuglevel(1)
 if mode == 'pasv-strict':
     f.trust_server_pasv_ipv4_address = True
 f.connect(host, int(port))
 f.login(user, pw)
+if tls:
+    f.prot_p()
 f.set_pasv(mode != 'active')
 if op == 'get':
     with open(local, 'wb') as out:

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Lab, Proc } from './lab.js';
 import { vsftpdConfigText } from './vsftpd-config.js';
+import { vsftpdTlsSettings } from './ftps-lab.js';
 import type { ServerKind } from './spec.js';
 
 export const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -28,10 +29,10 @@ export interface ServerPlace {
   port: number;
 }
 
-function vsftpdConfig(dir: string, place: ServerPlace, root: string, logPath: string): string {
+function vsftpdConfig(dir: string, place: ServerPlace, root: string, logPath: string, extra?: Record<string, string>): string {
   const emptyDir = join(dir, 'empty');
   mkdirSync(emptyDir, { recursive: true, mode: 0o755 });
-  return vsftpdConfigText({ address: place.address, port: place.port, root, emptyDir, logPath });
+  return vsftpdConfigText({ address: place.address, port: place.port, root, emptyDir, logPath }, extra);
 }
 
 /** The built-in server against dist/, as a tiny node script in the server namespace. */
@@ -47,7 +48,7 @@ import(url).then(async (m) => {
  * Starts `kind` on place, serving a fresh root under dir with hard links to
  * files (name → path). Resolves once `ss` shows the listener.
  */
-export async function startServer(lab: Lab, kind: ServerKind, place: ServerPlace, dir: string, files: Record<string, string>, repoRoot: string): Promise<RunningServer> {
+export async function startServer(lab: Lab, kind: ServerKind, place: ServerPlace, dir: string, files: Record<string, string>, repoRoot: string, tlsDir?: string): Promise<RunningServer> {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const root = join(dir, 'root');
   mkdirSync(root, { mode: 0o755 });
@@ -57,11 +58,13 @@ export async function startServer(lab: Lab, kind: ServerKind, place: ServerPlace
   let proc: Proc;
   const logPaths = [out];
   switch (kind) {
-    case 'vsftpd': {
+    case 'vsftpd':
+    case 'vsftpd-tls': {
       const log = join(dir, 'vsftpd.log');
       writeFileSync(log, '');
       const conf = join(dir, 'vsftpd.conf');
-      writeFileSync(conf, vsftpdConfig(dir, place, root, log), { mode: 0o600 });
+      if (kind === 'vsftpd-tls' && !tlsDir) throw new Error('vsftpd-tls needs the scenario\'s certificates');
+      writeFileSync(conf, vsftpdConfig(dir, place, root, log, kind === 'vsftpd-tls' && tlsDir ? vsftpdTlsSettings(tlsDir) : undefined), { mode: 0o600 });
       logPaths.unshift(log);
       proc = lab.spawn(place.ns, '/usr/sbin/vsftpd', [conf], out);
       break;

@@ -6,22 +6,24 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { FTPS_MODES } from './ftps-modes.js';
 
 /** ftp-alg-kernel: ftp-alg with --data-path kernel (nftables translates the data connections). */
 export type Alg = 'none' | 'kernel' | 'ftp-alg' | 'ftp-alg-kernel';
 export const ALGS: readonly Alg[] = ['none', 'kernel', 'ftp-alg', 'ftp-alg-kernel'];
 
-export type ServerKind = 'vsftpd' | 'pyftpdlib' | 'builtin';
-export const SERVERS: readonly ServerKind[] = ['vsftpd', 'pyftpdlib', 'builtin'];
+/** vsftpd-tls: vsftpd with FTPS required on control and data, require_ssl_reuse=YES (lib/tls.ts). */
+export type ServerKind = 'vsftpd' | 'pyftpdlib' | 'builtin' | 'vsftpd-tls';
+export const SERVERS: readonly ServerKind[] = ['vsftpd', 'pyftpdlib', 'builtin', 'vsftpd-tls'];
 
 export type ClientName = 'curl' | 'lftp' | 'tnftp' | 'ncftp' | 'ftplib';
 /** Modes each client knows (README.md says what each one sends). */
 export const CLIENT_MODES: Record<ClientName, readonly string[]> = {
-  curl: ['pasv', 'epsv', 'port', 'eprt'],
-  lftp: ['default', 'active'],
+  curl: ['pasv', 'epsv', 'port', 'eprt', ...FTPS_MODES.curl],
+  lftp: ['default', 'active', ...FTPS_MODES.lftp],
   tnftp: ['passive', 'active'],
   ncftp: ['passive', 'active'],
-  ftplib: ['passive', 'pasv-strict', 'active'],
+  ftplib: ['passive', 'pasv-strict', 'active', ...FTPS_MODES.ftplib],
 };
 
 export type Transfer = 'get' | 'put';
@@ -488,7 +490,7 @@ export function loadScenario(path: string): ScenarioSpec {
       for (const { client: cn, mode } of clients) {
         for (const t of transfers as Transfer[]) {
           // vsftpd runs anonymous read-only (its default strict configuration).
-          if (t === 'put' && s === 'vsftpd') r.fail(`${key}`, 'vsftpd serves anonymous read-only: uploads ("put") only with pyftpdlib or builtin');
+          if (t === 'put' && s.startsWith('vsftpd')) r.fail(`${key}`, 'vsftpd serves anonymous read-only: uploads ("put") only with pyftpdlib or builtin');
           const caseName = `${s} ${cn}:${mode} ${t} ${fileName}${parallel > 1 ? ` x${parallel}` : ''}`;
           if (cases.some((x) => x.name === caseName)) r.fail(key, `case "${caseName}" appears twice`);
           cases.push({ name: caseName, server: s, client: cn, mode, transfer: t, file: fileName, parallel, timeoutMs, target: caseTarget, expect });
