@@ -78,6 +78,8 @@ describe('hostile clients before login at a forward --tls terminate gateway', ()
     const close = await gw.log.waitFor('session-close', () => gw.log.of('session-close').length > opened);
     // Noticed when it left, not when the handshake timed out.
     expect(close.reason).not.toMatch(/not completed within/);
+    // session-open first, as for every session; one refusal with its code; then the close.
+    expect(gw.log.events.filter((e) => 'session' in e && e.session === close.session).map((e) => e.event)).toEqual(['session-open', 'refuse', 'session-close']);
     await stillServes();
   });
 

@@ -93,6 +93,14 @@ describe('control stream with --tls terminate', () => {
     expect(protectedReq.find((a) => a.type === 'open-data')).toMatchObject({ request: { protect: true } });
   });
 
+  test('what a pre-login dialogue agreed (AUTH, PBSZ, PROT P before USER) holds in the stream', () => {
+    const s = stream({ require: true, agreed: { secure: true, pbsz: true, protect: true } });
+    const retr = say(s, 'PORT 198,18,0,5,200,1');
+    expect(retr.find((a) => a.type === 'open-data')).toMatchObject({ request: { protect: true } });
+    expect(writes(say(stream({ agreed: { secure: true, pbsz: true, protect: false } }), 'AUTH TLS'), 'client')).toMatch(/^503 /);
+    expect(writes(say(stream({ agreed: { secure: true, pbsz: true, protect: false } }), 'PROT P'), 'client')).toMatch(/^200 /);
+  });
+
   test('CCC is refused with TLS_CCC_REFUSED', () => {
     const s = stream({ secureFromStart: true });
     const actions = say(s, 'CCC');
