@@ -17,7 +17,8 @@ import type { Direction, EventSink } from './events.js';
 import { clientKey, connectServer } from './server.js';
 import { readGreeting, readProxyLogin, type LoginDialogue } from './pre-login.js';
 import { readProxyHeader } from './proxy-in.js';
-import { DialRefusal, type DialResult, type ServerDialer } from './session.js';
+import { secureServerControl, type ServerTlsOptions } from './tls.js';
+import { DialRefusal, type DialContext, type DialResult, type ServerDialer } from './session.js';
 
 export interface Backend {
   readonly target: HostPort;
@@ -39,6 +40,8 @@ export interface BackendPoolOptions {
   /** `user`: names pinned to a backend before the hash (first match wins). */
   routes?: ReadonlyArray<{ matches: (user: string) => boolean; server: HostPort }> | undefined;
   sink: EventSink;
+  /** --server-tls: each backend is secured before its greeting counts (health checks included); named by its own host unless --server-name. */
+  serverTls?: { options: ServerTlsOptions; fixedName: boolean } | undefined;
   now?: () => number;
 }
 
@@ -129,6 +132,12 @@ export class BackendPool {
     const server = await connectServer(b.target, this.opts.connectTimeoutMs);
     const header = this.opts.sendProxyProtocol ? encodeProxyHeader(this.opts.sendProxyProtocol, proxy ?? {}) : Buffer.alloc(0);
     if (header.length) server.write(header);
+    const tls = this.opts.serverTls;
+    if (tls) {
+      // TLS before the USER that `user` balancing replays: the login must never cross in clear text.
+      const secured = await secureServerControl(server, tls.fixedName ? tls.options : { ...tls.options, name: b.target.host });
+      return { server: secured.server, header: header.length, greeting: secured.greeting, greetingBytes: secured.greeting.length };
+    }
     const seen: Buffer[] = [];
     const collect = (chunk: Buffer) => seen.push(chunk);
     server.on('data', collect);
@@ -255,7 +264,7 @@ class ClientCounts {
  */
 export function backendDialer(pool: BackendPool, opts: BackendDialerOptions): ServerDialer {
   const counts = new ClientCounts();
-  return async (client) => {
+  return async (client, ctx) => {
     const socketPeer: Endpoint = { ...ipOf(client.remoteAddress ?? '0.0.0.0'), port: client.remotePort ?? 0 };
     const real: BalancedClient = { headerBytes: 0, source: socketPeer, destination: { ...ipOf(client.localAddress ?? '0.0.0.0'), port: client.localPort ?? 0 } };
     if (opts.proxyProtocolFrom.some((c) => c.contains(socketPeer))) {
@@ -267,7 +276,7 @@ export function backendDialer(pool: BackendPool, opts: BackendDialerOptions): Se
       if (over) throw new DialRefusal({ code: REASON.TOO_MANY_SESSIONS, message: `over the limit of ${over}` }, `421 Too many sessions (${over}); try again later`);
       const counted = real.source;
       try {
-        const dialled = await dialBackend(pool, client, real, socketPeer, opts.loginTimeoutMs);
+        const dialled = await dialBackend(pool, client, ctx, real, socketPeer, opts.loginTimeoutMs);
         dialled.server.once('close', () => counts.release(counted));
         return dialled;
       } catch (err) {
@@ -275,7 +284,7 @@ export function backendDialer(pool: BackendPool, opts: BackendDialerOptions): Se
         throw err;
       }
     }
-    return dialBackend(pool, client, real, socketPeer, opts.loginTimeoutMs);
+    return dialBackend(pool, client, ctx, real, socketPeer, opts.loginTimeoutMs);
   };
 }
 
@@ -287,8 +296,9 @@ interface BalancedClient {
   headerBytes: number;
 }
 
-async function dialBackend(pool: BackendPool, client: Socket, real: BalancedClient, socketPeer: Endpoint, loginTimeoutMs: number): Promise<DialResult> {
-  const login = pool.balance === 'user' ? await readProxyLogin(client, loginTimeoutMs, USER_LOGIN) : undefined;
+async function dialBackend(pool: BackendPool, client: Socket, ctx: DialContext, real: BalancedClient, socketPeer: Endpoint, loginTimeoutMs: number): Promise<DialResult> {
+  // With --tls terminate the client may send AUTH before USER: the dialogue answers it, as the explicit proxy's does.
+  const login = pool.balance === 'user' ? await readProxyLogin(client, loginTimeoutMs, USER_LOGIN, ctx) : undefined;
   const tried: string[] = [];
   for (const b of pool.candidates({ client: real.source, user: login?.destination.user })) {
     let c: Connected;
@@ -314,6 +324,7 @@ async function dialBackend(pool: BackendPool, client: Socket, real: BalancedClie
     return {
       server: c.server,
       clientLeftover: login.leftover,
+      ...(login.tls ? { clientTls: login.tls } : {}),
       ...(c.leftover ? { serverLeftover: c.leftover } : {}),
       ledgerSeed: seed,
       ...(clientAddress ? { clientAddress } : {}),

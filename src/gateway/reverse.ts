@@ -6,19 +6,20 @@ import type { EventSink } from './events.js';
 import { BackendPool, backendDialer } from './backends.js';
 import { fixedServerDialer, kernelNatFor, sessionLimits, startWithKernelNat, type Gateway } from './server.js';
 import type { ServerDialer } from './session.js';
-import { clientTlsFor, serverTlsOptions, withServerTls } from './tls.js';
+import { clientTlsFor, serverTlsOptions, withServerTls, type ServerTlsOptions } from './tls.js';
 
 export async function startReverseGateway(cfg: ReverseConfig, sink: EventSink): Promise<Gateway> {
   const tls = clientTlsFor(cfg);
   const serverTls = serverTlsOptions(cfg, cfg.server.host, readFileSync);
   if (serverTls?.insecure) sink({ event: 'warning', message: "--server-insecure: the FTP server's certificate is not verified" });
   const kernelNat = await kernelNatFor(cfg, sink);
-  const { dialServer, pool } = dialerFor(cfg, sink);
+  const { dialServer, pool } = dialerFor(cfg, sink, serverTls);
   const gateway = await startWithKernelNat(kernelNat, {
     mode: 'reverse',
     listen: cfg.listen,
     sink,
-    dialServer: serverTls ? withServerTls(dialServer, serverTls) : dialServer,
+    // A pool secures each backend itself, before `user` balancing replays the login.
+    dialServer: serverTls && !pool ? withServerTls(dialServer, serverTls) : dialServer,
     session: {
       translator: { passive: 'relay', serverNetworks: cfg.serverNetworks, tls: cfg.tls },
       passiveAnnounceAddress: cfg.publicAddress,
@@ -46,7 +47,7 @@ export async function startReverseGateway(cfg: ReverseConfig, sink: EventSink): 
 }
 
 /** One plain server keeps the direct dialer: the greeting reaches the client untouched. */
-function dialerFor(cfg: ReverseConfig, sink: EventSink): { dialServer: ServerDialer; pool?: BackendPool } {
+function dialerFor(cfg: ReverseConfig, sink: EventSink, serverTls: ServerTlsOptions | undefined): { dialServer: ServerDialer; pool?: BackendPool } {
   const plain =
     cfg.servers.length <= 1 && cfg.balance !== 'user' && cfg.sendProxyProtocol === undefined && cfg.proxyProtocolFrom.length === 0 && cfg.healthIntervalMs === undefined;
   if (plain) return { dialServer: fixedServerDialer(cfg.server, cfg.connectTimeoutMs) };
@@ -57,6 +58,7 @@ function dialerFor(cfg: ReverseConfig, sink: EventSink): { dialServer: ServerDia
     connectTimeoutMs: cfg.connectTimeoutMs,
     sendProxyProtocol: cfg.sendProxyProtocol,
     routes: cfg.routes,
+    serverTls: serverTls && { options: serverTls, fixedName: cfg.serverTls.name !== undefined || cfg.servers.length <= 1 },
     sink,
   });
   const dialServer = backendDialer(pool, { proxyProtocolFrom: cfg.proxyProtocolFrom, loginTimeoutMs: cfg.loginTimeoutMs, maxSessionsPerClient: cfg.maxSessionsPerClient });
