@@ -12,7 +12,8 @@ import { LineFramer, encodeLine, type Framed } from '../protocol/framer.js';
 import { parseCommand } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
 import { broadcastOf, formatEndpoint, ipOf, parseCidr, parseIp, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
-import { LINE_BREAKING_REPLY, preLoginStep, printableReply, type PreLoginStep } from '../alg/proxy-login.js';
+import { LINE_BREAKING_REPLY, preLoginStep, printableReply, untrustedProxyHeader, UNTRUSTED_PROXY_HEADER_REPLY, type PreLoginStep } from '../alg/proxy-login.js';
+import { ProxySignatureGate } from '../protocol/proxy-header.js';
 import { checkClientAllowed, checkDestination, type DestinationPolicy } from '../alg/policy.js';
 import { REASON } from '../codes.js';
 import type { EventSink } from './events.js';
@@ -240,9 +241,16 @@ export function readProxyLogin(client: Socket, timeoutMs: number, dialogue: Logi
     // A socket handler is no place for an exception: it would end the
     // process. Whatever goes wrong fails this one login, and the session
     // closes with its 421.
+    // A trusted balancer's header was read before; anyone else's is refused as by the control stream.
+    const gate = new ProxySignatureGate();
     const onData = (chunk: Buffer) => {
       try {
-        onLines(framer.push(chunk));
+        const start = gate.feed(chunk);
+        if (start.kind === 'wait') return;
+        if (start.kind === 'header') {
+          return done(new DialRefusal(untrustedProxyHeader(start.version, `${client.remoteAddress}:${client.remotePort}`), UNTRUSTED_PROXY_HEADER_REPLY));
+        }
+        onLines(framer.push(start.bytes));
       } catch (err) {
         done(err as Error);
       }

@@ -86,15 +86,32 @@ test('a truncated header followed by FIN, and an oversized v2 header, are refuse
   await c.login();
 });
 
-test('an untrusted source that sends a header is not believed: its socket address stays the client', async () => {
-  const sessionsBefore = gw.log.of('session-open').length;
-  const s = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.4' });
+test('an untrusted source that sends a header is refused with a 500 and closed: its header is neither believed nor passed on', async () => {
+  const header = encodeProxyHeader(1, { source: { family: 4, address: '198.18.0.66', port: 1234 }, destination: { family: 4, address: '127.0.0.1', port: gw.port } });
+  const got = (await rawExchange('127.0.0.4', header)).toString('latin1');
+  // The greeting may or may not have come first; the last words are ours.
+  expect(got).toMatch(/500 PROXY protocol header refused: this address is not a trusted load balancer\r\n$/);
+  const refusal = await gw.log.waitFor('refuse', (e) => e.code === 'PROXY_HEADER_UNTRUSTED');
+  expect(refusal.message).toMatch(/^PROXY v1 header from 127\.0\.0\.4:\d+, which is not in --proxy-protocol-from; closed$/);
+  // Nothing of it reached the server.
+  expect(gw.log.of('control').filter((e) => e.direction === 'client->server' && e.line.startsWith('PROXY'))).toEqual([]);
+});
+
+test('an untrusted v2 header split across segments is refused before its QUIT reaches the server', async () => {
+  const header = encodeProxyHeader(2, { source: { family: 4, address: '198.18.0.66', port: 1234 }, destination: { family: 4, address: '127.0.0.1', port: gw.port } });
+  const got: Buffer[] = [];
+  const s = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.5' });
   cleanup.push(() => void s.destroy());
+  s.on('data', (d) => got.push(d));
+  s.on('error', () => undefined);
   await new Promise((r) => s.once('connect', r));
-  s.write(encodeProxyHeader(1, { source: { family: 4, address: '198.18.0.66', port: 1234 }, destination: { family: 4, address: '127.0.0.1', port: gw.port } }));
-  const open = await gw.log.waitFor('session-open', () => gw.log.of('session-open').length > sessionsBefore);
-  expect(open.client).toMatch(/^127\.0\.0\.4:/);
-  // What the client sent is an ordinary (unknown) command to the server, which refuses it.
-  const reply = await gw.log.waitFor('control', (e) => e.session === open.session && e.direction === 'server->client' && !e.line.startsWith('220'));
-  expect(reply.line).toMatch(/^5\d\d /);
+  s.setNoDelay(true);
+  s.write(header.subarray(0, 3));
+  await gw.log.waitFor('session-open', (e) => /^127\.0\.0\.5:/.test(e.client));
+  s.write(header.subarray(3));
+  await new Promise((r) => s.once('close', r));
+  expect(Buffer.concat(got).toString('latin1')).toMatch(/500 PROXY protocol header refused/);
+  const refusal = await gw.log.waitFor('refuse', (e) => e.code === 'PROXY_HEADER_UNTRUSTED' && /127\.0\.0\.5/.test(e.message));
+  expect(refusal.line).toBe('PROXY v2 signature');
+  expect(gw.log.of('control').filter((e) => e.direction === 'client->server' && /QUIT/.test(e.line))).toEqual([]);
 });
