@@ -85,5 +85,6 @@ const HEADER_TIMEOUT_MS = 5000;
  */
 export function dataProxyFor(mode: 'passive' | 'active', from: readonly Cidr[] | undefined, acceptTimeoutMs: number): DataProxyOptions | undefined {
   if (mode !== 'passive' || !from?.length) return undefined;
-  return { from, timeoutMs: Math.min(HEADER_TIMEOUT_MS, acceptTimeoutMs) };
+  // Well inside the listener's own window, so a silent balancer is reported as such, not as an accept timeout.
+  return { from, timeoutMs: Math.min(HEADER_TIMEOUT_MS, Math.floor(acceptTimeoutMs / 2)) };
 }
