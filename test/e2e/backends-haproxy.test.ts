@@ -17,8 +17,8 @@ import { FtpClient } from '../../src/client/ftp-client.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { HAVE, needs, randomFile, run, sha256, tempDir } from '../helpers/tools.js';
 import { freeLoopbackPort } from '../helpers/proxy-protocol.js';
+import { HAPROXY, haproxyTcpDefaults } from '../../scenarios/lib/haproxy.js';
 
-const HAPROXY = '/usr/sbin/haproxy';
 const HAVE_HAPROXY = existsSync(HAPROXY);
 const SKIP = HAVE_HAPROXY ? needs('curl', 'needs curl') : ' [skipped: needs haproxy: apt-get install haproxy]';
 const FILE = randomFile(4 << 20);
@@ -53,17 +53,7 @@ describe.skipIf(!HAVE_HAPROXY || !HAVE.curl)(`HAProxy in front of three instance
     writeFileSync(
       cfg,
       [
-        'global',
-        '  maxconn 1000',
-        'defaults',
-        '  mode tcp',
-        '  timeout connect 2s',
-        '  timeout client 60s',
-        '  timeout server 60s',
-        // Under load a check can take a while: a slow check must not take every instance out.
-        '  timeout check 5s',
-        '  retries 2',
-        '  option redispatch',
+        ...haproxyTcpDefaults(1000),
         'frontend ftp',
         `  bind 127.0.0.1:${front}`,
         '  default_backend algs',
