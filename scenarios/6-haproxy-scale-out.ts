@@ -22,9 +22,9 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab, Proc } from './lib/lab.js';
 import { pollUntil } from './lib/lab.js';
-import { generateFile, sha256File, type GeneratedFile } from './lib/files.js';
+import { generateFile } from './lib/files.js';
 import { readLog, startServer } from './lib/servers.js';
-import type { ScriptedContext, ScriptedOutcome, ScriptedScenario } from './lib/scripted.js';
+import { curlGet, gatewayEvents, hostOf, timedCase, type CurlMode, type CurlRun, type LoggedEvent, type NamedFile, type ScriptedContext, type ScriptedOutcome, type ScriptedScenario } from './lib/scripted.js';
 import type { ScenarioSpec } from './lib/spec.js';
 import { buildVariant, type GatewayProcess } from './lib/topology.js';
 import { HAPROXY, haproxyTcpDefaults } from './lib/haproxy.js';
@@ -59,6 +59,9 @@ function topology(): ScenarioSpec {
     '--proxy-protocol-from',
     `${i.balancer}/32`,
     '--max-sessions-per-client',
+    String(CAP),
+    // One listener per session at most: the session cap is the one that counts here.
+    '--max-data-listeners-per-client',
     String(CAP),
   ];
   const inside = [...INSTANCES.map((_, k) => `a${k + 1}`), ...SERVERS.map((_, k) => `s${k + 1}`)];
@@ -131,72 +134,24 @@ interface Env {
   haproxyLog: string;
 }
 
-interface Download {
-  from: string;
-  mode: 'epsv' | 'pasv' | 'eprt' | 'port';
-  ok: boolean;
-  exit: string;
-  log: string;
-}
+const download = (env: Env, file: NamedFile, from: string, mode: CurlMode, tag: string, extra: string[] = []): Promise<CurlRun> =>
+  curlGet(env.lab, 'client', env.dir, PUBLIC, file, from, mode, tag, extra);
 
-const modeArgs = (mode: Download['mode'], from: string): string[] =>
-  ({ epsv: [], pasv: ['--disable-epsv'], eprt: ['-P', from], port: ['-P', from, '--disable-eprt'] })[mode];
-
-type NamedFile = GeneratedFile & { name: string };
-
-async function download(env: Env, file: NamedFile, from: string, mode: Download['mode'], tag: string, extra: string[] = []): Promise<Download> {
-  const out = join(env.dir, `${tag}.bin`);
-  const log = join(env.dir, `${tag}.log`);
-  const exit = await env.lab.runClient('client', 'curl', ['-sS', '--max-time', '60', '--interface', from, ...modeArgs(mode, from), ...extra, '-o', out, `ftp://${PUBLIC}/${file.name}`], log, {
-    timeoutMs: 70_000,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: env.dir, LC_ALL: 'C' },
-  });
-  const sha = await sha256File(out);
-  rmSync(out, { force: true });
-  const ok = exit.code === 0 && sha === file.sha256;
-  return { from, mode, ok, exit: exit.timedOut ? 'timed out' : `exit ${exit.code ?? exit.signal}${sha === file.sha256 ? '' : ', sha256 differs'}`, log };
-}
-
-interface LoggedEvent {
-  event: string;
-  client?: string;
-  from?: string;
-  code?: string;
-  message?: string;
-}
-
-function events(g: GatewayProcess): LoggedEvent[] {
-  return readLog(g.logPath)
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LoggedEvent);
-}
-
-const hostOf = (endpoint: string) => endpoint.replace(/:\d+$/, '');
+const events = (g: GatewayProcess): LoggedEvent[] => gatewayEvents(g.logPath);
 
 /** Which instance each real client's sessions were logged by. */
 function instanceOf(env: Env, address: string): number {
-  return env.gateways.findIndex((g) => events(g).some((e) => e.event === 'session-open' && hostOf(e.client ?? '') === address));
-}
-
-async function timed(name: string, body: () => Promise<Omit<ScriptedOutcome, 'case' | 'durationMs'>>): Promise<ScriptedOutcome> {
-  const started = Date.now();
-  try {
-    const outcome = await body();
-    return { case: name, durationMs: Date.now() - started, ...outcome };
-  } catch (err) {
-    return { case: name, ok: false, detail: `runner error: ${(err as Error).message}`, durationMs: Date.now() - started, bytes: 0, logs: [] };
-  }
+  return env.gateways.findIndex((g) => events(g).some((e) => e.event === 'session-open' && hostOf(e.client) === address));
 }
 
 async function loadCase(env: Env, file: NamedFile): Promise<Omit<ScriptedOutcome, 'case' | 'durationMs'>> {
-  const modes: Download['mode'][] = ['epsv', 'pasv', 'eprt', 'port'];
+  const modes: CurlMode[] = ['epsv', 'pasv', 'eprt', 'port'];
   const runs = await Promise.all(Array.from({ length: 100 }, (_, i) => download(env, file, CLIENTS[i % CLIENTS.length]!, modes[i % 4]!, `load-${i}`)));
   const bad = runs.filter((r) => !r.ok);
-  const perInstance = env.gateways.map((g) => events(g).filter((e) => e.event === 'session-open' && CLIENTS.includes(hostOf(e.client ?? ''))).length);
+  const perInstance = env.gateways.map((g) => events(g).filter((e) => e.event === 'session-open' && CLIENTS.includes(hostOf(e.client))).length);
   const balancers = new Set(INSTANCES.map((i) => i.balancer));
   // Every passive data connection is known by its real client, never by the balancer.
-  const dataFromBalancer = env.gateways.flatMap((g) => events(g).filter((e) => e.event === 'data-open' && balancers.has(hostOf(e.from ?? ''))));
+  const dataFromBalancer = env.gateways.flatMap((g) => events(g).filter((e) => e.event === 'data-open' && balancers.has(hostOf(e.from))));
   const refused = env.gateways.flatMap((g) => events(g).filter((e) => e.event === 'refuse'));
   const problems = [
     ...(bad.length ? [`${bad.length}/100 failed, first ${bad[0]!.mode} from ${bad[0]!.from}: ${bad[0]!.exit}`] : []),
@@ -277,10 +232,10 @@ async function killCase(env: Env, slow: NamedFile, file: NamedFile): Promise<Omi
   }
   // New sessions from the client whose instance died: HAProxy sends them to the survivors.
   const orphan = byInstance[victim]!;
-  const sessionsBefore = env.gateways.map((g) => events(g).filter((e) => e.event === 'session-open' && hostOf(e.client ?? '') === orphan).length);
+  const sessionsBefore = env.gateways.map((g) => events(g).filter((e) => e.event === 'session-open' && hostOf(e.client) === orphan).length);
   const after = await Promise.all((['epsv', 'pasv', 'eprt', 'port'] as const).map((mode, i) => download(env, file, orphan, mode, `after-${i}`)));
   for (const r of after.filter((x) => !x.ok)) problems.push(`new ${r.mode} session from ${orphan} failed: ${r.exit}`);
-  const sessionsAfter = env.gateways.map((g) => events(g).filter((e) => e.event === 'session-open' && hostOf(e.client ?? '') === orphan).length);
+  const sessionsAfter = env.gateways.map((g) => events(g).filter((e) => e.event === 'session-open' && hostOf(e.client) === orphan).length);
   const onSurvivors = sessionsAfter.reduce((n, c, k) => n + (k === victim ? 0 : c - sessionsBefore[k]!), 0);
   if (onSurvivors < after.length) problems.push(`only ${onSurvivors}/${after.length} new sessions logged by the survivors`);
   return {
@@ -318,16 +273,16 @@ async function runCases(ctx: ScriptedContext, gateways: GatewayProcess[], file: 
   const env: Env = { lab, dir, gateways, haproxyLog };
   // Ready once every instance has passed a health check: a session from its balancer (v2 LOCAL) that a vsftpd greeted.
   const checked = await pollUntil(
-    () => env.gateways.every((g, k) => events(g).some((e) => e.event === 'session-open' && hostOf(e.client ?? '') === INSTANCES[k]!.balancer)),
+    () => env.gateways.every((g, k) => events(g).some((e) => e.event === 'session-open' && hostOf(e.client) === INSTANCES[k]!.balancer)),
     20_000,
     100,
   );
   if (!checked) throw new Error(`HAProxy's health checks did not reach every instance within 20 s; see ${haproxyLog}`);
   const outcomes: ScriptedOutcome[] = [];
   // The kill case places its clients by the load case's sessions: it needs the load case.
-  if (ctx.selected(CASES.load) || ctx.selected(CASES.kill)) outcomes.push(await timed(CASES.load, () => loadCase(env, file)));
-  if (ctx.selected(CASES.cap)) outcomes.push(await timed(CASES.cap, () => capCase(env)));
-  if (ctx.selected(CASES.kill)) outcomes.push(await timed(CASES.kill, () => killCase(env, slow, file)));
+  if (ctx.selected(CASES.load) || ctx.selected(CASES.kill)) outcomes.push(await timedCase(CASES.load, () => loadCase(env, file)));
+  if (ctx.selected(CASES.cap)) outcomes.push(await timedCase(CASES.cap, () => capCase(env)));
+  if (ctx.selected(CASES.kill)) outcomes.push(await timedCase(CASES.kill, () => killCase(env, slow, file)));
   return outcomes;
 }
 

@@ -6,9 +6,13 @@
  * other, gives it a Lab of its own and reports its cases in the same lines,
  * table and report.
  */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Lab } from './lab.js';
 import type { CaseResult } from './report.js';
 import type { ServerKind } from './spec.js';
+import { sha256File, type GeneratedFile } from './files.js';
+import { readLog } from './servers.js';
 
 export interface ScriptedContext {
   lab: Lab;
@@ -63,3 +67,75 @@ export function scriptedResult(s: ScriptedScenario, o: ScriptedOutcome): CaseRes
     logs: o.logs,
   };
 }
+
+// ---- helpers for scripted cases ---------------------------------------------------
+
+export type CaseBody = () => Promise<Omit<ScriptedOutcome, 'case' | 'durationMs'>>;
+
+/** Runs one case, timing it; an exception is that case's failure, not the scenario's. */
+export async function timedCase(name: string, body: CaseBody): Promise<ScriptedOutcome> {
+  const started = Date.now();
+  try {
+    const outcome = await body();
+    return { case: name, durationMs: Date.now() - started, ...outcome };
+  } catch (err) {
+    return { case: name, ok: false, detail: `runner error: ${(err as Error).message}`, durationMs: Date.now() - started, bytes: 0, logs: [] };
+  }
+}
+
+export type NamedFile = GeneratedFile & { name: string };
+export type CurlMode = 'epsv' | 'pasv' | 'eprt' | 'port';
+
+export interface CurlRun {
+  from: string;
+  mode: CurlMode;
+  ok: boolean;
+  /** How it ended, for the detail of a failing case. */
+  exit: string;
+  log: string;
+}
+
+/** pasv honours the 227 address (curl's default ignores it); eprt/port listen on the client's address. */
+const CURL_MODE: Record<CurlMode, (from: string) => string[]> = {
+  epsv: () => [],
+  pasv: () => ['--disable-epsv', '--no-ftp-skip-pasv-ip'],
+  eprt: (from) => ['-P', from],
+  port: (from) => ['-P', from, '--disable-eprt'],
+};
+
+/** One curl download from `from` in namespace `ns`; checked against the file's sha256, then deleted. */
+export async function curlGet(lab: Lab, ns: string, dir: string, host: string, file: NamedFile, from: string, mode: CurlMode, tag: string, extra: string[] = []): Promise<CurlRun> {
+  const out = join(dir, `${tag}.bin`);
+  const log = join(dir, `${tag}.log`);
+  const exit = await lab.runClient(ns, 'curl', ['-sS', '--max-time', '60', '--interface', from, ...CURL_MODE[mode](from), ...extra, '-o', out, `ftp://${host}/${file.name}`], log, {
+    timeoutMs: 70_000,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, LC_ALL: 'C' },
+  });
+  const sha = await sha256File(out);
+  rmSync(out, { force: true });
+  const ok = exit.code === 0 && sha === file.sha256;
+  return { from, mode, ok, exit: exit.timedOut ? 'timed out' : `exit ${exit.code ?? exit.signal}${sha === file.sha256 ? '' : ', sha256 differs'}`, log };
+}
+
+/** The fields of ftp-alg's JSON events the scripted cases look at. */
+export interface LoggedEvent {
+  event: string;
+  session?: string;
+  client?: string;
+  from?: string;
+  code?: string;
+  message?: string;
+  kind?: string;
+  after?: string;
+  reason?: string;
+}
+
+export function gatewayEvents(logPath: string): LoggedEvent[] {
+  return readLog(logPath)
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LoggedEvent);
+}
+
+/** "198.18.6.10:40000" → "198.18.6.10" */
+export const hostOf = (endpoint: string | undefined): string => (endpoint ?? '').replace(/:\d+$/, '');
