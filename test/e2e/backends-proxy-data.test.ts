@@ -15,7 +15,8 @@ import { encodeProxyHeader } from '../../src/protocol/proxy-header.js';
 import { ipOf } from '../../src/protocol/address.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { startBalancerRoute, type FakeBalancer } from '../helpers/proxy-protocol.js';
-import { randomFile, sha256 } from '../helpers/tools.js';
+import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
+import { curlFtps, makeCertificate } from './ftps-fixtures.js';
 
 const PUBLIC = '127.0.0.2';
 const BALANCER = '127.0.0.3';
@@ -57,14 +58,14 @@ const namesClient =
     });
 
 /** The balancer: the control port and the whole passive range on PUBLIC. */
-async function balancer(control: HeaderFor, data: HeaderFor, chunk?: number): Promise<void> {
+async function balancer(control: HeaderFor, data: HeaderFor, chunk?: number, to: { port: number; lo: number } = { port: gw.port, lo: LO }, coalesce = false): Promise<void> {
   const routes: FakeBalancer[] = [];
   cleanup.push(() => Promise.all(routes.map((r) => r.close())).then(() => undefined));
-  const route = (listenPort: number, targetPort: number, header: HeaderFor) =>
-    startBalancerRoute({ listenHost: PUBLIC, listenPort, targetPort, fromAddress: BALANCER, header, chunk }).then((r) => void routes.push(r));
-  await route(0, gw.port, control);
+  const route = (listenPort: number, targetPort: number, header: HeaderFor, dataRoute: boolean) =>
+    startBalancerRoute({ listenHost: PUBLIC, listenPort, targetPort, fromAddress: BALANCER, header, chunk, coalesce: dataRoute && coalesce }).then((r) => void routes.push(r));
+  await route(0, to.port, control, false);
   front = routes[0]!.port;
-  for (let p = LO; p < LO + RANGE; p++) await route(p, p, data);
+  for (let p = to.lo; p < to.lo + RANGE; p++) await route(p, p, data, true);
 }
 
 async function session(): Promise<FtpClient> {
@@ -117,6 +118,13 @@ describe('a trusted balancer sends a PROXY header on data connections too', () =
   }
 });
 
+test('an upload whose first bytes share the segment of the header: every byte after the header reaches the server', async () => {
+  await balancer(namesClient(1), namesClient(1), undefined, undefined, true);
+  const c = await session();
+  expect((await upload(c, '/coalesced.bin', FILE)).code).toBe(226);
+  expect(sha256(server.files.get('/coalesced.bin')!)).toBe(sha256(FILE));
+});
+
 describe('data connections from the balancer that do not name the client are refused', () => {
   // The transfer itself then waits for the server's own data timeout: only the gateway's decision is awaited here.
   test('no header: the connection is closed (PROXY_HEADER) and nothing of it reaches the server', async () => {
@@ -145,5 +153,34 @@ describe('data connections from the balancer that do not name the client are ref
     const refused = await gw.log.waitFor('refuse', (e) => e.code === 'DATA_PEER_MISMATCH');
     expect(refused.message).toMatch(/^data connection from 127\.0\.0\.66:\d+ \(PROXY header from 127\.0\.0\.3:\d+\), expected 127\.0\.0\.1; closed$/);
     expect(gw.log.of('data-open').filter((e) => e.from.startsWith('127.0.0.66'))).toEqual([]);
+  });
+});
+
+describe('FTPS data connections (--tls terminate) from the balancer', () => {
+  const TLS_LO = 46000 + (process.pid % 100) * RANGE;
+
+  test.skipIf(!HAVE.curl)('curl --ssl-reqd: the ClientHello in the same segment as the header reaches the handshake; download byte-exact', async () => {
+    const dir = tempDir();
+    cleanup.push(() => dir.remove());
+    const { cert, key } = await makeCertificate(dir.path);
+    const tlsGw = await startTestReverse(server.address.port, {
+      'public-address': PUBLIC,
+      'proxy-protocol-from': `${BALANCER}/32`,
+      'passive-ports': `${TLS_LO}-${TLS_LO + RANGE - 1}`,
+      tls: 'terminate',
+      'tls-cert': cert,
+      'tls-key': key,
+    });
+    cleanup.push(() => tlsGw.close());
+    await balancer(namesClient(2), namesClient(2), undefined, { port: tlsGw.port, lo: TLS_LO }, true);
+    for (const mode of [['--disable-epsv', '--no-ftp-skip-pasv-ip'], []]) {
+      const r = await curlFtps([...mode, `ftp://${PUBLIC}:${front}/f.bin`]);
+      expect(r.stderr).toBe('');
+      expect(sha256(r.stdout)).toBe(sha256(FILE));
+    }
+    const opens = tlsGw.log.of('data-open');
+    expect(opens).toHaveLength(2);
+    for (const o of opens) expect(o.from).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(tlsGw.log.of('refuse')).toEqual([]);
   });
 });

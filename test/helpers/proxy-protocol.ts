@@ -96,6 +96,8 @@ export interface BalancerRoute {
   header: (client: Socket) => Buffer;
   /** Pieces of this many bytes, each its own write (a header split across segments). */
   chunk?: number | undefined;
+  /** Hold the header until the client's first bytes and write both at once (one segment: the rest after the header). */
+  coalesce?: boolean | undefined;
 }
 
 /**
@@ -111,6 +113,7 @@ export function startFakeBalancer(gatewayPort: number, fromAddress: string, head
 /** One port of a stand-in balancer (HAProxy's `bind` + `server … send-proxy`), for control or data. */
 export async function startBalancerRoute(route: BalancerRoute): Promise<FakeBalancer> {
   const { fromAddress, header, chunk } = route;
+  if (route.coalesce && chunk) throw new Error('coalesce writes the header whole');
   const sockets = new Set<Socket>();
   const server = net.createServer({ pauseOnConnect: true }, (client) => {
     sockets.add(client);
@@ -119,6 +122,16 @@ export async function startBalancerRoute(route: BalancerRoute): Promise<FakeBala
     const upstream = net.connect({ host: route.targetHost ?? '127.0.0.1', port: route.targetPort, localAddress: fromAddress }, async () => {
       upstream.setNoDelay(true);
       const bytes = header(client);
+      if (route.coalesce) {
+        client.once('data', (first: Buffer) => {
+          client.pause();
+          upstream.write(Buffer.concat([bytes, first]));
+          pipeBoth(client, upstream);
+          client.resume();
+        });
+        client.resume();
+        return;
+      }
       if (chunk) {
         for (let at = 0; at < bytes.length; at += chunk) {
           upstream.write(bytes.subarray(at, at + chunk));
