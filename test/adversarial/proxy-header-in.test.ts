@@ -16,7 +16,7 @@ import { encodeProxyHeader, PROXY_V2_SIGNATURE } from '../../src/protocol/proxy-
 import { find227 } from '../../src/protocol/endpoint.js';
 import { MAX_PENDING_HEADERS } from '../../src/gateway/data-proxy-in.js';
 import { ipOf } from '../../src/protocol/address.js';
-import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
+import { startTestForward, startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { startFakeBalancer } from '../helpers/proxy-protocol.js';
 
 const BALANCER = '127.0.0.3';
@@ -38,10 +38,10 @@ afterEach(async () => {
 });
 
 /** Connects from `from`, writes `bytes`, and resolves with everything received until the gateway closes. */
-function rawExchange(from: string, bytes: Buffer, end = false): Promise<Buffer> {
+function rawExchange(from: string, bytes: Buffer, end = false, port = gw.port): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const got: Buffer[] = [];
-    const s = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: from }, () => {
+    const s = net.connect({ host: '127.0.0.1', port, localAddress: from }, () => {
       if (bytes.length) s.write(bytes);
       if (end) s.end();
     });
@@ -122,6 +122,22 @@ test('an untrusted v2 header split across segments is refused before its QUIT re
   expect(refusal.line).toBe('PROXY v2 signature');
   expect(gw.log.of('control').filter((e) => e.direction === 'client->server' && /QUIT/.test(e.line))).toEqual([]);
 });
+
+// The dialogues that greet the client themselves (reverse --balance user, forward explicit) read its first bytes before any control stream.
+for (const [title, start] of [
+  ['reverse --balance user', () => startTestReverse(server.address.port, { balance: 'user' })],
+  ['forward explicit', () => startTestForward()],
+] as const) {
+  test(`${title}: an untrusted PROXY header is refused by the login dialogue (500, then close)`, async () => {
+    const g = await start();
+    cleanup.push(() => g.close());
+    const header = encodeProxyHeader(2, { source: { family: 4, address: '198.18.0.66', port: 1234 }, destination: { family: 4, address: '127.0.0.1', port: g.port } });
+    const got = (await rawExchange('127.0.0.6', header, false, g.port)).toString('latin1');
+    expect(got).toMatch(/^220 .*\r\n500 PROXY protocol header refused: this address is not a trusted load balancer\r\n$/);
+    const refusal = await g.log.waitFor('refuse', (e) => e.code === 'PROXY_HEADER_UNTRUSTED');
+    expect(refusal.message).toMatch(/^PROXY v2 header from 127\.0\.0\.6:\d+, which is not in --proxy-protocol-from; closed$/);
+  });
+}
 
 // ---- data connections ----------------------------------------------------
 
