@@ -13,7 +13,7 @@ import { KernelNatError, type KernelNat } from './kernel-nat.js';
 import { DataListenersExceededError, PortsExhaustedError, type PortPool } from './ports.js';
 import type { DataMode, EventSink } from './events.js';
 import { TlsRelayChannel, type DataTls } from './tls.js';
-import { dataProxyFor } from './data-proxy-in.js';
+import { dataProxyFor, readsProxyHeaders } from './data-proxy-in.js';
 
 export interface ChannelRequest {
   session: string;
@@ -190,7 +190,7 @@ export class KernelDataPath implements DataPath {
     const all = [source, req.target, ipOf(req.listenHost), req.sourceAs];
     // The kernel cannot decrypt: a data connection with TLS ended here is
     // relayed; nor can it read a balancer's PROXY header.
-    const balanced = dataProxyFor(req.mode, this.opts.proxyProtocolFrom, 0) !== undefined;
+    const balanced = readsProxyHeaders(req.mode, this.opts.proxyProtocolFrom);
     if (!all.every((a) => a.family === source.family) || loopback(source) !== loopback(req.target) || needsTls(req) || balanced) return this.relay.open(req);
     const { pools, acceptTimeoutMs } = this.opts;
     const sink = req.sink;

@@ -83,8 +83,12 @@ const HEADER_TIMEOUT_MS = 5000;
  * Only passive listeners can be behind a balancer: in active mode the
  * gateway listens for the FTP server, which it dials directly.
  */
+export function readsProxyHeaders(mode: 'passive' | 'active', from: readonly Cidr[] | undefined): from is readonly Cidr[] {
+  return mode === 'passive' && Boolean(from?.length);
+}
+
 export function dataProxyFor(mode: 'passive' | 'active', from: readonly Cidr[] | undefined, acceptTimeoutMs: number): DataProxyOptions | undefined {
-  if (mode !== 'passive' || !from?.length) return undefined;
+  if (!readsProxyHeaders(mode, from)) return undefined;
   // Well inside the listener's own window, so a silent balancer is reported as such, not as an accept timeout.
   return { from, timeoutMs: Math.min(HEADER_TIMEOUT_MS, Math.floor(acceptTimeoutMs / 2)) };
 }

@@ -11,7 +11,7 @@ import { formatEndpoint, ipOf, type Endpoint, type IpAddress } from '../protocol
 import type { DataMode, EventSink } from './events.js';
 import type { PortPool } from './ports.js';
 import { REASON } from '../codes.js';
-import { BalancedAccepts, type BalancedPeer, type DataProxyOptions } from './data-proxy-in.js';
+import { BalancedAccepts, type DataProxyOptions } from './data-proxy-in.js';
 
 /**
  * Reads start at the 64 KiB libuv would use and double while each read fills
@@ -189,7 +189,8 @@ export class DataChannel {
     this.port = port;
     this.closed = new Promise((r) => (this.resolveClosed = r));
     listener.on('connection', (s) => this.onConnection(s));
-    if (opts.proxyIn) this.balanced = new BalancedAccepts(opts.proxyIn, (p) => this.onBalancedPeer(p), (code, message) => this.refuse(code, message));
+    // A balancer's header was read off its socket: what follows it is buffered there, so that socket is not adopted.
+    if (opts.proxyIn) this.balanced = new BalancedAccepts(opts.proxyIn, (p) => this.onPeer(p.socket, p.peer, p.label, true), (code, message) => this.refuse(code, message));
     listener.on('error', (err) => this.close(`listener error: ${err.message}`));
     this.acceptTimer = setTimeout(() => this.close('accept timeout'), opts.acceptTimeoutMs);
     opts.sink({
@@ -283,11 +284,6 @@ export class DataChannel {
     if (this.state === 'listening' && this.balanced?.takes(accepted)) return;
     const peer = accepted.remoteAddress ? ipOf(accepted.remoteAddress) : undefined;
     this.onPeer(accepted, peer && { ...peer, port: accepted.remotePort ?? 0 }, `${accepted.remoteAddress}:${accepted.remotePort}`, false);
-  }
-
-  /** The balancer's header was read off the socket: it keeps those bytes' successors and cannot be adopted. */
-  private onBalancedPeer({ socket, peer, label }: BalancedPeer): void {
-    this.onPeer(socket, peer, label, true);
   }
 
   private onPeer(accepted: Socket, peer: Endpoint | undefined, label: string, headerRead: boolean): void {
