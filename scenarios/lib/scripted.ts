@@ -120,6 +120,8 @@ export async function curlGet(lab: Lab, ns: string, dir: string, host: string, f
 /** The fields of ftp-alg's JSON events the scripted cases look at. */
 export interface LoggedEvent {
   event: string;
+  /** Milliseconds since the epoch (pino). */
+  time?: number;
   session?: string;
   client?: string;
   from?: string;
