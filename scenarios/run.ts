@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { clientCommand, CLIENT_BINARIES } from './lib/clients.js';
 import { generateFile, sha256File, type GeneratedFile } from './lib/files.js';
 import { installCleanupHooks, Lab, listOurNamespaces, pollUntil, removeStaleNamespaces, type ClientExit } from './lib/lab.js';
@@ -20,6 +20,7 @@ import { readLog, startServer, SYSTEM_PYTHON, type RunningServer } from './lib/s
 import { makeTlsFiles, usesTls, withTlsDir } from './lib/ftps-lab.js';
 import { addressOf, isIpv6, loadScenario, ScenarioError, type CaseSpec, type ScenarioSpec, type ServerKind, type VariantSpec } from './lib/spec.js';
 import { buildVariant, type BuiltVariant } from './lib/topology.js';
+import { scriptedResult, type ScriptedOutcome, type ScriptedScenario } from './lib/scripted.js';
 
 // Compiled to .scenario-runs/build/run.js: the repository is two levels up.
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -60,17 +61,55 @@ function missingTools(specs: ScenarioSpec[]): string[] {
       if (c.server === 'pyftpdlib') need.add('pyftpdlib');
     }
   }
-  const missing: string[] = [];
-  for (const t of need) {
-    const ok =
+  return [...need].filter((t) => !hasTool(t));
+}
+
+function hasTool(t: string): boolean {
+  return (
       t === 'pyftpdlib'
         ? spawnSync(SYSTEM_PYTHON, ['-c', 'import pyftpdlib'], { stdio: 'ignore', timeout: 10_000 }).status === 0
         : t.startsWith('/')
           ? existsSync(t)
-          : spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore', timeout: 10_000 }).status === 0;
-    if (!ok) missing.push(t);
+          : spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore', timeout: 10_000 }).status === 0
+  );
+}
+
+// ---- scripted scenarios (scenarios/N-name.ts, see lib/scripted.ts) -------------------
+
+/** Every numbered scenarios/*.ts, compiled next to this runner. */
+async function loadScripted(): Promise<ScriptedScenario[]> {
+  const built = fileURLToPath(new URL('.', import.meta.url));
+  const files = readdirSync(SCENARIOS)
+    .filter((f) => /^\d+-[a-z0-9-]+\.ts$/.test(f))
+    .sort();
+  const out: ScriptedScenario[] = [];
+  for (const f of files) out.push(((await import(pathToFileURL(join(built, f.replace(/\.ts$/, '.js'))).href)) as { scenario: ScriptedScenario }).scenario);
+  return out;
+}
+
+/** Runs one scripted scenario's selected cases in a Lab of its own; returns its timing and teardown problems. */
+async function runScripted(s: ScriptedScenario, chosen: string[], onResult: (r: CaseResult) => void): Promise<{ timing: VariantTiming; teardown: string[] }> {
+  const started = Date.now();
+  const dir = join(OUT, s.name, s.variant);
+  mkdirSync(dir, { recursive: true });
+  const lab = new Lab();
+  say(`== ${s.name}/${s.variant}: ${s.description} (${chosen.length} cases, namespaces ${lab.prefix}-*)`);
+  let outcomes: ScriptedOutcome[] = [];
+  let error: string | undefined;
+  try {
+    outcomes = await s.run({ lab, dir, cli: CLI, repo: REPO, selected: (c) => chosen.includes(c) });
+  } catch (err) {
+    error = `setup failed: ${(err as Error).message}`;
   }
-  return missing;
+  for (const name of chosen) {
+    const o = outcomes.find((x) => x.case === name) ?? { case: name, ok: false, detail: error ?? 'not run', durationMs: 0, bytes: 0, logs: [] };
+    const r = { ...scriptedResult(s, o), ...(outcomes.includes(o) ? {} : { got: 'error' }) };
+    onResult(r);
+    printResult(r, r.ok ? [] : r.logs.map((l) => ({ name: l.path.slice(OUT.length + 1), text: readLog(l.path, l.from).slice(-20_000) })));
+  }
+  const teardown = (await lab.destroy()).map((e) => `${s.name}/${s.variant}: ${e}`);
+  const timing: VariantTiming = { scenario: s.name, variant: s.variant, alg: 'ftp-alg', setupMs: 0, totalMs: Date.now() - started, cases: chosen.length, ...(error ? { error } : {}) };
+  return { timing, teardown };
 }
 
 function newestMtime(dir: string): number {
@@ -253,8 +292,9 @@ async function main(): Promise<void> {
     counts.failed = 1;
     finish(1);
   }
+  const scripted = await loadScripted();
   const names = new Set<string>();
-  for (const s of specs) {
+  for (const s of [...specs, ...scripted.map((x) => ({ ...x, file: `${x.name}.ts` }))]) {
     if (names.has(s.name)) {
       say(`scenarios: ${s.file}: name "${s.name}" is used by another scenario file`);
       counts.failed = 1;
@@ -263,14 +303,17 @@ async function main(): Promise<void> {
     names.add(s.name);
   }
   const selected = (s: ScenarioSpec, v: VariantSpec, c: CaseSpec) => c.expect[v.name] !== undefined && (filters.length === 0 || filters.some((f) => `${s.name}/${v.name} ${c.name}`.includes(f)));
-  const total = specs.reduce((n, s) => n + s.variants.reduce((m, v) => m + s.cases.filter((c) => selected(s, v, c)).length, 0), 0);
+  const chosenScripted = (s: ScriptedScenario) => s.cases.filter((c) => filters.length === 0 || filters.some((f) => `${s.name}/${s.variant} ${c}`.includes(f)));
+  const total =
+    specs.reduce((n, s) => n + s.variants.reduce((m, v) => m + s.cases.filter((c) => selected(s, v, c)).length, 0), 0) +
+    scripted.reduce((n, s) => n + chosenScripted(s).length, 0);
   if (total === 0) {
     say(`scenarios: no case matches ${filters.join(' ')}`);
     counts.failed = 1;
     finish(1);
   }
 
-  const missing = missingTools(specs);
+  const missing = [...new Set([...missingTools(specs), ...scripted.filter((s) => chosenScripted(s).length).flatMap((s) => s.tools.filter((t) => !hasTool(t)))])];
   if (missing.length) {
     say(`scenarios: missing ${missing.join(', ')}: run scripts/install-debian-packages.sh as root`);
     counts.failed = total;
@@ -391,6 +434,17 @@ async function main(): Promise<void> {
       if (setupError) timing.error = setupError;
       timings.push(timing);
     }
+  }
+  for (const s of scripted) {
+    const chosen = chosenScripted(s);
+    if (chosen.length === 0) continue;
+    const done = await runScripted(s, chosen, (r) => {
+      results.push(r);
+      if (r.ok) counts.passed++;
+      else counts.failed++;
+    });
+    timings.push(done.timing);
+    teardown.push(...done.teardown);
   }
   clearTimeout(watchdog);
   rmSync(join(OUT, 'files'), { recursive: true, force: true });

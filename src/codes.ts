@@ -33,6 +33,8 @@ export const REASON = {
   LINE_TIMEOUT: 'LINE_TIMEOUT',
   NO_BACKEND: 'NO_BACKEND',
   PROXY_HEADER: 'PROXY_HEADER',
+  /** A PROXY header from a source not in --proxy-protocol-from: refused, never believed. */
+  PROXY_HEADER_UNTRUSTED: 'PROXY_HEADER_UNTRUSTED',
 } as const;
 
 export type ReasonCode = (typeof REASON)[keyof typeof REASON];

@@ -41,7 +41,7 @@ export const REVERSE_FLAGS = {
   'backend-down': { type: 'number', default: 30, describe: 'seconds a backend that failed to connect or greet is skipped' },
   'health-interval': { type: 'number', describe: 'seconds between active backend checks (connect + 220); default: none' },
   'send-proxy-protocol': { type: 'string', choices: ['v1', 'v2'], describe: 'start each backend connection with a PROXY header naming the real client' },
-  'proxy-protocol-from': { type: 'string', describe: 'CIDR,... of load balancers whose control connections must start with a PROXY header' },
+  'proxy-protocol-from': { type: 'string', describe: 'CIDR,... of load balancers whose control and passive data connections must start with a PROXY header' },
   announce: { type: 'string', array: true, describe: 'CIDR=IP: announce IP in 227 to clients in CIDR (repeatable; first match wins, else --public-address)' },
 } as const satisfies Record<string, Options>;
 

@@ -16,6 +16,8 @@ import { LineFramer, abortUrgentParts, encodeLine, encodeRewrittenLine, rawBody,
 import { parseCommand, redactCommand, transferDirection, TRANSFER_VERBS } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, replyCode, type Reply } from '../protocol/reply.js';
 import { formatEndpoint, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
+import { ProxySignatureGate } from '../protocol/proxy-header.js';
+import { proxyHeaderLine, untrustedProxyHeader, UNTRUSTED_PROXY_HEADER_REPLY } from './proxy-login.js';
 import {
   ControlTranslator,
   completionAwaitsData,
@@ -223,6 +225,8 @@ export class ControlStream {
   quitSent = false;
   /** TLS termination: AUTH, PBSZ, PROT as the client and the gateway agreed them. */
   private readonly clientTls: ClientTlsDialogue | undefined;
+  /** The client's first bytes wait here until they are known not to open a PROXY header. */
+  private readonly proxyGate = new ProxySignatureGate();
 
   constructor(
     /** The session's id, carried by every event. */
@@ -248,7 +252,7 @@ export class ControlStream {
 
   /** Bytes of an unfinished line from this peer: they do not count as activity. */
   partialLine(side: Side): boolean {
-    return this.phase.kind === 'parsing' && this.framers[side].buffered > 0;
+    return this.phase.kind === 'parsing' && (this.framers[side].buffered > 0 || (side === 'client' && this.proxyGate.holding > 0));
   }
 
   /** AUTH went through: the control channel is encrypted, nothing of ours may be written into it. */
@@ -418,9 +422,30 @@ export class ControlStream {
       this.out(side === 'client' ? 'client->server' : 'server->client', bytes.length, bytes, true);
       return this.flush();
     }
+    if (side === 'client') {
+      const gate = this.proxyGate.feed(bytes);
+      if (gate.kind === 'wait') return this.flush();
+      if (gate.kind === 'header') return this.refuseProxyHeader(gate.version, gate.start);
+      bytes = gate.bytes;
+    }
     this.unframed[side].push(bytes);
     this.queuedBytes[side] += bytes.length;
     this.pump(side);
+    return this.flush();
+  }
+
+  /**
+   * A PROXY header from a client the gateway does not trust (a trusted
+   * balancer's was read before this stream began). Passed on, it would be
+   * a 500 from the server at best, a QUIT at worst (the v2 signature holds
+   * one). The session ends: what follows comes from a balancer that
+   * believes its header was read, so every later line would be put down to
+   * the balancer's address, and closing is what its health check notices.
+   */
+  private refuseProxyHeader(version: 1 | 2, start: Buffer): Action[] {
+    const refusal = untrustedProxyHeader(version, this.config.clientLabel);
+    this.refuse(refusal, 'command', proxyHeaderLine(version, start));
+    this.close('PROXY header from an untrusted source', UNTRUSTED_PROXY_HEADER_REPLY);
     return this.flush();
   }
 

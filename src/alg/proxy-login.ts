@@ -5,6 +5,9 @@
  * addresses) still work.
  */
 import { parseIp } from '../protocol/address.js';
+import { PROXY_V1_MAX_BYTES } from '../protocol/proxy-header.js';
+import { REASON } from '../codes.js';
+import type { Refusal } from './policy.js';
 
 export interface ProxyDestination {
   user: string;
@@ -104,4 +107,26 @@ export function balancerLoginStep(verb: string, arg: string): PreLoginStep {
   }
   if (SAFE_BEFORE_LOGIN.has(verb)) return preLoginStep(verb, arg);
   return { type: 'reply', reply: '530 Log in with USER first' };
+}
+
+/** The client's last words when it opens with a PROXY header the gateway does not take. */
+export const UNTRUSTED_PROXY_HEADER_REPLY = '500 PROXY protocol header refused: this address is not a trusted load balancer';
+
+/**
+ * A PROXY header from a client not in --proxy-protocol-from (a trusted
+ * balancer's is read before any FTP dialogue starts). Passed on, it would
+ * be a 500 from the server at best, a QUIT at worst (the v2 signature holds
+ * one). The session ends rather than going on: what follows comes from a
+ * balancer that believes its header was read, so every later line would be
+ * put down to the balancer's address; a close is what its health check sees.
+ */
+export function untrustedProxyHeader(version: 1 | 2, client: string): Refusal {
+  return { code: REASON.PROXY_HEADER_UNTRUSTED, message: `PROXY v${version} header from ${client}, which is not in --proxy-protocol-from; closed` };
+}
+
+/** The header as a refusal event's line: v1 up to its CR, v2 by name (it is binary). */
+export function proxyHeaderLine(version: 1 | 2, start: Buffer): string {
+  if (version === 2) return 'PROXY v2 signature';
+  const cr = start.indexOf(0x0d);
+  return start.subarray(0, cr < 0 ? PROXY_V1_MAX_BYTES : Math.min(cr, PROXY_V1_MAX_BYTES)).toString('latin1');
 }

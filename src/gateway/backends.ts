@@ -268,7 +268,10 @@ export function backendDialer(pool: BackendPool, opts: BackendDialerOptions): Se
     const socketPeer: Endpoint = { ...ipOf(client.remoteAddress ?? '0.0.0.0'), port: client.remotePort ?? 0 };
     const real: BalancedClient = { headerBytes: 0, source: socketPeer, destination: { ...ipOf(client.localAddress ?? '0.0.0.0'), port: client.localPort ?? 0 } };
     if (opts.proxyProtocolFrom.some((c) => c.contains(socketPeer))) {
-      const { header, bytes } = await readProxyHeader(client, opts.loginTimeoutMs);
+      const read = await readProxyHeader(client, opts.loginTimeoutMs);
+      // The balancer, not the client, failed: nothing we could say would reach a person.
+      if (!read.ok) throw new DialRefusal({ code: REASON.PROXY_HEADER, message: read.message }, undefined);
+      const { header, bytes } = read;
       real.headerBytes = bytes;
       if (header.addresses.kind === 'inet') Object.assign(real, { source: header.addresses.source, destination: header.addresses.destination });
       // LOCAL, UNKNOWN or AF_UNIX: the balancer's own connection stands for the client.

@@ -13,6 +13,7 @@ import { KernelNatError, type KernelNat } from './kernel-nat.js';
 import { DataListenersExceededError, PortsExhaustedError, type PortPool } from './ports.js';
 import type { DataMode, EventSink } from './events.js';
 import { TlsRelayChannel, type DataTls } from './tls.js';
+import { dataProxyFor, readsProxyHeaders } from './data-proxy-in.js';
 
 export interface ChannelRequest {
   session: string;
@@ -80,6 +81,8 @@ export interface DataPathOptions {
   dataIdleTimeoutMs: number;
   /** Longest a completion reply waits for its data while no byte moves. */
   completionLingerMs: number;
+  /** Balancers whose passive data connections start with a PROXY header (reverse --proxy-protocol-from). */
+  proxyProtocolFrom?: readonly Cidr[] | undefined;
 }
 
 /** Data bytes pass through this process, with back-pressure both ways. */
@@ -108,6 +111,7 @@ export class RelayDataPath implements DataPath {
         acceptTimeoutMs,
         idleTimeoutMs: dataIdleTimeoutMs,
         sink,
+        proxyIn: dataProxyFor(req.mode, this.opts.proxyProtocolFrom, acceptTimeoutMs),
       }),
     );
     return new RelayedChannel(channel, this.opts.completionLingerMs);
@@ -184,8 +188,10 @@ export class KernelDataPath implements DataPath {
     const loopback = (ip: IpAddress) => classifyAddress(ip) === 'loopback';
     const source = req.expectFrom;
     const all = [source, req.target, ipOf(req.listenHost), req.sourceAs];
-    // The kernel cannot decrypt: a data connection with TLS ended here is relayed.
-    if (!all.every((a) => a.family === source.family) || loopback(source) !== loopback(req.target) || needsTls(req)) return this.relay.open(req);
+    // The kernel cannot decrypt: a data connection with TLS ended here is
+    // relayed; nor can it read a balancer's PROXY header.
+    const balanced = readsProxyHeaders(req.mode, this.opts.proxyProtocolFrom);
+    if (!all.every((a) => a.family === source.family) || loopback(source) !== loopback(req.target) || needsTls(req) || balanced) return this.relay.open(req);
     const { pools, acceptTimeoutMs } = this.opts;
     const sink = req.sink;
     const channel = await opening(req.listenHost, () =>

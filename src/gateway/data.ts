@@ -11,6 +11,7 @@ import { formatEndpoint, ipOf, type Endpoint, type IpAddress } from '../protocol
 import type { DataMode, EventSink } from './events.js';
 import type { PortPool } from './ports.js';
 import { REASON } from '../codes.js';
+import { BalancedAccepts, type DataProxyOptions } from './data-proxy-in.js';
 
 /**
  * Reads start at the 64 KiB libuv would use and double while each read fills
@@ -153,6 +154,8 @@ export interface DataChannelOptions {
   /** A relay that moves no byte for this long is closed. */
   idleTimeoutMs: number;
   sink: EventSink;
+  /** Connections from these balancers start with a PROXY header naming the peer. */
+  proxyIn?: DataProxyOptions | undefined;
 }
 
 export type DataState = 'listening' | 'connecting' | 'relaying' | 'closed';
@@ -175,6 +178,7 @@ export class DataChannel {
   /** Which sockets have been written to the end (the sending side's FIN relayed). */
   private readonly finished = { accepted: false, dialled: false };
   private to = '';
+  private readonly balanced: BalancedAccepts | undefined;
 
   private constructor(
     private readonly opts: DataChannelOptions,
@@ -185,6 +189,8 @@ export class DataChannel {
     this.port = port;
     this.closed = new Promise((r) => (this.resolveClosed = r));
     listener.on('connection', (s) => this.onConnection(s));
+    // A balancer's header was read off its socket: what follows it is buffered there, so that socket is not adopted.
+    if (opts.proxyIn) this.balanced = new BalancedAccepts(opts.proxyIn, (p) => this.onPeer(p.socket, p.peer, p.label, true), (code, message) => this.refuse(code, message));
     listener.on('error', (err) => this.close(`listener error: ${err.message}`));
     this.acceptTimer = setTimeout(() => this.close('accept timeout'), opts.acceptTimeoutMs);
     opts.sink({
@@ -241,6 +247,7 @@ export class DataChannel {
     this.state = 'closed';
     clearTimeout(this.acceptTimer);
     this.closeListener();
+    this.balanced?.close();
     for (const s of this.sockets) s.destroy();
     for (const p of this.pumps) p.release();
     for (const w of this.progressWaiters) w();
@@ -269,27 +276,31 @@ export class DataChannel {
     this.opts.pool.release(this.port);
   }
 
+  private refuse(code: (typeof REASON)[keyof typeof REASON], message: string): void {
+    this.opts.sink({ event: 'refuse', session: this.opts.session, kind: `data-${this.opts.mode}`, code, message });
+  }
+
   private onConnection(accepted: Socket): void {
+    if (this.state === 'listening' && this.balanced?.takes(accepted)) return;
     const peer = accepted.remoteAddress ? ipOf(accepted.remoteAddress) : undefined;
+    this.onPeer(accepted, peer && { ...peer, port: accepted.remotePort ?? 0 }, `${accepted.remoteAddress}:${accepted.remotePort}`, false);
+  }
+
+  private onPeer(accepted: Socket, peer: Endpoint | undefined, label: string, headerRead: boolean): void {
     if (this.state !== 'listening' || !peer || !this.opts.acceptFrom(peer)) {
       accepted.destroy();
-      this.opts.sink({
-        event: 'refuse',
-        session: this.opts.session,
-        kind: `data-${this.opts.mode}`,
-        code: REASON.DATA_PEER_MISMATCH,
-        message: `data connection from ${accepted.remoteAddress}:${accepted.remotePort}, expected ${this.opts.acceptLabel}; closed`,
-      });
+      this.refuse(REASON.DATA_PEER_MISMATCH, `data connection from ${label}, expected ${this.opts.acceptLabel}; closed`);
       return;
     }
     clearTimeout(this.acceptTimer);
     this.closeListener();
+    this.balanced?.close();
     this.state = 'connecting';
-    this.from = `${formatEndpoint({ ...peer, port: accepted.remotePort ?? 0 })}`;
+    this.from = formatEndpoint(peer);
     const up = new Pump((n) => this.progress(n, 0));
     const down = new Pump((n) => this.progress(0, n));
     this.pumps = [up, down];
-    const { socket: client, viaOnread } = adopt(accepted, up.onread);
+    const { socket: client, viaOnread } = headerRead ? { socket: accepted, viaOnread: false } : adopt(accepted, up.onread);
     // Nagle would hold a short last segment (the tail of a listing, a small
     // file written in two parts) until the peer's ACK, which a delayed ACK
     // can put off by up to 40 ms; the relay writes what it has read at once.

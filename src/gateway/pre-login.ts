@@ -9,7 +9,8 @@ import type { Socket } from 'node:net';
 import { LineFramer, encodeLine, type Framed } from '../protocol/framer.js';
 import { parseCommand, redactCommand } from '../protocol/command.js';
 import { ReplyAssembler, isFinalCode, type Reply } from '../protocol/reply.js';
-import { LINE_BREAKING_REPLY, printableReply, type PreLoginStep } from '../alg/proxy-login.js';
+import { LINE_BREAKING_REPLY, printableReply, untrustedProxyHeader, UNTRUSTED_PROXY_HEADER_REPLY, type PreLoginStep } from '../alg/proxy-login.js';
+import { ProxySignatureGate } from '../protocol/proxy-header.js';
 import { ClientTlsDialogue, PRE_LOGIN_FEATURES, type ClientTlsState } from '../alg/client-tls.js';
 import { REASON } from '../codes.js';
 import { DialRefusal, type DialContext } from './session.js';
@@ -24,11 +25,18 @@ import { handshake } from './tls.js';
  */
 export function readLinesUntil<T>(
   socket: Socket,
-  opts: { maxLineBytes: number; timeoutMs: number; failed: (why: 'timeout' | 'end' | Error) => Error },
+  opts: {
+    maxLineBytes: number;
+    timeoutMs: number;
+    failed: (why: 'timeout' | 'end' | Error) => Error;
+    /** The client's first bytes open a PROXY header: what to reject with (a trusted balancer's header was read before). */
+    proxyHeader?: (version: 1 | 2) => Error;
+  },
   take: (item: Framed) => T | undefined,
 ): Promise<{ value: T; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     const framer = new LineFramer(opts.maxLineBytes);
+    const gate = opts.proxyHeader && new ProxySignatureGate();
     const done = (err: Error | undefined, value?: { value: T; rest: Buffer }) => {
       clearTimeout(timer);
       socket.off('data', onData);
@@ -44,6 +52,12 @@ export function readLinesUntil<T>(
     const onError = (err: Error) => done(opts.failed(err));
     const onData = (chunk: Buffer) => {
       try {
+        if (gate && opts.proxyHeader) {
+          const start = gate.feed(chunk);
+          if (start.kind === 'wait') return;
+          if (start.kind === 'header') return done(opts.proxyHeader(start.version));
+          chunk = start.bytes;
+        }
         const items = framer.push(chunk);
         for (let i = 0; i < items.length; i++) {
           const value = take(items[i]!);
@@ -153,7 +167,17 @@ export async function readProxyLogin(client: Socket, timeoutMs: number, dialogue
   say(dialogue.greeting);
   // Each pass reads until a USER, a QUIT, or an AUTH that turns the connection into TLS (at most once: a second AUTH gets 503).
   for (;;) {
-    const { value, rest } = await readLinesUntil(socket, { maxLineBytes: 1024, timeoutMs: Math.max(deadline - Date.now(), 1), failed }, turn);
+    const { value, rest } = await readLinesUntil(
+      socket,
+      {
+        maxLineBytes: 1024,
+        timeoutMs: Math.max(deadline - Date.now(), 1),
+        failed,
+        // Only the very first bytes can open a header, before any TLS.
+        ...(socket === client ? { proxyHeader: (version: 1 | 2) => new DialRefusal(untrustedProxyHeader(version, `${client.remoteAddress}:${client.remotePort}`), UNTRUSTED_PROXY_HEADER_REPLY) } : {}),
+      },
+      turn,
+    );
     if (value.kind === 'quit') throw refused('client quit before logging in', undefined);
     if (value.kind === 'login') {
       return { destination: value.destination, eol: value.eol, raw: value.raw, leftover: rest, dropped, said, ...(tls ? { tls: { ...tls.state } } : {}) };

@@ -1,12 +1,11 @@
 /**
  * PROXY protocol in: a trusted load balancer starts each connection with a
  * header naming the real client. Reads exactly the header and puts back
- * whatever came with it, so the session sees the client's own bytes.
+ * whatever came with it, so the session (or the data relay) sees the
+ * client's own bytes.
  */
 import type { Socket } from 'node:net';
 import { ProxyHeaderParser, type ProxyHeader } from '../protocol/proxy-header.js';
-import { REASON } from '../codes.js';
-import { DialRefusal } from './session.js';
 
 export interface ReceivedProxyHeader {
   header: ProxyHeader;
@@ -14,34 +13,43 @@ export interface ReceivedProxyHeader {
   bytes: number;
 }
 
-export function readProxyHeader(client: Socket, timeoutMs: number): Promise<ReceivedProxyHeader> {
-  return new Promise((resolve, reject) => {
+/** A header, or why there is none (the caller decides what a refusal means on its connection). */
+export type ProxyHeaderRead = ({ ok: true } & ReceivedProxyHeader) | { ok: false; message: string };
+
+/**
+ * Resolves once one header has been read, the connection ended or failed,
+ * or `timeoutMs` passed. Leaves the socket paused either way; the bytes
+ * after the header are unshifted back into it.
+ */
+export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<ProxyHeaderRead> {
+  return new Promise((resolve) => {
     const parser = new ProxyHeaderParser();
     let bytes = 0;
-    const done = (err: Error | undefined, value?: ReceivedProxyHeader, rest?: Buffer) => {
+    const done = (result: ProxyHeaderRead, rest?: Buffer) => {
       clearTimeout(timer);
-      client.off('data', onData);
-      client.off('end', onEnd);
-      client.off('close', onEnd);
-      client.pause();
-      if (rest?.length) client.unshift(rest);
-      if (err) reject(err);
-      else resolve(value!);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.off('error', onError);
+      socket.pause();
+      if (rest?.length) socket.unshift(rest);
+      resolve(result);
     };
-    // The balancer, not the client, failed: nothing we could say would reach a person.
-    const refuse = (message: string) => done(new DialRefusal({ code: REASON.PROXY_HEADER, message }, undefined));
+    const refuse = (message: string) => done({ ok: false, message });
     const timer = setTimeout(() => refuse(`no PROXY header within ${timeoutMs} ms from a --proxy-protocol-from source`), timeoutMs);
     const onEnd = () => refuse('connection closed before its PROXY header');
+    const onError = (err: Error) => refuse(`connection failed before its PROXY header: ${err.message}`);
     const onData = (chunk: Buffer) => {
       bytes += chunk.length;
       const result = parser.feed(chunk);
       if (result.kind === 'need-more') return;
       if (result.kind === 'error') return refuse(`bad PROXY header from a trusted source: ${result.message}`);
-      done(undefined, { header: result.header, bytes: bytes - result.rest.length }, result.rest);
+      done({ ok: true, header: result.header, bytes: bytes - result.rest.length }, result.rest);
     };
-    client.on('data', onData);
-    client.once('end', onEnd);
-    client.once('close', onEnd);
-    client.resume();
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    socket.once('error', onError);
+    socket.resume();
   });
 }

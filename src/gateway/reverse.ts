@@ -26,7 +26,7 @@ export async function startReverseGateway(cfg: ReverseConfig, sink: EventSink): 
       announceFor: announceFor(cfg),
       activeListenAddress: cfg.insideAddress?.address,
       tls,
-      ...sessionLimits(cfg, kernelNat),
+      ...sessionLimits(cfg, kernelNat, cfg.proxyProtocolFrom),
     },
     maxSessions: cfg.maxSessions,
     maxSessionsPerClient: cfg.maxSessionsPerClient,

@@ -86,13 +86,14 @@ export function listenError(err: NodeJS.ErrnoException, listen: { host: string; 
 }
 
 /** The parts of a session's configuration both modes take from the flags alike. */
-export function sessionLimits(cfg: CommonGatewayConfig, kernelNat: KernelNat | undefined) {
+export function sessionLimits(cfg: CommonGatewayConfig, kernelNat: KernelNat | undefined, proxyProtocolFrom?: readonly Cidr[]) {
   const { passivePool, activePool } = dataPortPools(cfg.passivePorts, cfg.activePorts, cfg.maxDataListenersPerClient);
   const pathOptions = {
     pools: { passive: passivePool, active: activePool },
     acceptTimeoutMs: cfg.acceptTimeoutMs,
     dataIdleTimeoutMs: cfg.dataIdleTimeoutMs,
     completionLingerMs: cfg.completionLingerMs,
+    proxyProtocolFrom,
   };
   return {
     dataPath: kernelNat ? new KernelDataPath(kernelNat, pathOptions) : new RelayDataPath(pathOptions),

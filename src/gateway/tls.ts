@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
-import { formatEndpoint, ipOf, sameAddress } from '../protocol/address.js';
+import { formatEndpoint, ipOf, sameAddress, type Endpoint } from '../protocol/address.js';
 import { LineFramer } from '../protocol/framer.js';
 import { ReplyAssembler, type Reply } from '../protocol/reply.js';
 import { REASON } from '../codes.js';
@@ -17,6 +17,7 @@ import type { Channel, ChannelRequest, DataPathOptions } from './data-path.js';
 import { DialRefusal, type ClientTlsConfig, type ServerDialer } from './session.js';
 import type { CommonGatewayConfig } from '../config.js';
 import type { GatewayEvent } from './events.js';
+import { BalancedAccepts, dataProxyFor } from './data-proxy-in.js';
 
 // ---- the gateway's own certificate -----------------------------------------
 
@@ -316,6 +317,8 @@ export class TlsRelayChannel implements Channel {
   /** TLS sockets whose handshake is done: their errors are the relay's, not the handshake's. */
   private readonly secured = new Set<Socket>();
   private readonly handshakes = new Map<Socket, Promise<void>>();
+  /** Connections from a balancer: their header names the peer (and what came with it stays in the socket for the handshake). */
+  private readonly balanced: BalancedAccepts | undefined;
 
   private constructor(
     private readonly req: ChannelRequest & { tls: DataTls },
@@ -326,6 +329,8 @@ export class TlsRelayChannel implements Channel {
     this.closed = new Promise((r) => (this.resolveClosed = r));
     listener.on('connection', (s: Socket) => this.onConnection(s));
     listener.on('error', (err) => this.close(`listener error: ${err.message}`));
+    const proxyIn = dataProxyFor(req.mode, opts.proxyProtocolFrom, opts.acceptTimeoutMs);
+    if (proxyIn) this.balanced = new BalancedAccepts(proxyIn, ({ socket, peer, label }) => this.onPeer(socket, peer, label), (code, message) => this.refuse(code, message));
     this.acceptTimer = setTimeout(() => this.close('accept timeout'), opts.acceptTimeoutMs);
     req.sink({ event: 'data-listen', session: req.session, mode: req.mode, address: req.listenHost, port, expect: req.expectFrom.address });
   }
@@ -354,6 +359,7 @@ export class TlsRelayChannel implements Channel {
     this.state = 'closed';
     clearTimeout(this.acceptTimer);
     this.closeListener();
+    this.balanced?.close();
     this.sockets.forEach((s) => s.destroy());
     this.waiters.forEach((wake) => wake());
     this.req.sink(this.closeEvent(reason));
@@ -404,17 +410,28 @@ export class TlsRelayChannel implements Channel {
   }
 
   private onConnection(accepted: Socket): void {
+    if (this.state === 'listening' && this.balanced?.takes(accepted)) return;
     const peer = accepted.remoteAddress ? ipOf(accepted.remoteAddress) : undefined;
+    this.onPeer(accepted, peer && { ...peer, port: accepted.remotePort ?? 0 }, `${accepted.remoteAddress}:${accepted.remotePort}`);
+  }
+
+  /**
+   * A balancer's connection may hold bytes read after its header (a
+   * ClientHello in the same segment): TLSSocket feeds a socket's buffered
+   * bytes to the handshake before reading from its handle.
+   */
+  private onPeer(accepted: Socket, peer: Endpoint | undefined, label: string): void {
     const { expectFrom, alsoFrom } = this.req;
     if (this.state !== 'listening' || !peer || !(sameAddress(peer, expectFrom) || alsoFrom.some((n) => n.contains(peer)))) {
       accepted.destroy();
-      this.refuse(REASON.DATA_PEER_MISMATCH, `data connection from ${accepted.remoteAddress}:${accepted.remotePort}, expected ${expectFrom.address}; closed`);
+      this.refuse(REASON.DATA_PEER_MISMATCH, `data connection from ${label}, expected ${expectFrom.address}; closed`);
       return;
     }
     clearTimeout(this.acceptTimer);
     this.closeListener();
+    this.balanced?.close();
     this.state = 'connecting';
-    this.from = formatEndpoint({ ...peer, port: accepted.remotePort ?? 0 });
+    this.from = formatEndpoint(peer);
     const { target, dialFrom, dialFromPort } = this.req;
     const dialled = net.connect({
       host: target.address,

@@ -71,6 +71,49 @@ export function parseProxyHeader(buf: Buffer, maxV2Bytes = DEFAULT_PROXY_V2_MAX_
   return { kind: 'error', message: 'no PROXY protocol signature' };
 }
 
+/**
+ * Whether a connection's first bytes open a PROXY header (v1 "PROXY " or
+ * the v2 signature): `maybe` while too few bytes have come to tell. No FTP
+ * command starts so: "PROXY" is no verb, and the v2 signature holds
+ * "\r\n\r\n\0\r\nQUIT\n", which a server would read as empty lines and QUIT.
+ */
+export function proxySignatureAt(start: Buffer): 'yes' | 'no' | 'maybe' {
+  for (const signature of [V1_PREFIX, PROXY_V2_SIGNATURE]) {
+    if (!isPrefixOf(start, signature)) continue;
+    if (start.length >= signature.length) return 'yes';
+    return 'maybe';
+  }
+  return 'no';
+}
+
+export type SignatureGateStep = { kind: 'pass'; bytes: Buffer } | { kind: 'header'; version: 1 | 2; start: Buffer } | { kind: 'wait' };
+
+/**
+ * Watches a connection's first bytes for a PROXY header where none is
+ * expected. Holds at most a signature's length back while they could still
+ * be one, then lets everything through untouched.
+ */
+export class ProxySignatureGate {
+  private start: Buffer | undefined = Buffer.alloc(0);
+
+  /** Bytes held back, not yet passed on. */
+  get holding(): number {
+    return this.start?.length ?? 0;
+  }
+
+  feed(chunk: Buffer): SignatureGateStep {
+    if (!this.start) return { kind: 'pass', bytes: chunk };
+    const start = this.start.length ? Buffer.concat([this.start, chunk]) : chunk;
+    const seen = proxySignatureAt(start);
+    if (seen === 'maybe') {
+      this.start = start;
+      return { kind: 'wait' };
+    }
+    this.start = undefined;
+    return seen === 'yes' ? { kind: 'header', version: start[0] === V1_PREFIX[0] ? 1 : 2, start } : { kind: 'pass', bytes: start };
+  }
+}
+
 /** True when the shorter of the two is a prefix of the longer. */
 function isPrefixOf(buf: Buffer, signature: Buffer): boolean {
   const n = Math.min(buf.length, signature.length);

@@ -2,9 +2,10 @@
  * Real HAProxy (TCP mode, send-proxy-v2, check-send-proxy) in front of
  * three ftp-alg instances on loopback, each with its own passive range,
  * each fronting the same two built-in servers. HAProxy connects to the
- * instances from 127.0.0.1 (the trusted balancer); clients come from other
+ * instances from 127.0.0.2 (the trusted balancer); clients come from other
  * loopback addresses and open their data connections to the instances
- * directly, as the README's recipe does with DNAT.
+ * directly, as with layer-3 forwarding (DNAT) of the passive ranges: a data
+ * connection from the balancer's own address would need a PROXY header.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,8 +17,8 @@ import { FtpClient } from '../../src/client/ftp-client.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { HAVE, needs, randomFile, run, sha256, tempDir } from '../helpers/tools.js';
 import { freeLoopbackPort } from '../helpers/proxy-protocol.js';
+import { HAPROXY, haproxyTcpDefaults } from '../../scenarios/lib/haproxy.js';
 
-const HAPROXY = '/usr/sbin/haproxy';
 const HAVE_HAPROXY = existsSync(HAPROXY);
 const SKIP = HAVE_HAPROXY ? needs('curl', 'needs curl') : ' [skipped: needs haproxy: apt-get install haproxy]';
 const FILE = randomFile(4 << 20);
@@ -41,7 +42,7 @@ describe.skipIf(!HAVE_HAPROXY || !HAVE.curl)(`HAProxy in front of three instance
         await startTestReverse(0, {
           server: servers,
           balance: 'source',
-          'proxy-protocol-from': '127.0.0.1/32',
+          'proxy-protocol-from': '127.0.0.2/32',
           'passive-ports': `${lo}-${lo + 99}`,
           'max-sessions-per-client': CAP,
         }),
@@ -52,22 +53,13 @@ describe.skipIf(!HAVE_HAPROXY || !HAVE.curl)(`HAProxy in front of three instance
     writeFileSync(
       cfg,
       [
-        'global',
-        '  maxconn 1000',
-        'defaults',
-        '  mode tcp',
-        '  timeout connect 2s',
-        '  timeout client 60s',
-        '  timeout server 60s',
-        // Under load a check can take a while: a slow check must not take every instance out.
-        '  timeout check 5s',
-        '  retries 2',
-        '  option redispatch',
+        ...haproxyTcpDefaults(1000),
         'frontend ftp',
         `  bind 127.0.0.1:${front}`,
         '  default_backend algs',
         'backend algs',
         '  balance roundrobin',
+        '  source 127.0.0.2',
         '  option tcp-check',
         '  tcp-check expect string 220',
         ...instances.map((g, i) => `  server alg${i} 127.0.0.1:${g.port} send-proxy-v2 check check-send-proxy inter 500 fall 3 rise 1`),
@@ -78,7 +70,7 @@ describe.skipIf(!HAVE_HAPROXY || !HAVE.curl)(`HAProxy in front of three instance
     haproxy.stderr!.on('data', (d: Buffer) => (haproxyLog += d.toString()));
     haproxy.stdout!.on('data', (d: Buffer) => (haproxyLog += d.toString()));
     // Ready when every instance has had a health check: a session from the balancer itself (v2 LOCAL).
-    await Promise.all(instances.map((g) => g.log.waitFor('session-open', (e) => e.client.startsWith('127.0.0.1:'), 20_000)));
+    await Promise.all(instances.map((g) => g.log.waitFor('session-open', (e) => e.client.startsWith('127.0.0.2:'), 20_000)));
   }, 60_000);
 
   afterAll(async () => {
@@ -88,7 +80,7 @@ describe.skipIf(!HAVE_HAPROXY || !HAVE.curl)(`HAProxy in front of three instance
     dir?.remove();
   });
 
-  const realSessions = (g: TestGateway) => g.log.of('session-open').filter((e) => !e.client.startsWith('127.0.0.1:'));
+  const realSessions = (g: TestGateway) => g.log.of('session-open').filter((e) => !e.client.startsWith('127.0.0.2:'));
 
   test('60 concurrent curl sessions from thirty client addresses, passive and active, byte-exact, spread over all instances', async () => {
     // Two sessions per address: within the cap whichever instances they land on.

@@ -22,8 +22,9 @@ function pipeBoth(a: Socket, b: Socket): void {
   b.pipe(a);
   a.on('error', () => b.destroy());
   b.on('error', () => a.destroy());
-  a.on('close', () => b.destroy());
-  b.on('close', () => a.destroy());
+  // A close after an end must not cut what is still queued toward the other side (a transfer's tail).
+  a.on('close', () => b.end());
+  b.on('close', () => a.end());
 }
 
 function listenLoopback(server: net.Server): Promise<number> {
@@ -82,20 +83,55 @@ export interface FakeBalancer {
   close: () => Promise<void>;
 }
 
+export interface BalancerRoute {
+  /** Where the balancer listens (default 127.0.0.1, port 0). */
+  listenHost?: string;
+  listenPort?: number;
+  /** Where it connects to (default 127.0.0.1). */
+  targetHost?: string;
+  targetPort: number;
+  /** Loopback address it connects from: the one the gateway trusts (or not). */
+  fromAddress: string;
+  /** What it writes first for the client it accepted (nothing when empty). */
+  header: (client: Socket) => Buffer;
+  /** Pieces of this many bytes, each its own write (a header split across segments). */
+  chunk?: number | undefined;
+  /** Hold the header until the client's first bytes and write both at once (one segment: the rest after the header). */
+  coalesce?: boolean | undefined;
+}
+
 /**
  * Listens on 127.0.0.1; for each connection dials the gateway from
  * `fromAddress` (another loopback address) and writes `header(client)`
  * first, in pieces of `chunk` bytes when given (a header split across
  * segments), then relays.
  */
-export async function startFakeBalancer(gatewayPort: number, fromAddress: string, header: (client: Socket) => Buffer, chunk?: number): Promise<FakeBalancer> {
+export function startFakeBalancer(gatewayPort: number, fromAddress: string, header: (client: Socket) => Buffer, chunk?: number): Promise<FakeBalancer> {
+  return startBalancerRoute({ targetPort: gatewayPort, fromAddress, header, chunk });
+}
+
+/** One port of a stand-in balancer (HAProxy's `bind` + `server … send-proxy`), for control or data. */
+export async function startBalancerRoute(route: BalancerRoute): Promise<FakeBalancer> {
+  const { fromAddress, header, chunk } = route;
+  if (route.coalesce && chunk) throw new Error('coalesce writes the header whole');
   const sockets = new Set<Socket>();
   const server = net.createServer({ pauseOnConnect: true }, (client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
-    const upstream = net.connect({ host: '127.0.0.1', port: gatewayPort, localAddress: fromAddress }, async () => {
+    client.on('error', () => undefined);
+    const upstream = net.connect({ host: route.targetHost ?? '127.0.0.1', port: route.targetPort, localAddress: fromAddress }, async () => {
       upstream.setNoDelay(true);
       const bytes = header(client);
+      if (route.coalesce) {
+        client.once('data', (first: Buffer) => {
+          client.pause();
+          upstream.write(Buffer.concat([bytes, first]));
+          pipeBoth(client, upstream);
+          client.resume();
+        });
+        client.resume();
+        return;
+      }
       if (chunk) {
         for (let at = 0; at < bytes.length; at += chunk) {
           upstream.write(bytes.subarray(at, at + chunk));
@@ -110,7 +146,10 @@ export async function startFakeBalancer(gatewayPort: number, fromAddress: string
     upstream.on('close', () => sockets.delete(upstream));
     upstream.on('error', () => client.destroy());
   });
-  const port = await listenLoopback(server);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(route.listenPort ?? 0, route.listenHost ?? '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
+  });
   return { port, close: closer(server, sockets) };
 }
 
