@@ -36,7 +36,7 @@ const CONTROL = 'without --announce the inside client is told the public address
 
 function topology(): ScenarioSpec {
   return {
-    file: '7-split-horizon.ts',
+    file: '8-split-horizon.ts',
     name: 'split-horizon',
     description: 'one listener, two horizons',
     namespaces: {

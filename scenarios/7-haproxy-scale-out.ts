@@ -66,7 +66,7 @@ function topology(): ScenarioSpec {
   ];
   const inside = [...INSTANCES.map((_, k) => `a${k + 1}`), ...SERVERS.map((_, k) => `s${k + 1}`)];
   return {
-    file: '6-haproxy-scale-out.ts',
+    file: '7-haproxy-scale-out.ts',
     name: 'scale-out',
     description: 'HAProxy in front of three ftp-alg instances',
     namespaces: {
