@@ -326,6 +326,8 @@ async function dialBackend(pool: BackendPool, client: Socket, ctx: DialContext, 
     seed['server->client'].push([0, login.said], [c.greetingBytes, 0]);
     return {
       server: c.server,
+      // Its answer is the login the transfer log and the `login` event record.
+      user: login.destination.user,
       clientLeftover: login.leftover,
       ...(login.tls ? { clientTls: login.tls } : {}),
       ...(c.leftover ? { serverLeftover: c.leftover } : {}),
