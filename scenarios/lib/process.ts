@@ -1,8 +1,12 @@
 /**
- * Process helpers shared by the scenario runner and the namespace tests
- * (test/helpers/netns.ts). No side effects on import.
+ * Process helpers shared by the lab (scenarios/lib/lab.ts), the scenario
+ * runner, the namespace tests and the bench: polling without sleeps as
+ * synchronisation, liveness from /proc, killing by PID (never by name), and
+ * running a command to completion with a hard time bound. No side effects
+ * on import.
  */
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -18,13 +22,94 @@ export async function pollUntil(cond: () => boolean | Promise<boolean>, timeoutM
   return false;
 }
 
+/** The fields of /proc/PID/stat after the parenthesised command name (which may hold spaces); field 0 is the state. */
+function statFields(pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** Alive = exists and is not a zombie (a zombie lingers until reaped; kill -0 would call it alive). */
 export function isAlive(pid: number): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    const state = statFields(pid)[0];
     return state !== 'Z' && state !== 'X';
   } catch {
     return false;
   }
+}
+
+/** PIDs in `ip netns pids` output (or any whitespace-separated list), without init and ourselves. */
+export function parsePids(text: string): number[] {
+  return text
+    .split(/\s+/)
+    .filter((s) => /^\d+$/.test(s))
+    .map(Number)
+    .filter((p) => p > 1 && p !== process.pid);
+}
+
+export function killQuiet(pid: number, sig: NodeJS.Signals = 'SIGKILL'): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+/** Children, grandchildren… of pid, from /proc (bounded: at most 8 levels). */
+export function descendants(root: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      parentOf.set(Number(d), Number(statFields(d)[1]));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  const out = new Set<number>();
+  let frontier = [root];
+  for (let depth = 0; depth < 8 && frontier.length; depth++) {
+    const next: number[] = [];
+    for (const [pid, ppid] of parentOf) if (frontier.includes(ppid) && !out.has(pid)) next.push(pid);
+    next.forEach((p) => out.add(p));
+    frontier = next;
+  }
+  return [...out];
+}
+
+/** SIGKILLs a process and all its descendants, by PID. */
+export function killTree(pid: number): void {
+  for (const p of [...descendants(pid), pid]) killQuiet(p, 'SIGKILL');
+}
+
+/** SIGKILLs pids and waits (bounded) until none is alive; resolves with the survivors. */
+export async function killAndWait(pids: number[], timeoutMs = 3_000): Promise<number[]> {
+  for (const p of pids) killQuiet(p, 'SIGKILL');
+  await pollUntil(() => pids.every((p) => !isAlive(p)), timeoutMs);
+  return pids.filter(isAlive);
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Runs a command to completion, output captured, SIGKILLed after timeoutMs. Never rejects. */
+export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const timeoutMs = opts.timeoutMs ?? 15_000;
+    const started = Date.now();
+    const child = execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: unknown; signal?: NodeJS.Signals | null }) | null;
+      const code = e ? (typeof e.code === 'number' ? e.code : null) : 0;
+      const signal = e?.signal ?? null;
+      resolve({ code, signal, stdout, stderr: e && code === null && signal === null && !stderr ? e.message : stderr, timedOut: signal === 'SIGKILL' && Date.now() - started >= timeoutMs });
+    });
+    // A command that exits without reading its input must not crash the runner (EPIPE).
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(opts.input ?? '');
+  });
 }
