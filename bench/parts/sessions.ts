@@ -73,8 +73,8 @@ export async function runSessions(ctx: BenchContext, { cost = true, latency = tr
   const { flags } = ctx;
   const files = Array.from({ length: 20 }, (_, i) => `/pub/file-${String(i).padStart(2, '0')}.txt:${1000 + i * 37}`);
   const server = await startServer({ generate: files });
-  // Raised caps: the concurrent phase opens C sessions from one address.
-  const gw = await startGateway({ serverPort: server.port, flags: { 'max-sessions': 10_000, 'max-sessions-per-client': 10_000 } });
+  // Raised caps: the concurrent phase opens C sessions from one address, each with a data listener at times.
+  const gw = await startGateway({ serverPort: server.port, flags: { 'max-sessions': 10_000, 'max-sessions-per-client': 10_000, 'max-data-listeners-per-client': 10_000 } });
   const targets: Targets = { direct: server.port, gateway: gw.port };
   const out: SessionsResult = { errors: { direct: 0, gateway: 0 }, errorExamples: [] };
   const fail: Fail = (name, err) => {

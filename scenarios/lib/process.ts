@@ -89,27 +89,48 @@ export async function killAndWait(pids: number[], timeoutMs = 3_000): Promise<nu
   return pids.filter(isAlive);
 }
 
-export interface RunResult {
+export interface RunResult<Out extends string | Buffer = string> {
+  /** null when killed by a signal or when it could not be started. */
   code: number | null;
   signal: NodeJS.Signals | null;
-  stdout: string;
+  stdout: Out;
   stderr: string;
   timedOut: boolean;
 }
 
-/** Runs a command to completion, output captured, SIGKILLed after timeoutMs. Never rejects. */
-export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export interface RunOptions {
+  input?: string | Buffer;
+  /** SIGKILL after this long (default 15 s). */
+  timeoutMs?: number;
+  cwd?: string;
+  /** Output kept at most (default 16 MiB). */
+  maxBuffer?: number;
+}
+
+function runWith<Out extends string | Buffer>(cmd: string, args: string[], opts: RunOptions, toOut: (b: Buffer) => Out): Promise<RunResult<Out>> {
   return new Promise((resolve) => {
     const timeoutMs = opts.timeoutMs ?? 15_000;
     const started = Date.now();
-    const child = execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+    const options = { encoding: 'buffer' as const, maxBuffer: opts.maxBuffer ?? 16 << 20, timeout: timeoutMs, killSignal: 'SIGKILL' as const, cwd: opts.cwd };
+    const child = execFile(cmd, args, options, (err, stdout, stderrBytes) => {
       const e = err as (Error & { code?: unknown; signal?: NodeJS.Signals | null }) | null;
       const code = e ? (typeof e.code === 'number' ? e.code : null) : 0;
       const signal = e?.signal ?? null;
-      resolve({ code, signal, stdout, stderr: e && code === null && signal === null && !stderr ? e.message : stderr, timedOut: signal === 'SIGKILL' && Date.now() - started >= timeoutMs });
+      const stderr = stderrBytes.toString();
+      resolve({ code, signal, stdout: toOut(stdout), stderr: e && code === null && signal === null && !stderr ? e.message : stderr, timedOut: signal === 'SIGKILL' && Date.now() - started >= timeoutMs });
     });
     // A command that exits without reading its input must not crash the runner (EPIPE).
     child.stdin?.on('error', () => undefined);
     child.stdin?.end(opts.input ?? '');
   });
+}
+
+/** Runs a command to completion, output captured as text, SIGKILLed after timeoutMs. Never rejects. */
+export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return runWith(cmd, args, opts, (b) => b.toString());
+}
+
+/** The same with stdout as bytes (a download to stdout, a checksum). */
+export function runBuffered(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult<Buffer>> {
+  return runWith(cmd, args, opts, (b) => b);
 }
