@@ -45,6 +45,10 @@ export interface NatTopology {
   /** The gateway's interface names (for nftables iifname/oifname). */
   lanIf: string;
   wanIf: string;
+  /** The client's interface. */
+  clientIf: string;
+  /** The gateway's forward chain is in this table (`nft add rule inet filter forward …`). */
+  filterTable: { family: string; name: string };
   /** `ip netns exec ns cmd args…` to completion (default timeout 30 s, then SIGKILL). */
   exec(ns: string, cmd: string, args: string[], opts?: { input?: string | Buffer; timeoutMs?: number }): Promise<RunResult>;
   /** Long-running process in ns; tracked and killed by destroy(). The ChildProcess pid is the command's own pid. */
@@ -89,6 +93,8 @@ export async function buildNatTopology(): Promise<NatTopology> {
     addr: ADDR,
     lanIf: NAT_BOX.lanIf,
     wanIf: NAT_BOX.wanIf,
+    clientIf: NAT_BOX.clientIf,
+    filterTable: { family: 'inet', name: 'filter' },
     exec: (n, cmd, args, opts = {}) =>
       run('ip', ['netns', 'exec', lab.ns(short(n)), cmd, ...args], { timeoutMs: opts.timeoutMs ?? 30_000, ...(opts.input !== undefined ? { input: opts.input } : {}) }),
     spawn: (n, cmd, args, opts = {}) => lab.start(short(n), cmd, args, opts),
