@@ -2,8 +2,10 @@
  * Small helpers shared by the benchmarks: process metrics from /proc,
  * formatting. Linux only (/proc).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+
+export { fdCount, procCpuSeconds, procCpuSecondsWithChildren, procMemory } from '../../scenarios/lib/process.js';
 
 /** The repository: this file runs compiled as .bench-build/bench/lib/common.js (npm run bench builds it). */
 export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -19,31 +21,6 @@ export function mb(bytes: number): string {
 
 export function mib(bytes: number): string {
   return (bytes / MiB).toFixed(1);
-}
-
-/** Open file descriptors of a process (the listing's own directory fd included, so compare like with like). */
-export function fdCount(pid: number | 'self' = 'self'): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
-
-/** VmRSS / VmHWM (peak) of a process in bytes, from /proc/PID/status. */
-export function procMemory(pid: number | 'self' = 'self'): { rss: number; hwm: number } {
-  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => {
-    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
-    return m ? Number(m[1]) * 1024 : NaN;
-  };
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-}
-
-const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on every Linux we run on
-
-/** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
-export function procCpuSeconds(pid: number | 'self' = 'self'): number {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the parenthesised command name (which may hold spaces).
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
 }
 
 /** Positive integer flag, or exit 2 naming it. */
@@ -76,13 +53,6 @@ export function timeWaitCount(): number {
   } catch {
     return NaN;
   }
-}
-
-/** CPU seconds of a process plus those of its children it has waited for (cutime + cstime): a forking daemon's whole cost. */
-export function procCpuSecondsWithChildren(pid: number): number {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14])) / CLK_TCK;
 }
 
 /** Nearest-rank percentile (p in 0–100) of a list of numbers; NaN when empty. */

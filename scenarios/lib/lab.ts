@@ -112,13 +112,21 @@ export function installCleanupHooks(onSignal?: (sig: NodeJS.Signals) => void, th
   }
 }
 
-/** Namespaces of this runner (any run) that exist now. */
-export function listOurNamespaces(): string[] {
+/** Lab namespaces of any run (this one, a concurrent one, a crashed one) that exist now. */
+function listLabNamespaces(): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 5_000 });
   return (r.stdout ?? '')
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')
     .filter((n) => n.startsWith(NS_PREFIX));
+}
+
+/**
+ * Namespaces of this process's labs that exist now. Other runs on the same
+ * machine (another worktree's scenarios, namespace tests) are theirs to clean.
+ */
+export function listOurNamespaces(): string[] {
+  return listLabNamespaces().filter((n) => n.startsWith(`${NS_PREFIX}${OWNER}-`));
 }
 
 /**
@@ -131,7 +139,7 @@ export async function removeStaleNamespaces(): Promise<string[]> {
     const m = new RegExp(`^${NS_PREFIX}([0-9a-z]+)-`).exec(n);
     return m !== null && m[1] !== OWNER && !isAlive(parseInt(m[1]!, 36));
   };
-  const stale = listOurNamespaces().filter(deadOwner);
+  const stale = listLabNamespaces().filter(deadOwner);
   for (const n of stale) {
     await killAllIn(n);
     await run('ip', ['netns', 'del', n], { timeoutMs: 10_000 });

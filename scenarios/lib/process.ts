@@ -2,8 +2,8 @@
  * Process helpers shared by the lab (scenarios/lib/lab.ts), the scenario
  * runner, the namespace tests and the bench: polling without sleeps as
  * synchronisation, liveness from /proc, killing by PID (never by name), and
- * running a command to completion with a hard time bound. No side effects
- * on import.
+ * running a command to completion with a hard time bound, and what /proc
+ * says of a process (memory, CPU, open files). No side effects on import.
  */
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -36,6 +36,35 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Open file descriptors of a process (the listing's own directory fd included, so compare like with like). */
+export function fdCount(pid: number | 'self' = 'self'): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** VmRSS / VmHWM (peak) of a process in bytes, from /proc/PID/status; NaN when not there. */
+export function procMemory(pid: number | 'self' = 'self'): { rss: number; hwm: number } {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on every Linux we run on
+
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
+export function procCpuSeconds(pid: number | 'self' = 'self'): number {
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** CPU seconds of a process plus those of its children it has waited for (cutime + cstime): a forking daemon's whole cost. */
+export function procCpuSecondsWithChildren(pid: number): number {
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
 }
 
 /** PIDs in `ip netns pids` output (or any whitespace-separated list), without init and ourselves. */
