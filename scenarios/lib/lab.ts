@@ -1,65 +1,38 @@
 /**
- * A topology of network namespaces for one scenario variant, the processes
- * started in it, and their guaranteed removal.
- *
- * Generalises test/helpers/netns.ts (fixed three-namespace topology) to any
- * number of namespaces and links. Same rules: a unique prefix per run,
+ * The one network-namespace lab of the project, used by the scenarios, the
+ * namespace tests (test/helpers/netns.ts) and the bench: any number of
+ * namespaces and veth links, the processes started in them, temporary
+ * folders, and their guaranteed removal. Rules: a unique prefix per run,
  * veths created directly inside the namespaces (nothing appears in the host
  * namespace), every process tracked by PID, `ip netns pids` swept before
  * `ip netns del`, and a synchronous last-resort cleanup on exit and on
  * SIGINT/SIGTERM/SIGHUP. No sleeps as synchronisation: readiness is polled
  * with `ss -Hltn` (which never connects, so one-shot listeners stay intact).
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
+import { isAlive, killAndWait, killQuiet, parsePids, pollUntil, run, type RunResult } from './process.js';
 
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-}
-
-/** Runs a command to completion, output captured, SIGKILLed after timeoutMs. */
-export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const timeoutMs = opts.timeoutMs ?? 15_000;
-    const started = Date.now();
-    const child = execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: unknown; signal?: NodeJS.Signals | null }) | null;
-      const code = e ? (typeof e.code === 'number' ? e.code : null) : 0;
-      const signal = e?.signal ?? null;
-      resolve({ code, signal, stdout, stderr, timedOut: signal === 'SIGKILL' && Date.now() - started >= timeoutMs });
-    });
-    // A command that exits without reading its input must not crash the runner (EPIPE).
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(opts.input ?? '');
-  });
-}
-
-export { isAlive, pollUntil } from './process.js';
-import { isAlive, pollUntil } from './process.js';
-
-function killQuiet(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* already gone */
-  }
-}
-
-function parsePids(text: string): number[] {
-  return text
-    .split(/\s+/)
-    .filter((s) => /^\d+$/.test(s))
-    .map(Number)
-    .filter((p) => p > 1 && p !== process.pid);
-}
+export { isAlive, pollUntil, run, type RunResult };
 
 function nsPidsSync(ns: string): number[] {
   const r = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: 5_000 });
   return parsePids(r.stdout ?? '');
+}
+
+function has(cmd: string, args: string[]): boolean {
+  return spawnSync(cmd, args, { stdio: 'ignore', timeout: 10_000 }).status === 0;
+}
+
+/** Why no Lab can be built here (not root, no iproute2, no nftables), or undefined when one can. */
+export function labUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'not root';
+  if (!has('ip', ['-V'])) return 'iproute2 (ip) not available';
+  if (!has('nft', ['--version'])) return 'nftables (nft) not available';
+  return undefined;
 }
 
 /** Namespace names: `fasc<pid36>-<n>-<name>`; the owner pid lets a later run find leftovers of a crashed one. */
@@ -97,37 +70,63 @@ function removeNetnsEtc(name: string): void {
 // ---- run-wide registry for the last-resort cleanup ------------------------------
 
 const OWNER = process.pid.toString(36);
+/** Worker threads share the pid: the thread id keeps their namespaces apart. */
+const THREAD = threadId ? `${threadId.toString(36)}x` : '';
 let labCounter = 0;
 const liveLabs = new Set<Lab>();
-let hooksInstalled = false;
+let exitHookInstalled = false;
+let signalHooksInstalled = false;
 
-function emergencyCleanup(): void {
+/** Every Lab not yet destroyed: SIGKILL by PID, delete by name, synchronously (exit handlers, signal handlers). */
+export function destroyAllLabsSync(): void {
   for (const lab of liveLabs) lab.destroySync();
   liveLabs.clear();
 }
 
-/** Kill, delete, remove, synchronously, on exit and on the usual signals (then onSignal, then exit with 128+n). */
-export function installCleanupHooks(onSignal?: (sig: NodeJS.Signals) => void): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.once('exit', emergencyCleanup);
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', destroyAllLabsSync);
+}
+
+/**
+ * Kill, delete, remove, synchronously, on the usual signals too. `exit`
+ * (the runner's choice): then onSignal, then exit with 128+n. `reraise` (a
+ * test worker, whose pool owns the signal): the signal is raised again once
+ * ours is the last handler, so its default action still happens.
+ */
+export function installCleanupHooks(onSignal?: (sig: NodeJS.Signals) => void, then: 'exit' | 'reraise' = 'exit'): void {
+  installExitHook();
+  if (signalHooksInstalled) return;
+  signalHooksInstalled = true;
   const codes: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      emergencyCleanup();
+    const handler = () => {
+      destroyAllLabsSync();
       onSignal?.(sig);
-      process.exit(codes[sig]);
-    });
+      if (then === 'exit') process.exit(codes[sig]);
+      process.removeListener(sig, handler);
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, handler);
   }
 }
 
-/** Namespaces of this runner (any run) that exist now. */
-export function listOurNamespaces(): string[] {
+/** Lab namespaces of any run (this one, a concurrent one, a crashed one) that exist now. */
+function listLabNamespaces(): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 5_000 });
   return (r.stdout ?? '')
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')
     .filter((n) => n.startsWith(NS_PREFIX));
+}
+
+/**
+ * Namespaces of this process's labs that exist now. Other runs on the same
+ * machine (another worktree's scenarios, namespace tests) are theirs to clean.
+ */
+export function listOurNamespaces(): string[] {
+  return listLabNamespaces().filter((n) => n.startsWith(`${NS_PREFIX}${OWNER}-`));
 }
 
 /**
@@ -137,10 +136,10 @@ export function listOurNamespaces(): string[] {
  */
 export async function removeStaleNamespaces(): Promise<string[]> {
   const deadOwner = (n: string) => {
-    const m = /^fasc([0-9a-z]+)-/.exec(n);
+    const m = new RegExp(`^${NS_PREFIX}([0-9a-z]+)-`).exec(n);
     return m !== null && m[1] !== OWNER && !isAlive(parseInt(m[1]!, 36));
   };
-  const stale = listOurNamespaces().filter(deadOwner);
+  const stale = listLabNamespaces().filter(deadOwner);
   for (const n of stale) {
     await killAllIn(n);
     await run('ip', ['netns', 'del', n], { timeoutMs: 10_000 });
@@ -165,6 +164,31 @@ async function killAllIn(ns: string, timeoutMs = 5_000): Promise<number[]> {
   return parsePids((await run('ip', ['netns', 'pids', ns])).stdout).filter(isAlive);
 }
 
+// ---- commands in a namespace -------------------------------------------------------
+
+/** argv that runs cmd inside the namespace netns (its full name), or on the host when netns is undefined. */
+export function inNamespace(netns: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return netns === undefined ? [cmd, args] : ['ip', ['netns', 'exec', netns, cmd, ...args]];
+}
+
+/**
+ * Polls `ss -Hltn` (in netns, by full name, or on the host) until a TCP
+ * listener on port exists; false after timeoutMs or as soon as alive() says
+ * the process that should listen is gone. Never connects (a probe would use
+ * up a one-shot listener).
+ */
+export async function waitTcpListener(port: number, opts: { netns?: string | undefined; timeoutMs?: number; alive?: () => boolean } = {}): Promise<boolean> {
+  const alive = opts.alive ?? (() => true);
+  let gone = false;
+  const ok = await pollUntil(async () => {
+    if (!alive()) return (gone = true);
+    const [cmd, args] = inNamespace(opts.netns, 'ss', ['-Hltn', `sport = :${port}`]);
+    const r = await run(cmd, args, { timeoutMs: 5_000 });
+    return r.code === 0 && r.stdout.trim() !== '';
+  }, opts.timeoutMs ?? 10_000);
+  return ok && !gone;
+}
+
 // ---- the lab ------------------------------------------------------------------------
 
 export interface Proc {
@@ -186,11 +210,14 @@ export class Lab {
   readonly prefix: string;
   private readonly created: string[] = [];
   private readonly procs = new Set<ChildProcess>();
+  private readonly cleanups: (() => void | Promise<void>)[] = [];
+  private readonly dirs: string[] = [];
   private destroying: Promise<string[]> | undefined;
 
   constructor() {
-    this.prefix = `${NS_PREFIX}${OWNER}-${(labCounter++).toString(36)}`;
+    this.prefix = `${NS_PREFIX}${OWNER}-${THREAD}${(labCounter++).toString(36)}`;
     liveLabs.add(this);
+    installExitHook();
   }
 
   /** The real namespace name of a scenario's short name. */
@@ -219,6 +246,45 @@ export class Lab {
     // Before the veths exist, so they inherit "default"; "all" too (the effective value is the max).
     await this.must(short, 'sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
     await this.must(undefined, 'ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  }
+
+  /** A veth pair created directly inside both namespaces (names ≤ 15 characters): nothing appears in the host namespace. */
+  async veth(a: { ns: string; if: string }, b: { ns: string; if: string }): Promise<void> {
+    for (const n of [a.if, b.if]) if (n.length > 15) throw new Error(`interface name too long: ${n}`);
+    await this.must(undefined, 'ip', ['link', 'add', a.if, 'netns', this.ns(a.ns), 'type', 'veth', 'peer', 'name', b.if, 'netns', this.ns(b.ns)]);
+  }
+
+  /** `ip -n NS -batch -`: addresses, links, routes in one call. */
+  async ipBatch(ns: string, lines: string[]): Promise<void> {
+    await this.must(undefined, 'ip', ['-n', this.ns(ns), '-batch', '-'], lines.join('\n') + '\n');
+  }
+
+  /** Runs (in reverse order) first on destroy(), before processes are killed and namespaces deleted. */
+  addCleanup(fn: () => void | Promise<void>): void {
+    this.cleanups.push(fn);
+  }
+
+  /** A fresh temporary folder (mode 0755), removed on destroy() (and by the last-resort cleanup). */
+  tempDir(prefix = 'ftp-alg-lab-'): string {
+    if (this.destroying) throw new Error('lab destroyed');
+    const d = mkdtempSync(join(tmpdir(), prefix));
+    this.dirs.push(d);
+    chmodSync(d, 0o755); // mkdtemp gives 0700; daemons dropping to another user must traverse it
+    return d;
+  }
+
+  /**
+   * A long-running process in a namespace with the stdio the caller wants
+   * (default: stdout and stderr piped), tracked and killed by destroy().
+   */
+  start(ns: string, cmd: string, args: string[], opts: Pick<SpawnOptions, 'stdio' | 'cwd' | 'env'> = {}): ChildProcess {
+    if (this.destroying) throw new Error('lab destroyed');
+    // `ip netns exec` execs in place (no fork): child.pid is the command's pid.
+    const child = spawn('ip', ['netns', 'exec', this.ns(ns), cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    this.procs.add(child);
+    child.once('exit', () => this.procs.delete(child));
+    child.once('error', () => this.procs.delete(child));
+    return child;
   }
 
   /**
@@ -292,12 +358,8 @@ export class Lab {
    * Polls `ss -Hltn` in ns until a TCP listener on port exists; fails early
    * if `proc` exits first. Never connects (a probe would use up a one-shot listener).
    */
-  async waitListening(ns: string, port: number, what: string, proc?: Proc, timeoutMs = 10_000): Promise<void> {
-    const ok = await pollUntil(async () => {
-      if (proc?.hasExited()) return true;
-      const r = await this.exec(ns, 'ss', ['-Hltn', `sport = :${port}`], 5_000);
-      return r.code === 0 && r.stdout.trim() !== '';
-    }, timeoutMs);
+  async waitListening(ns: string, port: number, what: string, proc?: Pick<Proc, 'hasExited' | 'exited'>, timeoutMs = 10_000): Promise<void> {
+    const ok = await waitTcpListener(port, { netns: this.ns(ns), timeoutMs, ...(proc ? { alive: () => !proc.hasExited() } : {}) });
     if (proc?.hasExited()) throw new Error(`${what} exited before listening on port ${port} (exit ${await proc.exited})`);
     if (!ok) throw new Error(`${what}: nothing listening on TCP port ${port} in ${this.ns(ns)} after ${timeoutMs} ms`);
   }
@@ -312,18 +374,27 @@ export class Lab {
   destroy(): Promise<string[]> {
     this.destroying ??= (async () => {
       const errors: string[] = [];
+      for (const fn of this.cleanups.splice(0).reverse()) {
+        try {
+          await fn();
+        } catch (e) {
+          errors.push(String(e));
+        }
+      }
       for (const c of this.procs) if (c.pid !== undefined) killQuiet(c.pid, 'SIGKILL');
       for (const n of [...this.created].reverse()) {
         const left = await killAllIn(n);
         if (left.length) errors.push(`processes still alive in ${n}: ${left.join(' ')}`);
       }
       const tracked = [...this.procs].map((c) => c.pid).filter((p): p is number => p !== undefined);
-      await pollUntil(() => tracked.every((p) => !isAlive(p)), 3_000);
+      const survivors = await killAndWait(tracked);
+      if (survivors.length) errors.push(`processes still alive after SIGKILL: ${survivors.join(' ')}`);
       for (const n of this.created.splice(0).reverse()) {
         const r = await run('ip', ['netns', 'del', n], { timeoutMs: 10_000 });
         if (r.code !== 0 && !/No such file/.test(r.stderr)) errors.push(`ip netns del ${n}: ${r.stderr.trim()}`);
         removeNetnsEtc(n);
       }
+      for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
       liveLabs.delete(this);
       return errors;
     })();
@@ -339,5 +410,6 @@ export class Lab {
       spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore', timeout: 5_000 });
       removeNetnsEtc(n);
     }
+    for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   }
 }

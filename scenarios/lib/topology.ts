@@ -40,14 +40,17 @@ export function gatewayRuleset(g: GatewaySpec): string {
   out.push('\tchain forward {', '\t\ttype filter hook forward priority filter; policy drop;', '\t\tct state established,related accept');
   for (const f of g.forward) out.push(`\t\tiifname "${f.iif}" oifname "${f.oif}"${f.dnat ? ' ct status dnat' : ''} accept`);
   out.push('\t}', '}');
-  if (g.kernelHelper) {
-    out.push('table ip ftphelper {');
-    out.push('\tct helper ftp-standard {', '\t\ttype "ftp" protocol tcp', '\t\tl3proto ip', '\t}');
-    // Priority filter (0) runs after dstnat (-100): a DNATed control connection is seen with its final port.
-    out.push('\tchain prerouting {', '\t\ttype filter hook prerouting priority filter; policy accept;');
-    out.push(`\t\tiifname "${g.kernelHelper.iif}" tcp dport ${g.kernelHelper.dport ?? 21} ct state new ct helper set "ftp-standard"`);
-    out.push('\t}', '}');
-  }
+  return out.join('\n') + '\n' + (g.kernelHelper ? kernelHelperRuleset(g.kernelHelper) : '');
+}
+
+/** The kernel FTP helper (nf_conntrack_ftp + nf_nat_ftp) for new control connections to dport arriving on iif: a table of its own. */
+export function kernelHelperRuleset(h: { iif: string; dport?: number | undefined }): string {
+  const out = ['table ip ftphelper {'];
+  out.push('\tct helper ftp-standard {', '\t\ttype "ftp" protocol tcp', '\t\tl3proto ip', '\t}');
+  // Priority filter (0) runs after dstnat (-100): a DNATed control connection is seen with its final port.
+  out.push('\tchain prerouting {', '\t\ttype filter hook prerouting priority filter; policy accept;');
+  out.push(`\t\tiifname "${h.iif}" tcp dport ${h.dport ?? 21} ct state new ct helper set "ftp-standard"`);
+  out.push('\t}', '}');
   return out.join('\n') + '\n';
 }
 
@@ -74,10 +77,7 @@ function listenPort(args: string[]): number {
 export async function buildVariant(lab: Lab, spec: ScenarioSpec, variant: VariantSpec, dir: string, cli: string): Promise<BuiltVariant> {
   for (const n of Object.keys(spec.namespaces)) await lab.addNamespace(n);
 
-  for (const l of spec.links) {
-    // Created directly inside both namespaces: nothing ever appears in the host namespace.
-    await lab.must(undefined, 'ip', ['link', 'add', l.a.if, 'netns', lab.ns(l.a.ns), 'type', 'veth', 'peer', 'name', l.b.if, 'netns', lab.ns(l.b.ns)]);
-  }
+  for (const l of spec.links) await lab.veth(l.a, l.b);
   const batches = new Map<string, string[]>();
   const add = (ns: string, line: string) => batches.set(ns, [...(batches.get(ns) ?? []), line]);
   for (const l of spec.links) {
@@ -88,7 +88,7 @@ export async function buildVariant(lab: Lab, spec: ScenarioSpec, variant: Varian
     }
   }
   for (const [n, ns] of Object.entries(spec.namespaces)) for (const r of ns.routes ?? []) add(n, `route add ${r}`);
-  for (const [n, lines] of batches) await lab.must(undefined, 'ip', ['-n', lab.ns(n), '-batch', '-'], lines.join('\n') + '\n');
+  for (const [n, lines] of batches) await lab.ipBatch(n, lines);
 
   const rulesets: Record<string, string> = {};
   for (const n of Object.keys(spec.gateways)) {

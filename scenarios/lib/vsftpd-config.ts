@@ -1,7 +1,9 @@
 /**
  * vsftpd's configuration for a lab: anonymous read-only, strict by default
  * (refuses a PORT naming anyone but the control peer), every command and
- * reply logged. Shared by the scenario runner and the namespace tests.
+ * reply logged. Shared by the scenario runner, the namespace tests and the
+ * bench (which logs nothing: logging every reply would be part of what is
+ * measured).
  */
 export interface VsftpdPlace {
   address: string;
@@ -10,7 +12,8 @@ export interface VsftpdPlace {
   root: string;
   /** An empty root-owned folder for secure_chroot_dir. */
   emptyDir: string;
-  logPath: string;
+  /** The protocol log; none when undefined. */
+  logPath: string | undefined;
 }
 
 export function vsftpdConfigText(p: VsftpdPlace, extra: Record<string, string> = {}): string {
@@ -31,11 +34,15 @@ export function vsftpdConfigText(p: VsftpdPlace, extra: Record<string, string> =
     port_enable: 'YES',
     // With a failing connect, connect_from_port_20=YES answers "500 OOPS" instead of 425.
     connect_from_port_20: 'NO',
-    xferlog_enable: 'YES',
-    xferlog_std_format: 'NO',
-    // Every command and reply in the log: what reasons are checked against.
-    log_ftp_protocol: 'YES',
-    vsftpd_log_file: p.logPath,
+    ...(p.logPath === undefined
+      ? { xferlog_enable: 'NO' }
+      : {
+          xferlog_enable: 'YES',
+          xferlog_std_format: 'NO',
+          // Every command and reply in the log: what reasons are checked against.
+          log_ftp_protocol: 'YES',
+          vsftpd_log_file: p.logPath,
+        }),
     syslog_enable: 'NO',
     seccomp_sandbox: 'NO',
     // Session processes stay in the server namespace, where `ip netns pids` finds them.

@@ -163,10 +163,10 @@ async function openPassive(ctx: SessionContext): Promise<PassiveListener | undef
     // the interface the client reached. With strict, only the control peer
     // may connect (vsftpd's pasv_promiscuous=NO).
     const listener = await PassiveListener.open(ctx.local.address, ctx.settings.strict ? ctx.peer : undefined);
-    ctx.setDataChannel(listener);
+    ctx.setDataConnection(listener);
     return listener;
   } catch {
-    ctx.setDataChannel(undefined);
+    ctx.setDataConnection(undefined);
     ctx.reply(425, 'Could not open passive port.');
     return undefined;
   }
@@ -202,18 +202,18 @@ async function setActive(ctx: SessionContext, verb: string, target: Endpoint): P
   // Anti-bounce (RFC 2577 §3): with strict, data connections go to the
   // client's own address only; vsftpd's wording, since clients know it.
   if (ctx.settings.strict && !sameAddress(target, ctx.peer)) {
-    ctx.setDataChannel(undefined);
+    ctx.setDataConnection(undefined);
     return ctx.reply(500, 'Illegal PORT command.');
   }
   const connector = new ActiveConnector(target, ctx.local);
-  ctx.setDataChannel(connector);
+  ctx.setDataConnection(connector);
   if (!ctx.settings.connectAtPort) return ctx.reply(200, `${verb} command successful. Consider using PASV.`);
   // pyftpdlib's behaviour and words: the connection is made before the transfer command.
   try {
     await connector.dialNow(ctx.settings.dataTimeoutMs, new AbortController().signal);
     ctx.reply(200, 'Active data connection established.');
   } catch {
-    ctx.setDataChannel(undefined);
+    ctx.setDataConnection(undefined);
     ctx.reply(425, "Can't connect to specified address.");
   }
 }
@@ -365,7 +365,7 @@ function abor(ctx: SessionContext): void {
     ctx.state.abortedTransfer = false;
     return ctx.reply(226, 'ABOR successful.');
   }
-  ctx.setDataChannel(undefined);
+  ctx.setDataConnection(undefined);
   ctx.reply(225, 'No transfer to ABOR.');
 }
 

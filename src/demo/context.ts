@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { IpAddress } from '../protocol/address.js';
-import type { DataChannel } from './data-channel.js';
+import type { PendingDataConnection } from './data-channel.js';
 import type { FileStore } from './store.js';
 
 export interface ServerSettings {
@@ -53,10 +53,10 @@ export interface SessionContext {
   sendLine(line: string): void;
 
   /** Replaces the data channel set up by PASV/EPSV/PORT/EPRT, closing the previous one. */
-  setDataChannel(channel: DataChannel | undefined): void;
+  setDataConnection(channel: PendingDataConnection | undefined): void;
   /** Takes the data channel for a transfer command; the caller must hand it back with retire(). */
-  takeDataChannel(): DataChannel | undefined;
-  retire(channel: DataChannel): void;
+  takeDataConnection(): PendingDataConnection | undefined;
+  retire(channel: PendingDataConnection): void;
 
   beginTransfer(): TransferHandle;
   endTransfer(t: TransferHandle): void;

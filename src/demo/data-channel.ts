@@ -6,7 +6,7 @@
 import net, { type Server, type Socket } from 'node:net';
 import { parseIp, sameAddress, type Endpoint, type IpAddress } from '../protocol/address.js';
 
-export interface DataChannel {
+export interface PendingDataConnection {
   readonly mode: 'passive' | 'active';
   /**
    * The connected data socket, once. Rejects after `timeoutMs` or when
@@ -75,7 +75,7 @@ function waitFor<T>(
  * listener keeps waiting for the right one (vsftpd's pasv_promiscuous=NO),
  * so a third party cannot steal the transfer by racing the client.
  */
-export class PassiveListener implements DataChannel {
+export class PassiveListener implements PendingDataConnection {
   readonly mode = 'passive';
   readonly port: number;
   private accepted: Socket | undefined;
@@ -153,7 +153,7 @@ export class PassiveListener implements DataChannel {
  * PORT/EPRT: dials the client's endpoint when the transfer command comes, or
  * at once when told to (`dialNow`, what pyftpdlib does at PORT time).
  */
-export class ActiveConnector implements DataChannel {
+export class ActiveConnector implements PendingDataConnection {
   readonly mode = 'active';
   private pending: Socket | undefined;
   private used = false;

@@ -10,7 +10,7 @@ import { parseCommand } from '../protocol/command.js';
 import type { IpAddress } from '../protocol/address.js';
 import { dispatch } from './commands.js';
 import type { ServerSettings, SessionContext, SessionState, TransferHandle } from './context.js';
-import { destroyAndWait, type DataChannel } from './data-channel.js';
+import { destroyAndWait, type PendingDataConnection } from './data-channel.js';
 import { OobAbortRepair } from './oob-abort.js';
 
 type Queued = { kind: 'line'; text: string } | { kind: 'overflow' } | { kind: 'eof' };
@@ -44,7 +44,7 @@ export class DemoSession implements SessionContext {
   private ending = false;
   private destroyed = false;
 
-  private dataChannel: DataChannel | undefined;
+  private dataChannel: PendingDataConnection | undefined;
   private transfer: AbortController | undefined;
   /** Closing channels and finished data sockets still open: awaited on shutdown. */
   private readonly closing = new Set<Promise<void>>();
@@ -151,20 +151,20 @@ export class DemoSession implements SessionContext {
 
   // ---- data connections ----------------------------------------------------------
 
-  setDataChannel(channel: DataChannel | undefined): void {
+  setDataConnection(channel: PendingDataConnection | undefined): void {
     const previous = this.dataChannel;
     this.dataChannel = channel;
     if (previous) this.retire(previous);
     if (channel && this.destroyed) this.retire(channel);
   }
 
-  takeDataChannel(): DataChannel | undefined {
+  takeDataConnection(): PendingDataConnection | undefined {
     const channel = this.dataChannel;
     this.dataChannel = undefined;
     return channel;
   }
 
-  retire(channel: DataChannel): void {
+  retire(channel: PendingDataConnection): void {
     this.track(channel.close());
   }
 
@@ -217,7 +217,7 @@ export class DemoSession implements SessionContext {
       this.destroyed = true;
       this.queue.length = 0;
       this.transfer?.abort();
-      this.setDataChannel(undefined);
+      this.setDataConnection(undefined);
       for (const s of this.lingering) this.track(destroyAndWait(s));
       this.socket.destroy();
     }

@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { SessionContext } from './context.js';
-import type { DataChannel } from './data-channel.js';
+import type { PendingDataConnection } from './data-channel.js';
 
 /** Opened before the 150: a refusal (550/553) never reaches the data connection. */
 export type TransferPlan =
@@ -24,7 +24,7 @@ export type TransferPlan =
  * when it refuses) and opens the file side of the transfer.
  */
 export async function runTransfer(ctx: SessionContext, prepare: () => Promise<TransferPlan | undefined>): Promise<void> {
-  const channel = ctx.takeDataChannel();
+  const channel = ctx.takeDataConnection();
   if (!channel) {
     ctx.reply(425, 'Use PORT or PASV first.');
     return;
@@ -40,7 +40,7 @@ export async function runTransfer(ctx: SessionContext, prepare: () => Promise<Tr
   }
 }
 
-async function execute(ctx: SessionContext, channel: DataChannel, plan: TransferPlan, signal: AbortSignal): Promise<void> {
+async function execute(ctx: SessionContext, channel: PendingDataConnection, plan: TransferPlan, signal: AbortSignal): Promise<void> {
   const local = plan.direction === 'send' ? plan.source : plan.sink;
   // Which side failed decides between 426 (the network) and 451 (us).
   let localFailed = false;

@@ -6,7 +6,7 @@
  * middlebox rewrote and checks its TCP sequence adjustment.
  */
 import { readFile } from 'node:fs/promises';
-import { findControlSessions, matchDataChannels, type DataChannel, type DataConnection, type FtpSession } from './ftp.js';
+import { findControlSessions, matchDataChannels, type CapturedDataChannel, type DataConnection, type FtpSession } from './ftp.js';
 import { sessionFindings } from './findings.js';
 import { analysePair, decideClientSide, pairControlSessions, type PairSide } from './pair.js';
 import { mergeLegFindings, pairLegs } from './legs.js';
@@ -109,7 +109,7 @@ function captureReport(cap: Capture, capture: number, connections: number): Capt
   };
 }
 
-function sessionReport(s: FtpSession, channels: DataChannel[], id: string, capture: number): SessionReport {
+function sessionReport(s: FtpSession, channels: CapturedDataChannel[], id: string, capture: number): SessionReport {
   const transcript: TranscriptLine[] = [
     ...s.commands.map((c) => ({ direction: c.direction, packet: c.packet, time: c.t, text: c.text, segments: c.packets.length, offset: c.offset })),
     ...s.replies.map((r) => ({
@@ -145,7 +145,7 @@ function sessionReport(s: FtpSession, channels: DataChannel[], id: string, captu
   };
 }
 
-function channelReport(ch: DataChannel): DataChannelReport {
+function channelReport(ch: CapturedDataChannel): DataChannelReport {
   const a = ch.announcement;
   return {
     mode: a.mode,

@@ -4,24 +4,24 @@
  * explanation a user can act on.
  */
 import { classifyAddress, formatEndpoint, isSiteLocal, sameAddress } from '../protocol/address.js';
-import type { Announcement, DataChannel, FtpSession, ReplyRecord } from './ftp.js';
+import type { Announcement, CapturedDataChannel, FtpSession, ReplyRecord } from './ftp.js';
 import type { Finding, FindingCode, Severity } from './report.js';
 
-export interface SessionContext {
+export interface CapturedSession {
   id: string;
   capture: number;
   session: FtpSession;
-  channels: DataChannel[];
+  channels: CapturedDataChannel[];
 }
 
-function finding(ctx: SessionContext, code: FindingCode, severity: Severity, at: { packet: number; t: number }, message: string, evidence: string): Finding {
+function finding(ctx: CapturedSession, code: FindingCode, severity: Severity, at: { packet: number; t: number }, message: string, evidence: string): Finding {
   const { client, server } = ctx.session.conn;
   return { code, severity, capture: ctx.capture, session: { id: ctx.id, client, server }, packet: at.packet, time: at.t, message, evidence };
 }
 
 const DATA_SETUP_VERBS = new Set(['PORT', 'EPRT', 'LPRT', 'PASV', 'LPSV']);
 
-export function sessionFindings(ctx: SessionContext): Finding[] {
+export function sessionFindings(ctx: CapturedSession): Finding[] {
   const s = ctx.session;
   const { client, server } = s.conn;
   const out: Finding[] = [];
@@ -106,7 +106,7 @@ export function sessionFindings(ctx: SessionContext): Finding[] {
   return out;
 }
 
-function splitFinding(ctx: SessionContext, a: Announcement): Finding {
+function splitFinding(ctx: CapturedSession, a: Announcement): Finding {
   const what = a.mode === 'active' ? `${a.kind} command` : `${a.kind} reply`;
   return finding(
     ctx,
@@ -121,7 +121,7 @@ function splitFinding(ctx: SessionContext, a: Announcement): Finding {
   );
 }
 
-function channelFindings(ctx: SessionContext, ch: DataChannel): Finding[] {
+function channelFindings(ctx: CapturedSession, ch: CapturedDataChannel): Finding[] {
   const a = ch.announcement;
   const out: Finding[] = [];
   const ep = formatEndpoint(a.endpoint);
@@ -194,13 +194,13 @@ function channelFindings(ctx: SessionContext, ch: DataChannel): Finding[] {
  * control port, or taken elsewhere) does not show it. pyftpdlib dials at
  * PORT time and answers the PORT itself with 425.
  */
-function failureReply(ch: DataChannel): ReplyRecord | undefined {
+function failureReply(ch: CapturedDataChannel): ReplyRecord | undefined {
   const a = ch.announcement;
   const candidates = [a.mode === 'active' ? a.command?.reply : undefined, ch.transferFollowed?.reply];
   return candidates.find((r) => r !== undefined && (r.code === 425 || r.code === 426));
 }
 
-function replyFinding(ctx: SessionContext, ch: DataChannel, reply: ReplyRecord): Finding {
+function replyFinding(ctx: CapturedSession, ch: CapturedDataChannel, reply: ReplyRecord): Finding {
   const a = ch.announcement;
   const { client, server } = ctx.session.conn;
   const ep = formatEndpoint(a.endpoint);

@@ -91,7 +91,7 @@ export interface DataConnection {
   bytes: { fromInitiator: number; toInitiator: number };
 }
 
-export interface DataChannel {
+export interface CapturedDataChannel {
   announcement: Announcement;
   expectedPeer: string;
   connections: DataConnection[];
@@ -339,11 +339,11 @@ function findAnnouncements(s: FtpSession): void {
  * counts (clients such as curl ignore the address in a 227 by default, and
  * some servers connect back to the control address whatever PORT says).
  */
-export function matchDataChannels(sessions: readonly FtpSession[], connections: readonly Connection[]): Map<FtpSession, DataChannel[]> {
+export function matchDataChannels(sessions: readonly FtpSession[], connections: readonly Connection[]): Map<FtpSession, CapturedDataChannel[]> {
   const control = new Set(sessions.map((s) => s.conn));
   const used = new Set<Connection>();
   const candidates = connections.filter((c) => !control.has(c));
-  const out = new Map<FtpSession, DataChannel[]>();
+  const out = new Map<FtpSession, CapturedDataChannel[]>();
   const jobs = sessions.flatMap((s) => s.announcements.map((a, i) => ({ s, a, next: s.announcements[i + 1]?.line.packet ?? Infinity })));
   jobs.sort((x, y) => x.a.line.packet - y.a.line.packet);
   for (const { s, a, next } of jobs) {
@@ -351,7 +351,7 @@ export function matchDataChannels(sessions: readonly FtpSession[], connections: 
     // The side that should accept, and the side that should dial.
     const acceptorControl = passive ? s.conn.server : s.conn.client;
     const initiatorControl = passive ? s.conn.client : s.conn.server;
-    const channel: DataChannel = { announcement: a, expectedPeer: initiatorControl.address, connections: [], status: 'not-seen' };
+    const channel: CapturedDataChannel = { announcement: a, expectedPeer: initiatorControl.address, connections: [], status: 'not-seen' };
     for (const conn of candidates) {
       if (used.has(conn) || conn.first.packet <= a.line.packet || conn.first.packet >= next) continue;
       const ends = conn.roles === 'syn' || conn.roles === 'syn-ack' ? [conn.server] : [conn.server, conn.client];
@@ -385,7 +385,7 @@ export function matchDataChannels(sessions: readonly FtpSession[], connections: 
   return out;
 }
 
-function channelStatus(conns: DataConnection[]): DataChannel['status'] {
+function channelStatus(conns: DataConnection[]): CapturedDataChannel['status'] {
   const good = (d: DataConnection) => d.conn.state === 'opened' || d.conn.state === 'mid-stream';
   if (conns.some((d) => good(d) && !d.unexpectedPeer)) return 'opened';
   if (conns.some((d) => good(d))) return 'unexpected-peer';

@@ -15,7 +15,9 @@ import type { Endpoint } from '../protocol/address.js';
 import { formatEndpoint } from '../protocol/address.js';
 import type { TcpSegment } from './pcap.js';
 
-export type Direction = 'client->server' | 'server->client';
+import type { Direction } from '../alg/control-stream.js';
+
+export type { Direction };
 export const DIRECTIONS: readonly Direction[] = ['client->server', 'server->client'];
 
 export function reverse(d: Direction): Direction {

@@ -183,7 +183,8 @@ describe.skipIf(!HAVE_ALL)(`the corpus taken afresh around real middleboxes${WHY
         `\tchain publish {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tiifname "${topo.wanIf}" tcp dport 21 dnat to ${topo.addr.client}\n\t}\n` +
         `\tchain helpers {\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t\tiifname "${topo.wanIf}" tcp dport 21 ct state new ct helper set "ftp-inbound"\n\t}\n}\n`,
     );
-    await topo.exec(topo.ns.gateway, 'nft', ['add', 'rule', 'ip', 'filter', 'forward', 'iifname', topo.wanIf, 'oifname', topo.lanIf, 'tcp', 'dport', '21', 'accept']);
+    const forward = await topo.exec(topo.ns.gateway, 'nft', ['add', 'rule', topo.filterTable.family, topo.filterTable.name, 'forward', 'iifname', topo.wanIf, 'oifname', topo.lanIf, 'tcp', 'dport', '21', 'accept']);
+    expect(forward.code, forward.stderr).toBe(0);
     await capture(
       topo,
       topo.ns.gateway,
@@ -205,7 +206,8 @@ describe.skipIf(!HAVE_ALL)(`the corpus taken afresh around real middleboxes${WHY
     await topo.exec(topo.ns.gateway, 'ip', ['addr', 'flush', 'dev', topo.lanIf]);
     await topo.exec(topo.ns.gateway, 'ip', ['addr', 'flush', 'dev', topo.wanIf]);
     const clientOutside = '198.18.0.3';
-    await topo.exec(topo.ns.client, 'ip', ['addr', 'add', `${clientOutside}/24`, 'dev', `${topo.prefix}c`]);
+    const added = await topo.exec(topo.ns.client, 'ip', ['addr', 'add', `${clientOutside}/24`, 'dev', topo.clientIf]);
+    expect(added.code, added.stderr).toBe(0);
     const alg = topo.spawn(topo.ns.gateway, SYSTEM_PYTHON, [join(process.cwd(), 'test/diagnose/broken-alg.py'), topo.lanIf, topo.wanIf], { stdio: ['ignore', 'pipe', 'inherit'] });
     topo.addCleanup(() => void alg.kill('SIGKILL'));
     await new Promise<void>((resolve, reject) => {

@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { FtpClient } from '../../src/client/ftp-client.js';
+import { procMemory } from '../../scenarios/lib/process.js';
 
 export const CLI = join(process.cwd(), 'dist/cli.js');
 
@@ -83,7 +83,7 @@ export function startGatewayProcess(args: string[], opts: { prefix?: string[]; n
 
 /** Resident memory of the process now, from /proc. */
 export function rssBytes(gw: GatewayProcess): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${gw.child.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+  return gw.child.pid === undefined ? 0 : procMemory(gw.child.pid).rss || 0;
 }
 
 /** The port a listener of this name (or the only one) bound. */

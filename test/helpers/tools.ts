@@ -3,12 +3,13 @@
  * skips when one is missing (visible in the test name; CI installs all and
  * fails on any skip).
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runBuffered } from '../../scenarios/lib/process.js';
 
 export const SYSTEM_PYTHON = '/usr/bin/python3';
 
@@ -53,21 +54,10 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a client to completion (bounded by timeoutMs, then killed). */
-export function run(cmd: string, args: string[], opts: { input?: Buffer | string; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      cmd,
-      args,
-      { encoding: 'buffer', maxBuffer: 512 << 20, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL', cwd: opts.cwd },
-      (err, stdout, stderr) => {
-        const code: unknown = err ? (err as { code?: unknown }).code : 0;
-        resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr: stderr.toString() });
-      },
-    );
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
-    else child.stdin?.end();
-  });
+/** Runs a client to completion (bounded by timeoutMs, then killed: code 1). */
+export async function run(cmd: string, args: string[], opts: { input?: Buffer | string; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
+  const r = await runBuffered(cmd, args, { ...opts, maxBuffer: 512 << 20, timeoutMs: opts.timeoutMs ?? 60_000 });
+  return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Runs a Python ftplib script with the system Python; argv is available as sys.argv[1:]. */

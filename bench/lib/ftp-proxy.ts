@@ -16,34 +16,35 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { procCpuSecondsWithChildren, sleep } from './common.mjs';
-import { runCommand, startDaemon, stopDaemon } from './procs.mjs';
+import { waitTcpListener } from '../../scenarios/lib/lab.js';
+import { procCpuSecondsWithChildren } from './common.js';
+import { startDaemon, stopDaemon } from './procs.js';
 
 export const FTP_PROXY = '/usr/sbin/ftp-proxy';
 
-export function ftpProxyAvailable() {
+export function ftpProxyAvailable(): boolean {
   return existsSync(FTP_PROXY);
 }
 
-export function ftpProxyVersion() {
+export function ftpProxyVersion(): string {
   // -V prints to stderr.
   const r = spawnSync(FTP_PROXY, ['-V'], { encoding: 'utf8', timeout: 5000 });
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] || `unknown (${r.error?.message ?? `exit ${r.status}`})`;
 }
 
 /** A free TCP port on host (bound, read, released: a small race, fine on loopback). */
-export function freePort(host = '127.0.0.1') {
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
     s.listen(0, host, () => {
-      const { port } = s.address();
+      const { port } = s.address() as net.AddressInfo;
       s.close(() => resolve(port));
     });
   });
 }
 
-function numericId(cmd, args, field) {
+function numericId(cmd: string, args: string[], field?: number): number | undefined {
   try {
     const out = execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000 }).trim();
     const n = Number(field === undefined ? out : out.split(':')[field]);
@@ -53,21 +54,8 @@ function numericId(cmd, args, field) {
   }
 }
 
-/** Polls `ss -Hltn` until something listens on port (never connects: LAB.md). */
-export async function waitListening(port, { netns, timeoutMs = 10_000, alive = () => true } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!alive()) return false;
-    const args = ['-Hltn', `sport = :${port}`];
-    const r = netns ? await runCommand('ip', ['netns', 'exec', netns, 'ss', ...args], { timeoutMs: 5000 }) : await runCommand('ss', args, { timeoutMs: 5000 });
-    if (r.code === 0 && r.stdout.trim() !== '') return true;
-    await sleep(50);
-  }
-  return false;
-}
-
 /** The config file the bench writes (also printed in the report). */
-export function ftpProxyConfig({ listen, port, destAddress, destPort, logDir }) {
+export function ftpProxyConfig({ listen, port, destAddress, destPort, logDir }: { listen: string; port: number; destAddress: string; destPort: number; logDir: string }): string {
   return [
     '# written by bench/lib/ftp-proxy.mjs for one bench run',
     'ServerType              standalone',
@@ -89,7 +77,17 @@ export function ftpProxyConfig({ listen, port, destAddress, destPort, logDir }) 
 }
 
 /** Starts ftp-proxy in front of destAddress:destPort; resolves with a handle { port, pid, cpuSeconds(), stop(), config }. */
-export async function startFtpProxy({ dir, listen = '127.0.0.1', port, destAddress = '127.0.0.1', destPort }) {
+export interface FtpProxy {
+  port: number;
+  pid: number;
+  config: string;
+  confPath: string;
+  logPath: string;
+  cpuSeconds(): number;
+  stop(): Promise<void>;
+}
+
+export async function startFtpProxy({ dir, listen = '127.0.0.1', port, destAddress = '127.0.0.1', destPort }: { dir: string; listen?: string; port?: number; destAddress?: string; destPort: number }): Promise<FtpProxy> {
   // The session children run as nobody and must reach the log folder: the
   // bench's own temp folder (0700) becomes traversable, not listable (0711).
   chmodSync(dir, 0o711);
@@ -106,8 +104,8 @@ export async function startFtpProxy({ dir, listen = '127.0.0.1', port, destAddre
   writeFileSync(confPath, config);
   const d = startDaemon(FTP_PROXY, ['-d', '-n', '-f', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  d.proc.stderr.on('data', (c) => (stderr += c));
-  const ok = await waitListening(listenPort, { alive: () => !d.hasExited() });
+  d.proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  const ok = await waitTcpListener(listenPort, { alive: () => !d.hasExited() });
   if (!ok) {
     await stopDaemon(d);
     throw new Error(`ftp-proxy did not listen on ${listen}:${listenPort}: ${stderr.trim() || 'no output'}`);

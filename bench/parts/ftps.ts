@@ -14,49 +14,50 @@
 import { chownSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { MiB } from '../lib/common.mjs';
-import { startCliGateway } from '../lib/helpers.mjs';
-import { buildLoopbackNamespace } from '../lib/netns.mjs';
-import { runCommand } from '../lib/procs.mjs';
-import { VSFTPD, startVsftpd } from '../lib/vsftpd.mjs';
-import { newRow, transferPair, writeRandomFile } from './throughput.mjs';
+import { MiB } from '../lib/common.js';
+import { startCliGateway } from '../lib/helpers.js';
+import { run } from '../../scenarios/lib/lab.js';
+import type { BenchContext, ThroughputResult, TransferRow } from '../lib/context.js';
+import { buildLoopbackNamespace } from '../lib/namespaces.js';
+import { VSFTPD, startVsftpd, type BenchVsftpd } from '../lib/vsftpd.js';
+import { newRow, transferPair, writeRandomFile } from './throughput.js';
 
 const SERVER_PORT = 2190;
 const GATEWAY_PORT = 2191;
 
 /** The ftp user's uid and gid: vsftpd writes anonymous uploads as that user. */
-function ftpUser() {
+function ftpUser(): { uid: number; gid: number } | undefined {
   try {
-    const id = (flag) => Number(execFileSync('id', [flag, 'ftp'], { encoding: 'utf8' }).trim());
+    const id = (flag: string) => Number(execFileSync('id', [flag, 'ftp'], { encoding: 'utf8' }).trim());
     return { uid: id('-u'), gid: id('-g') };
   } catch {
     return undefined;
   }
 }
 
-async function makeCertificate(dir) {
+async function makeCertificate(dir: string): Promise<{ cert: string; key: string }> {
   const cert = path.join(dir, 'ftps-bench.crt');
   const key = path.join(dir, 'ftps-bench.key');
-  const r = await runCommand('openssl', [
+  const r = await run('openssl', [
     'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
     '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
     '-keyout', key, '-out', cert,
   ], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new Error(`openssl: ${String(r.stderr).trim()}`);
+  if (r.code !== 0) throw new Error(`openssl: ${r.stderr.trim()}`);
   return { cert, key };
 }
 
-export async function runFtps(ctx) {
+export async function runFtps(ctx: BenchContext): Promise<ThroughputResult> {
   const { flags, log, dir, cli } = ctx;
   const SIZE = flags.size;
   const MODE = flags.mode;
-  const rows = {
+  const rows: Record<'direct' | 'gateway', TransferRow> = {
     direct: newRow('direct', 'direct FTPS to vsftpd'),
     gateway: newRow('gateway', 'ftp-alg reverse --tls terminate --server-tls explicit'),
   };
   const ftp = ftpUser();
   const missing = process.getuid?.() !== 0 ? 'needs root (vsftpd, namespace)' : !existsSync(VSFTPD) ? 'vsftpd not installed: sh bench/install.sh' : !ftp ? 'no ftp user (vsftpd anonymous uploads)' : undefined;
-  if (missing) {
+  if (missing !== undefined || ftp === undefined) {
     for (const row of Object.values(rows)) Object.assign(row, { available: false, reason: missing });
     return { size: SIZE, mode: MODE, runs: flags.runs, rows };
   }
@@ -73,15 +74,14 @@ export async function runFtps(ctx) {
   const curlTls = ['--ssl-reqd', '--cacert', cert];
 
   const lo = await buildLoopbackNamespace();
-  const ns = lo.name('k');
-  let server;
+  const ns = lo.ns('k');
+  let server: BenchVsftpd | undefined;
   try {
     server = await startVsftpd({
       dir,
       root,
       address: '127.0.0.1',
       port: SERVER_PORT,
-      wrap: (cmd, args) => lo.wrap('k', cmd, args),
       netns: ns,
       settings: {
         write_enable: 'YES',
@@ -98,7 +98,7 @@ export async function runFtps(ctx) {
     });
     // vsftpd refuses to overwrite an anonymous upload: a name per transfer, removed after it.
     let uploads = 0;
-    const pair = async (row, port, tag) => {
+    const pair = async (row: TransferRow, port: number, tag: string) => {
       const upName = `up/${row.key}-${++uploads}.bin`;
       try {
         return await transferPair(ctx, row, { host: '127.0.0.1', port, mode: MODE, netns: ns, upFile, size: SIZE, tag, upName, extra: curlTls });

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * `npm run bench`: every benchmark of issue 7 in one run on one machine,
  * side by side, ending in one table where each figure stands next to its
@@ -21,6 +20,9 @@
  *
  *   npm run build && npm run bench [-- --quick] [-- --only sessions,latency] [-- --json]
  *
+ * `npm run bench` compiles bench/ with the sources it imports (tsc -p
+ * bench/tsconfig.json, into .bench-build/) and runs .bench-build/bench/bench.js.
+ *
  * Run `sh bench/install.sh` (root) once for ftp-proxy and nftables. Parts
  * that cannot run here (no root, no ftp-proxy) print n/a with the reason.
  * Everything stays on 127.0.0.0/8 or in namespaces this run creates
@@ -36,15 +38,27 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { KiB, MiB, ROOT, loadavgText, procCpuSeconds, sleep } from './lib/common.mjs';
-import { descendants, killAll } from './lib/procs.mjs';
-import { destroyAllSync, removeStaleNamespaces } from './lib/netns.mjs';
-import { detectKernelDataPath } from './lib/helpers.mjs';
-import { ftpProxyAvailable, ftpProxyVersion } from './lib/ftp-proxy.mjs';
-import { buildTable, printTable } from './lib/report.mjs';
+import { KiB, MiB, ROOT, loadavgText, procCpuSeconds, sleep } from './lib/common.js';
+import { descendants, killAll } from './lib/procs.js';
+import { destroyAllLabsSync, removeStaleNamespaces } from './lib/namespaces.js';
+import { detectKernelDataPath } from './lib/helpers.js';
+import { ftpProxyAvailable, ftpProxyVersion } from './lib/ftp-proxy.js';
+import { buildTable, printTable, type BenchResults } from './lib/report.js';
+import type { BenchContext, BenchFlags } from './lib/context.js';
+import type { DataMode } from './lib/curl.js';
+import { runEngine } from './parts/engine.js';
+import { runFtps } from './parts/ftps.js';
+import { runHostile } from './parts/hostile.js';
+import { runNetns } from './parts/netns.js';
+import { runIdle, runTransfers } from './parts/scale.js';
+import { runSessions } from './parts/sessions.js';
+import { runSmallFiles } from './parts/small-files.js';
+import { runThroughput } from './parts/throughput.js';
 
-const PARTS = ['throughput', 'ftps', 'netns', 'small-files', 'sessions', 'latency', 'idle', 'transfers', 'hostile', 'engine'];
-const ALIASES = { scale: ['idle', 'transfers'], all: PARTS, loopback: ['throughput'], namespaces: ['netns'] };
+const PARTS = ['throughput', 'ftps', 'netns', 'small-files', 'sessions', 'latency', 'idle', 'transfers', 'hostile', 'engine'] as const;
+type Part = (typeof PARTS)[number];
+const ALIASES: Record<string, readonly Part[]> = { scale: ['idle', 'transfers'], all: PARTS, loopback: ['throughput'], namespaces: ['netns'] };
+const isPart = (p: string): p is Part => (PARTS as readonly string[]).includes(p);
 
 const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-proxy etc.: sh bench/install.sh)
 
@@ -69,18 +83,18 @@ const HELP = `npm run bench [-- FLAGS]     (build first: npm run build; ftp-prox
   --retrs N            sequential 4 KiB RETRs per small-files run (150; quick 50)
   --hostile N          hostile sessions of each kind (pipelined, owed, endless) through one gateway (50; quick 10)
   --engine-mb MB       control stream per engine pass (32; quick 8), --engine-reps N passes (5; quick 3)
-  --dist DIR           the ftp-alg build to measure (default ./dist)
+  --dist DIR           the ftp-alg build whose command line (cli.js) runs the gateways started with
+                       CLI flags (default ./dist); in-process parts run the sources built with the bench
   --max-seconds S      hard stop for the whole run (3600)
 `;
 
-function bad(msg) {
+function bad(msg: string): never {
   process.stderr.write(`bench: ${msg}\n`);
   process.exit(2);
 }
 
-let parsed;
-try {
-  parsed = parseArgs({
+function parse() {
+  return parseArgs({
     options: {
       only: { type: 'string' },
       quick: { type: 'boolean', default: false },
@@ -108,27 +122,36 @@ try {
     },
     strict: true,
   });
-} catch (err) {
-  bad(`${err.message}\n\n${HELP}`);
 }
-const raw = parsed.values;
+function parsedOrBad(): ReturnType<typeof parse> {
+  try {
+    return parse();
+  } catch (err) {
+    return bad(`${err instanceof Error ? err.message : String(err)}\n\n${HELP}`);
+  }
+}
+const raw = parsedOrBad().values;
 if (raw.help) {
   process.stdout.write(HELP);
   process.exit(0);
 }
 const Q = raw.quick;
-const num = (name, fallback, quickFallback, { integer = true } = {}) => {
+type NumberFlag = 'size' | 'runs' | 'sessions' | 'concurrency' | 'rounds' | 'noops' | 'idle' | 'idle-seconds' | 'concurrent' | 'transfer-size' | 'small-runs' | 'retrs' | 'hostile' | 'engine-mb' | 'engine-reps' | 'max-seconds';
+const num = (name: NumberFlag, fallback: number, quickFallback: number, { integer = true } = {}): number => {
   const text = raw[name];
   if (text === undefined) return Q ? quickFallback : fallback;
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) bad(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got "${text}"`);
   return n;
 };
-const flags = {
+const isMode = (m: string): m is DataMode => ['PASV', 'EPSV', 'PORT', 'EPRT'].includes(m);
+const mode = raw.mode.toUpperCase();
+if (!isMode(mode)) bad(`--mode must be PASV, EPSV, PORT or EPRT, got "${raw.mode}"`);
+const flags: BenchFlags = {
   quick: Q,
   size: num('size', 1024 * MiB, 128 * MiB),
   runs: num('runs', 3, 1),
-  mode: raw.mode.toUpperCase(),
+  mode,
   sessions: num('sessions', 1000, 200),
   concurrency: num('concurrency', 16, 16),
   rounds: num('rounds', 5, 2),
@@ -145,13 +168,13 @@ const flags = {
   maxSeconds: num('max-seconds', 3600, 3600),
   partSeconds: 900,
 };
-if (!['PASV', 'EPSV', 'PORT', 'EPRT'].includes(flags.mode)) bad(`--mode must be PASV, EPSV, PORT or EPRT, got "${raw.mode}"`);
-let only = PARTS;
+let only: Part[] = [...PARTS];
 if (raw.only) {
   only = [];
   for (const p of raw.only.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)) {
-    if (ALIASES[p]) only.push(...ALIASES[p]);
-    else if (PARTS.includes(p)) only.push(p);
+    const alias = ALIASES[p];
+    if (alias) only.push(...alias);
+    else if (isPart(p)) only.push(p);
     else bad(`--only: unknown part "${p}" (parts: ${PARTS.join(', ')}; scale)`);
   }
 }
@@ -162,17 +185,22 @@ if (!existsSync(path.join(distDir, 'gateway', 'reverse.js'))) bad(`${distDir} ha
 // ---- output: with --json the human part goes to stderr ------------------------------------
 
 const human = raw.json ? process.stderr : process.stdout;
-const log = (text = '') => human.write(`${text}\n`);
+const log = (text = ''): void => void human.write(`${text}\n`);
 
 // ---- cleanup: children by PID, namespaces by name, the temp folder -------------------------
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ftp-alg-bench-'));
-function cleanupSync() {
+function cleanupSync(): void {
   killAll();
-  destroyAllSync();
+  destroyAllLabsSync();
   rmSync(dir, { recursive: true, force: true });
 }
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+const exitCodes: [NodeJS.Signals, number][] = [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+];
+for (const [sig, code] of exitCodes) {
   process.once(sig, () => {
     log(`\n${sig}: stopping; children killed by PID, namespaces deleted`);
     cleanupSync();
@@ -188,8 +216,10 @@ hardStop.unref();
 
 // ---- context shared by the parts -------------------------------------------------------------
 
-const failures = [];
-const ctx = {
+const failures: string[] = [];
+const m = machine();
+const kernel = await detectKernelDataPath({ cli });
+const ctx: BenchContext = {
   flags,
   log,
   dir,
@@ -197,6 +227,7 @@ const ctx = {
   cli,
   failures,
   nftTable: `ftpalg_bench_${process.pid.toString(36)}`,
+  kernel,
   load: () => loadavgText(),
   cpuOf: (pid) => procCpuSeconds(pid),
   async waitNoChildren(pid, ms) {
@@ -207,16 +238,17 @@ const ctx = {
     try {
       return await fn();
     } catch (err) {
-      failures.push(`${label}: ${err.message}`);
-      log(`    ${label}: FAILED ${err.message}`);
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(`${label}: ${message}`);
+      log(`    ${label}: FAILED ${message}`);
       return undefined;
     }
   },
 };
 
-function versionOf(cmd, args) {
+function versionOf(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000 }).trim().split('\n')[0];
+    return execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000 }).trim().split('\n')[0] ?? '';
   } catch {
     return 'not available';
   }
@@ -240,12 +272,9 @@ function machine() {
 
 // ---- main -------------------------------------------------------------------------------------
 
-const results = {};
+const results: BenchResults = {};
 const started = new Date();
 const loadStart = loadavgText();
-const m = machine();
-const kernel = await detectKernelDataPath({ cli, distDir });
-ctx.kernel = kernel;
 log(`ftp-alg bench ${started.toISOString()}: parts ${only.join(', ')}${Q ? ' (quick)' : ''}`);
 log(`machine: ${m.cpus} × ${m.model}, ${m.memGiB} GiB, kernel ${m.kernel}, node ${m.node}, ${m.curl}, ${m.nft}, ftp-proxy ${m.ftpProxy}`);
 log(`load average at start: ${loadStart}; build measured: ${distDir}`);
@@ -255,21 +284,12 @@ if (m.root) {
   if (stale.length) log(`removed namespaces left by an earlier run: ${stale.join(' ')}`);
 }
 
-const { runThroughput } = await import('./parts/throughput.mjs');
-const { runNetns } = await import('./parts/netns.mjs');
-const { runFtps } = await import('./parts/ftps.mjs');
-const { runSessions } = await import('./parts/sessions.mjs');
-const { runIdle, runTransfers } = await import('./parts/scale.mjs');
-const { runEngine } = await import('./parts/engine.mjs');
-const { runSmallFiles } = await import('./parts/small-files.mjs');
-const { runHostile } = await import('./parts/hostile.mjs');
-
-const partTimes = {};
-async function part(name, fn) {
+const partTimes: Partial<Record<Part, number>> = {};
+async function part<K extends Part & keyof BenchResults>(name: K, fn: () => BenchResults[K] | Promise<BenchResults[K]>): Promise<void> {
   if (!only.includes(name)) return;
   log('');
   const t0 = Date.now();
-  results[name] = await ctx.attempt(name, fn);
+  results[name] = await ctx.attempt(name, async () => fn());
   partTimes[name] = (Date.now() - t0) / 1000;
 }
 
@@ -292,12 +312,12 @@ try {
   await part('hostile', () => runHostile(ctx));
 } finally {
   killAll();
-  destroyAllSync();
+  destroyAllLabsSync();
   rmSync(dir, { recursive: true, force: true });
 }
 
 const loadEnd = loadavgText();
-const table = buildTable(results, { flags, kernel, only });
+const table = buildTable(results, { only });
 log('');
 log(`ftp-alg bench: results (load average ${loadStart} at start, ${loadEnd} at the end; ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min)`);
 printTable(table, log);

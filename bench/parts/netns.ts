@@ -1,7 +1,7 @@
 /**
  * Part 1b: the same 1 GiB download and upload through a real NAT box made
- * of network namespaces (client 100.64.0.2 — gw — server 198.18.0.2, the
- * server with no route back), comparing the kernel's own FTP helper with
+ * of network namespaces (client 100.64.1.2 — gw — server 198.18.0.2, the
+ * server with no route back; scenarios/lib/nat-box.ts), comparing the kernel's own FTP helper with
  * ftp-alg on the same box:
  *
  *   NAT only, passive           masquerade, no ALG: the kernel forwarding path, the reference ("direct")
@@ -16,21 +16,37 @@
  * mode behind a masquerade; passive works without one.
  */
 import path from 'node:path';
-import { MiB } from '../lib/common.mjs';
-import { ADDR, buildNatTopology, gatewayRuleset, netnsSupport } from '../lib/netns.mjs';
-import { startCliGateway, startServer } from '../lib/helpers.mjs';
-import { stopHelper } from '../lib/procs.mjs';
-import { newRow, transferPair, writeRandomFile } from './throughput.mjs';
+import { MiB } from '../lib/common.js';
+import type { DataMode } from '../lib/curl.js';
+import type { BenchContext, ThroughputResult, TransferRow } from '../lib/context.js';
+import { buildBenchNatBox, labUnavailable, NAT_BOX, NAT_BOX_ADDR as ADDR, setBoxAlg, type BoxAlg } from '../lib/namespaces.js';
+import type { Helper } from '../lib/procs.js';
+import { startCliGateway, startServer } from '../lib/helpers.js';
+import { stopHelper } from '../lib/procs.js';
+import { newRow, transferPair, writeRandomFile } from './throughput.js';
 
 const ALG_PORT = 2121;
 
-export async function runNetns(ctx) {
-  const { flags, log, dir, distDir, cli, kernel } = ctx;
+interface Variant {
+  key: string;
+  label: string;
+  mode: DataMode;
+  ruleset: BoxAlg;
+  target: string;
+  port: number;
+  /** ftp-alg's command line on the gateway, if any. */
+  alg?: string[];
+  /** The kernel data path this variant needs. */
+  needs?: 'forward' | 'reverse';
+}
+
+export async function runNetns(ctx: BenchContext): Promise<ThroughputResult> {
+  const { flags, log, dir, cli, kernel } = ctx;
   const SIZE = flags.size;
-  const variants = [
+  const variants: Variant[] = [
     { key: 'nat', label: 'NAT only (no ALG), PASV', mode: 'PASV', ruleset: {}, target: ADDR.server, port: 21 },
-    { key: 'helper', label: 'kernel FTP helper, PORT', mode: 'PORT', ruleset: { helper: true }, target: ADDR.server, port: 21 },
-    { key: 'helperPassive', label: 'kernel FTP helper, PASV', mode: 'PASV', ruleset: { helper: true }, target: ADDR.server, port: 21 },
+    { key: 'helper', label: 'kernel FTP helper, PORT', mode: 'PORT', ruleset: { kernelHelper: true }, target: ADDR.server, port: 21 },
+    { key: 'helperPassive', label: 'kernel FTP helper, PASV', mode: 'PASV', ruleset: { kernelHelper: true }, target: ADDR.server, port: 21 },
     {
       key: 'fwdActive',
       label: 'ftp-alg forward --transparent, PORT',
@@ -54,9 +70,9 @@ export async function runNetns(ctx) {
       label: 'ftp-alg reverse on the gw, PASV',
       mode: 'PASV',
       ruleset: {},
-      target: ADDR.gwLan,
+      target: ADDR.gatewayLan,
       port: ALG_PORT,
-      alg: ['reverse', '--listen', `${ADDR.gwLan}:${ALG_PORT}`, '--server', `${ADDR.server}:21`, '--public-address', ADDR.gwLan],
+      alg: ['reverse', '--listen', `${ADDR.gatewayLan}:${ALG_PORT}`, '--server', `${ADDR.server}:21`, '--public-address', ADDR.gatewayLan],
     },
     {
       key: 'fwdKernel',
@@ -73,18 +89,19 @@ export async function runNetns(ctx) {
       label: 'ftp-alg reverse --data-path kernel, PASV',
       mode: 'PASV',
       ruleset: {},
-      target: ADDR.gwLan,
+      target: ADDR.gatewayLan,
       port: ALG_PORT,
-      alg: ['reverse', '--listen', `${ADDR.gwLan}:${ALG_PORT}`, '--server', `${ADDR.server}:21`, '--public-address', ADDR.gwLan, '--data-path', 'kernel'],
+      alg: ['reverse', '--listen', `${ADDR.gatewayLan}:${ALG_PORT}`, '--server', `${ADDR.server}:21`, '--public-address', ADDR.gatewayLan, '--data-path', 'kernel'],
       needs: 'reverse',
     },
   ];
-  const rows = Object.fromEntries(variants.map((v) => [v.key, newRow(v.key, v.label, { mode: v.mode })]));
+  const rows: Record<string, TransferRow> = Object.fromEntries(variants.map((v) => [v.key, newRow(v.key, v.label, { mode: v.mode })]));
+  const rowOf = (v: Variant): TransferRow => rows[v.key] ?? newRow(v.key, v.label);
   for (const v of variants) {
-    if (v.needs && !kernel[v.needs]) Object.assign(rows[v.key], { available: false, reason: 'option not available' });
-    if (v.needs && kernel.nftTable) v.alg.push('--nft-table', ctx.nftTable);
+    if (v.needs && !kernel[v.needs]) Object.assign(rowOf(v), { available: false, reason: 'option not available' });
+    if (v.needs && kernel.nftTable) v.alg?.push('--nft-table', ctx.nftTable);
   }
-  const unsupported = await netnsSupport();
+  const unsupported = labUnavailable();
   if (unsupported) {
     for (const r of Object.values(rows)) Object.assign(r, { available: false, reason: unsupported });
     log(`namespaces: skipped (${unsupported})`);
@@ -94,28 +111,29 @@ export async function runNetns(ctx) {
   log(`throughput through a NAT box in namespaces: ${(SIZE / MiB).toFixed(0)} MiB down and up, ${flags.runs} run(s)`);
   const upFile = path.join(dir, 'up.bin');
   await writeRandomFile(upFile, SIZE);
-  const t = await buildNatTopology();
-  const ns = (s) => t.name(s);
-  let server;
+  const t = await buildBenchNatBox();
+  const ns = (s: string) => t.ns(s);
+  const { client: C, gateway: G, server: S } = NAT_BOX.ns;
+  let server: Helper | undefined;
   try {
-    server = await startServer({ distDir, generate: [`/big.bin:${SIZE}`], host: ADDR.server, port: 21, netns: ns('s') });
+    server = await startServer({ generate: [`/big.bin:${SIZE}`], host: ADDR.server, port: 21, netns: ns(S) });
     // Warm-up (not counted): the server's buffers, the page cache of the upload file.
-    await t.nft('g', gatewayRuleset({}));
-    await ctx.attempt('namespaces warm-up', () => transferPair(ctx, newRow('warm', 'warm-up (not counted)'), { host: ADDR.server, port: 21, mode: 'PASV', netns: ns('c'), upFile, size: SIZE, tag: 'warm-up' }));
+    await setBoxAlg(t, {});
+    await ctx.attempt('namespaces warm-up', () => transferPair(ctx, newRow('warm', 'warm-up (not counted)'), { host: ADDR.server, port: 21, mode: 'PASV', netns: ns(C), upFile, size: SIZE, tag: 'warm-up' }));
     for (let run = 1; run <= flags.runs; run++) {
       log(`  run ${run}/${flags.runs} (load ${ctx.load()})`);
       for (const v of variants) {
-        const row = rows[v.key];
+        const row = rowOf(v);
         if (!row.available) continue;
         await ctx.attempt(`namespaces run ${run} ${v.label}`, async () => {
-          await t.nft('g', gatewayRuleset(v.ruleset));
+          await setBoxAlg(t, v.ruleset);
           // Conntrack entries of the previous variant must not steer this one.
-          await t.execIn('g', 'conntrack', ['-F'], 5000);
-          const gw = v.alg ? await startCliGateway({ cli, netns: ns('g'), args: v.alg, listenPort: ALG_PORT, logPath: path.join(dir, `netns-${v.key}.log`) }) : undefined;
+          await t.exec(G, 'conntrack', ['-F'], 5000);
+          const gw = v.alg ? await startCliGateway({ cli, netns: ns(G), args: v.alg, listenPort: ALG_PORT, logPath: path.join(dir, `netns-${v.key}.log`) }) : undefined;
           const cpu0 = gw?.cpuSeconds();
           try {
-            const r = await transferPair(ctx, row, { host: v.target, port: v.port, mode: v.mode, activeAddress: ADDR.client, netns: ns('c'), upFile, size: SIZE, tag: `run ${run}` });
-            if (gw && r.moved) row.cpuPerGiB.push((gw.cpuSeconds() - cpu0) / (r.moved / 2 ** 30));
+            const r = await transferPair(ctx, row, { host: v.target, port: v.port, mode: v.mode, activeAddress: ADDR.client, netns: ns(C), upFile, size: SIZE, tag: `run ${run}` });
+            if (gw && cpu0 !== undefined && r.moved) row.cpuPerGiB.push((gw.cpuSeconds() - cpu0) / (r.moved / 2 ** 30));
           } finally {
             await gw?.stop();
           }

@@ -1,11 +1,10 @@
-#!/usr/bin/env node
 /**
  * The reverse gateway in a process of its own, configured the way the CLI
  * does it (reverseFromFlags + startReverseGateway), without log output:
- *   node [--expose-gc] bench/lib/gateway-child.mjs SERVER_PORT ['{"max-sessions": 5000, ...}']
+ *   node [--expose-gc] .bench-build/bench/lib/gateway-child.js SERVER_PORT ['{"max-sessions": 5000, ...}']
  * The optional JSON holds more CLI flags (names as on the command line) and
- * may override listen/server/public-address. FTP_ALG_DIST=/path/to/dist
- * loads another build (default: this checkout's dist/).
+ * may override listen/server/public-address. It runs the sources compiled
+ * with the bench (npm run bench builds both).
  *
  * Prints {"port": N} when listening. Then reads commands, one per line, on stdin:
  *   mem   → forces GC (when started with --expose-gc) and prints
@@ -15,20 +14,19 @@
  */
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { pathToFileURL } from 'node:url';
-
-const dist = process.env.FTP_ALG_DIST ? pathToFileURL(`${process.env.FTP_ALG_DIST.replace(/\/$/, '')}/`).href : new URL('../../dist/', import.meta.url).href;
-const { reverseFromFlags } = await import(`${dist}config.js`);
-const { startReverseGateway } = await import(`${dist}gateway/reverse.js`);
+import { reverseFromFlags, type ReverseFlags } from '../../src/config.js';
+import type { GatewayEvent } from '../../src/gateway/events.js';
+import type { GatewayChildStats, GatewayMemory } from './context.js';
+import { startReverseGateway } from '../../src/gateway/reverse.js';
 
 const [serverPort, extraJson] = process.argv.slice(2);
 if (!serverPort) {
-  process.stderr.write('usage: gateway-child.mjs SERVER_PORT [FLAGS_JSON]\n');
+  process.stderr.write('usage: gateway-child.js SERVER_PORT [FLAGS_JSON]\n');
   process.exit(2);
 }
-const counts = {};
-const dataCloses = [];
-const sink = (e) => {
+const counts: Record<string, number> = {};
+const dataCloses: GatewayChildStats['dataCloses'] = [];
+const sink = (e: GatewayEvent) => {
   counts[e.event] = (counts[e.event] ?? 0) + 1;
   if (e.event === 'data-close') dataCloses.push({ mode: e.mode, bytes: e.bytes, durationMs: e.durationMs, reason: e.reason });
   if (e.event === 'refuse' || e.event === 'warning') process.stderr.write(`gateway: ${JSON.stringify(e)}\n`);
@@ -37,21 +35,22 @@ const cfg = reverseFromFlags({
   listen: '127.0.0.1:0',
   server: `127.0.0.1:${serverPort}`,
   'public-address': '127.0.0.1',
-  ...(extraJson ? JSON.parse(extraJson) : {}),
+  ...(extraJson ? (JSON.parse(extraJson) as ReverseFlags) : {}),
 });
 const gateway = await startReverseGateway(cfg, sink);
 process.stdout.write(`${JSON.stringify({ port: gateway.address.port })}\n`);
 
 /** glibc's malloc_trim through koffi (a dependency of ftp-alg): undefined when unavailable. */
-let mallocTrim;
+let mallocTrim: ((pad: number) => number) | undefined;
 try {
   const { default: koffi } = await import('koffi');
-  mallocTrim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)');
+  const trim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)');
+  mallocTrim = (pad) => Number(trim(pad));
 } catch {
   mallocTrim = undefined;
 }
 
-function vmRss() {
+function vmRss(): number {
   const status = readFileSync('/proc/self/status', 'utf8');
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
 }
@@ -63,10 +62,11 @@ function vmRss() {
  * of logins otherwise stay in glibc's heap and swing the plain RSS by
  * ±10 MiB between two figures; the trimmed RSS is what is really held.
  */
-async function memory() {
-  if (typeof globalThis.gc === 'function') {
+async function memory(): Promise<GatewayMemory['mem']> {
+  const gc = globalThis.gc;
+  if (typeof gc === 'function') {
     for (let i = 0; i < 3; i++) {
-      globalThis.gc();
+      void gc();
       await new Promise((r) => setTimeout(r, 30));
     }
   }

@@ -9,24 +9,54 @@
  *                  and through the gateway, alternating rounds; medians and
  *                  the added time per round trip
  *
- * The client is the project's FtpClient (dist/client) in this process (for
+ * The client is the project's FtpClient (src/client) in this process (for
  * the round trips a bare socket, so the client adds as little as possible);
  * the server and the gateway each run in a process of their own.
  */
-import { pathToFileURL } from 'node:url';
-import path from 'node:path';
-import { median, percentile, withTimeout } from '../lib/common.mjs';
-import { startGateway, startServer } from '../lib/helpers.mjs';
-import { stopHelper } from '../lib/procs.mjs';
+import { FtpClient } from '../../src/client/ftp-client.js';
+import { median, percentile, withTimeout } from '../lib/common.js';
+import type { BenchContext } from '../lib/context.js';
+import { startGateway, startServer } from '../lib/helpers.js';
+import { stopHelper } from '../lib/procs.js';
 
 const HOST = '127.0.0.1';
 const OP_TIMEOUT_MS = 15_000;
 
-async function loadClient(distDir) {
-  return import(pathToFileURL(path.join(distDir, 'client', 'ftp-client.js')).href);
+type PathName = 'direct' | 'gateway';
+type Targets = Record<PathName, number>;
+type Fail = (name: PathName, err: unknown) => void;
+
+export interface SessionTime {
+  n: number;
+  median: number;
+  p99: number;
+  mean: number;
+  sequentialPerS: number;
 }
 
-async function oneSession(FtpClient, port) {
+export interface SessionCost {
+  sessions: number;
+  concurrency: number;
+  time: Record<PathName, SessionTime>;
+  rate: Record<PathName, { sessions: number; seconds: number; perS: number }>;
+}
+
+export interface RoundTrips {
+  direct: { n: number; median: number; p99: number };
+  gateway: { n: number; median: number; p99: number };
+  addedMedianMs: number;
+  addedPerRoundMs: number[];
+}
+
+export interface SessionsResult extends Partial<SessionCost> {
+  errors: Record<PathName, number>;
+  errorExamples: string[];
+  rtt?: RoundTrips;
+}
+
+const PATHS: readonly PathName[] = ['direct', 'gateway'];
+
+async function oneSession(port: number): Promise<number> {
   const t0 = process.hrtime.bigint();
   const c = await FtpClient.connect(HOST, port, OP_TIMEOUT_MS);
   try {
@@ -39,23 +69,22 @@ async function oneSession(FtpClient, port) {
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
-export async function runSessions(ctx, { cost = true, latency = true } = {}) {
-  const { flags, distDir } = ctx;
-  const { FtpClient } = await loadClient(distDir);
+export async function runSessions(ctx: BenchContext, { cost = true, latency = true } = {}): Promise<SessionsResult> {
+  const { flags } = ctx;
   const files = Array.from({ length: 20 }, (_, i) => `/pub/file-${String(i).padStart(2, '0')}.txt:${1000 + i * 37}`);
-  const server = await startServer({ distDir, generate: files });
-  // Raised caps: the concurrent phase opens C sessions from one address.
-  const gw = await startGateway({ distDir, serverPort: server.port, flags: { 'max-sessions': 10_000, 'max-sessions-per-client': 10_000 } });
-  const targets = { direct: server.port, gateway: gw.port };
-  const out = { errors: { direct: 0, gateway: 0 }, errorExamples: [] };
-  const fail = (name, err) => {
+  const server = await startServer({ generate: files });
+  // Raised caps: the concurrent phase opens C sessions from one address, each with a data listener at times.
+  const gw = await startGateway({ serverPort: server.port, flags: { 'max-sessions': 10_000, 'max-sessions-per-client': 10_000, 'max-data-listeners-per-client': 10_000 } });
+  const targets: Targets = { direct: server.port, gateway: gw.port };
+  const out: SessionsResult = { errors: { direct: 0, gateway: 0 }, errorExamples: [] };
+  const fail: Fail = (name, err) => {
     out.errors[name]++;
-    if (out.errorExamples.length < 5) out.errorExamples.push(`${name}: ${err.message}`);
+    if (out.errorExamples.length < 5) out.errorExamples.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
   };
   const deadline = Date.now() + flags.partSeconds * 1000;
   try {
-    if (cost) Object.assign(out, await sessionCost(ctx, FtpClient, targets, deadline, fail));
-    if (latency) out.rtt = await roundTrips(ctx, FtpClient, targets, deadline, fail);
+    if (cost) Object.assign(out, await sessionCost(ctx, targets, deadline, fail));
+    if (latency) out.rtt = await roundTrips(ctx, targets, deadline, fail);
   } finally {
     await stopHelper(gw);
     await stopHelper(server);
@@ -64,38 +93,41 @@ export async function runSessions(ctx, { cost = true, latency = true } = {}) {
   return out;
 }
 
-async function sessionCost(ctx, FtpClient, targets, deadline, fail) {
+async function sessionCost(ctx: BenchContext, targets: Targets, deadline: number, fail: Fail): Promise<SessionCost> {
   const { flags, log } = ctx;
   const N = flags.sessions;
   const C = flags.concurrency;
   log(`session cost: ${N} sessions each (connect, login, PASV + LIST, QUIT), direct and through ftp-alg reverse (load ${ctx.load()})`);
   // Warm-up: JIT, lazy modules, first-touch of memory in all three processes.
-  for (let i = 0; i < 20; i++) for (const port of Object.values(targets)) await oneSession(FtpClient, port).catch(() => undefined);
+  for (let i = 0; i < 20; i++) for (const port of Object.values(targets)) await oneSession(port).catch(() => undefined);
 
   // One at a time, direct and gateway in alternating blocks.
-  const times = { direct: [], gateway: [] };
+  const times: Record<PathName, number[]> = { direct: [], gateway: [] };
   const block = Math.max(1, Math.min(100, Math.ceil(N / 10)));
   for (let done = 0; done < N && Date.now() < deadline; done += block) {
-    for (const [name, port] of Object.entries(targets)) {
+    for (const name of PATHS) {
       for (let i = 0; i < Math.min(block, N - done) && Date.now() < deadline; i++) {
         try {
-          times[name].push(await withTimeout(oneSession(FtpClient, port), OP_TIMEOUT_MS * 2, 'session'));
+          times[name].push(await withTimeout(oneSession(targets[name]), OP_TIMEOUT_MS * 2, 'session'));
         } catch (err) {
           fail(name, err);
         }
       }
     }
   }
-  const time = {};
-  for (const [name, xs] of Object.entries(times)) {
+  const timeOf = (name: PathName): SessionTime => {
+    const xs = times[name];
     const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-    time[name] = { n: xs.length, median: median(xs), p99: percentile(xs, 99), mean, sequentialPerS: 1000 / mean };
-    log(`  ${name.padEnd(8)} ${xs.length} sessions one at a time: median ${time[name].median.toFixed(2)} ms, p99 ${time[name].p99.toFixed(2)} ms`);
-  }
+    const t = { n: xs.length, median: median(xs), p99: percentile(xs, 99), mean, sequentialPerS: 1000 / mean };
+    log(`  ${name.padEnd(8)} ${xs.length} sessions one at a time: median ${t.median.toFixed(2)} ms, p99 ${t.p99.toFixed(2)} ms`);
+    return t;
+  };
+  const time = { direct: timeOf('direct'), gateway: timeOf('gateway') };
 
   // Sessions per second with C at a time.
-  const rate = {};
-  for (const [name, port] of Object.entries(targets)) {
+  const rate: Partial<SessionCost['rate']> = {};
+  for (const name of PATHS) {
+    const port = targets[name];
     let next = 0;
     let ok = 0;
     const t0 = process.hrtime.bigint();
@@ -104,7 +136,7 @@ async function sessionCost(ctx, FtpClient, targets, deadline, fail) {
         while (next < N && Date.now() < deadline) {
           next++;
           try {
-            await withTimeout(oneSession(FtpClient, port), OP_TIMEOUT_MS * 2, 'session');
+            await withTimeout(oneSession(port), OP_TIMEOUT_MS * 2, 'session');
             ok++;
           } catch (err) {
             fail(name, err);
@@ -116,19 +148,19 @@ async function sessionCost(ctx, FtpClient, targets, deadline, fail) {
     rate[name] = { sessions: ok, seconds: s, perS: ok / s };
     log(`  ${name.padEnd(8)} ${ok} sessions, ${C} at a time: ${(ok / s).toFixed(0)} sessions/s`);
   }
-  return { sessions: N, concurrency: C, time, rate };
+  return { sessions: N, concurrency: C, time, rate: { direct: rate.direct ?? { sessions: 0, seconds: 0, perS: 0 }, gateway: rate.gateway ?? { sessions: 0, seconds: 0, perS: 0 } } };
 }
 
-async function roundTrips(ctx, FtpClient, targets, deadline, fail) {
+async function roundTrips(ctx: BenchContext, targets: Targets, deadline: number, fail: Fail): Promise<RoundTrips> {
   const { flags, log } = ctx;
   log(`control round trips: ${flags.rounds} × ${flags.noops} NOOPs on one session each, alternating direct / gateway (load ${ctx.load()})`);
-  const samples = { direct: [], gateway: [] };
-  const perRound = [];
+  const samples: Record<PathName, number[]> = { direct: [], gateway: [] };
+  const perRound: number[] = [];
   for (let round = 0; round < flags.rounds && Date.now() < deadline; round++) {
-    const r = {};
-    for (const [name, port] of Object.entries(targets)) {
+    const r: Partial<Record<PathName, number>> = {};
+    for (const name of PATHS) {
       try {
-        const xs = await withTimeout(noopRounds(FtpClient, port, flags.noops), OP_TIMEOUT_MS * 4, 'NOOP round');
+        const xs = await withTimeout(noopRounds(targets[name], flags.noops), OP_TIMEOUT_MS * 4, 'NOOP round');
         samples[name].push(...xs);
         r[name] = median(xs);
       } catch (err) {
@@ -137,9 +169,10 @@ async function roundTrips(ctx, FtpClient, targets, deadline, fail) {
     }
     if (r.direct !== undefined && r.gateway !== undefined) perRound.push(r.gateway - r.direct);
   }
-  const rtt = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, { n: xs.length, median: median(xs), p99: percentile(xs, 99) }]));
-  rtt.addedMedianMs = rtt.gateway.median - rtt.direct.median;
-  rtt.addedPerRoundMs = perRound;
+  const summary = (xs: number[]) => ({ n: xs.length, median: median(xs), p99: percentile(xs, 99) });
+  const direct = summary(samples.direct);
+  const gateway = summary(samples.gateway);
+  const rtt: RoundTrips = { direct, gateway, addedMedianMs: gateway.median - direct.median, addedPerRoundMs: perRound };
   log(`  NOOP round trip: direct median ${rtt.direct.median.toFixed(3)} ms, gateway ${rtt.gateway.median.toFixed(3)} ms, added ${rtt.addedMedianMs.toFixed(3)} ms (per round: ${perRound.map((x) => x.toFixed(3)).join(', ')})`);
   return rtt;
 }
@@ -148,17 +181,17 @@ async function roundTrips(ctx, FtpClient, targets, deadline, fail) {
  * Logs in with FtpClient, then hands the socket to a bare reader: each NOOP
  * is written and timed until the "200 " line arrives. Returns ms per trip.
  */
-async function noopRounds(FtpClient, port, count) {
+async function noopRounds(port: number, count: number): Promise<number[]> {
   const c = await FtpClient.connect(HOST, port, OP_TIMEOUT_MS);
   try {
     await c.login();
     const sock = c.socket;
     sock.removeAllListeners('data');
-    const samples = [];
+    const samples: number[] = [];
     let buf = '';
-    let waiting;
+    let waiting: { resolve: () => void; reject: (err: Error) => void } | undefined;
     let closed = false;
-    sock.on('data', (chunk) => {
+    sock.on('data', (chunk: Buffer) => {
       buf += chunk.toString('latin1');
       if (waiting && /(^|\n)200 [^\n]*\n/.test(buf)) {
         buf = '';
@@ -175,7 +208,7 @@ async function noopRounds(FtpClient, port, count) {
     for (let i = 0; i < count + 10; i++) {
       if (closed) throw new Error('control connection closed');
       const t0 = process.hrtime.bigint();
-      await new Promise((resolve, reject) => {
+      await new Promise<void>((resolve, reject) => {
         waiting = { resolve, reject };
         sock.write('NOOP\r\n');
       });

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * How fast can the kernel data path program netfilter? One map element
  * added per call, through each way of talking to nftables:
@@ -8,33 +7,45 @@
  *                 command is followed by a sentinel that fails on purpose and is awaited on stderr
  *   nft process   KernelNat with one `nft -f -` per batch (the fallback, and the old way)
  *
- *   npm run build && sudo node bench/nft-channels.mjs [--count N]
+ *   npm run bench:build && sudo node .bench-build/bench/nft-channels.js [--count N]
  *
  * Root (CAP_NET_ADMIN) needed; tables are named ftpalg_nftbench_<pid>_* and deleted at the end.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT } from './lib/common.mjs';
+import { KernelNat } from '../src/gateway/kernel-nat.js';
+import type { NftChannelKind } from '../src/gateway/nft-channel.js';
+import type { IpAddress } from '../src/protocol/address.js';
 
-const { values } = parseArgs({ options: { count: { type: 'string', default: '200' }, dist: { type: 'string' } } });
+interface Summary {
+  n: number;
+  medianMs: number;
+  p90Ms: number;
+}
+
+interface ChannelFigures {
+  add: Summary;
+  remove?: Summary;
+  burstOfN?: { n: number; totalMs: number };
+}
+
+const { values } = parseArgs({ options: { count: { type: 'string', default: '200' } } });
 const count = Number(values.count);
-const { KernelNat } = await import(path.join(path.resolve(values.dist ?? path.join(ROOT, 'dist')), 'gateway', 'kernel-nat.js'));
 const stem = `ftpalg_nftbench_${process.pid.toString(36)}`;
 
-const ip = (address) => ({ address, family: 4 });
-const mapping = (i) => ({ source: ip('127.0.0.1'), via: { ...ip('127.0.0.1'), port: 20000 + i }, target: { ...ip('127.0.0.1'), port: 21 } });
+const ip = (address: string): IpAddress => ({ address, family: 4 });
+const mapping = (i: number) => ({ source: ip('127.0.0.1'), via: { ...ip('127.0.0.1'), port: 20000 + i }, target: { ...ip('127.0.0.1'), port: 21 } });
 
-function summary(ms) {
+function summary(ms: number[]): Summary {
   const s = [...ms].sort((a, b) => a - b);
-  const at = (q) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
   return { n: s.length, medianMs: Number(at(0.5).toFixed(3)), p90Ms: Number(at(0.9).toFixed(3)) };
 }
 
-async function viaKernelNat(channel, n) {
+async function viaKernelNat(channel: NftChannelKind, n: number): Promise<ChannelFigures> {
   const nat = await KernelNat.create(`${stem}_${channel === 'libnftables' ? 'lib' : 'proc'}`, { channel });
-  const add = [];
-  const remove = [];
+  const add: number[] = [];
+  const remove: number[] = [];
   try {
     for (let i = 0; i < n; i++) {
       const t0 = performance.now();
@@ -56,26 +67,26 @@ async function viaKernelNat(channel, n) {
   }
 }
 
-async function viaInteractive(n) {
+async function viaInteractive(n: number): Promise<ChannelFigures> {
   const table = `${stem}_i`;
   spawnSync('nft', ['-f', '-'], { input: `table inet ${table} { map dnat4 { type ipv4_addr . ipv4_addr . inet_service : ipv4_addr . inet_service; flags timeout; }; }\n` });
   const child = spawn('nft', ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
   let err = '';
-  let waiter;
+  let waiter: (() => void) | undefined;
   child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d) => {
+  child.stderr.on('data', (d: string) => {
     err += d;
     if (waiter && err.includes('ftpalg_sentinel')) {
       err = '';
       waiter();
     }
   });
-  const add = [];
+  const add: number[] = [];
   try {
     for (let i = 0; i < n; i++) {
       const m = mapping(i);
       const t0 = performance.now();
-      await new Promise((resolve, reject) => {
+      await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('nft -i did not answer within 5 s')), 5000);
         waiter = () => {
           clearTimeout(timer);
@@ -92,7 +103,7 @@ async function viaInteractive(n) {
   return { add: summary(add) };
 }
 
-const results = {
+const results: Record<string, ChannelFigures> = {
   libnftables: await viaKernelNat('libnftables', count),
   'nft -i': await viaInteractive(count),
   'nft process': await viaKernelNat('nft process', Math.min(count, 50)),

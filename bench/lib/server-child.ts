@@ -1,8 +1,7 @@
-#!/usr/bin/env node
 /**
  * The built-in FTP server in a process of its own:
- *   node bench/lib/server-child.mjs ROOT [--memory NAME]      a folder, or ROOT/NAME loaded into the in-memory tree
- *   node bench/lib/server-child.mjs --generate NAME:BYTES [--generate …] [--discard-uploads] [--nodelay] [--host H] [--port P]
+ *   node .bench-build/bench/lib/server-child.js ROOT [--memory NAME]      a folder, or ROOT/NAME loaded into the in-memory tree
+ *   node .bench-build/bench/lib/server-child.js --generate NAME:BYTES [--generate …] [--discard-uploads] [--nodelay] [--host H] [--port P]
  * --generate puts a file of BYTES bytes (a repeated random 1 MiB block) into
  * the in-memory tree without touching the disk. --discard-uploads makes STOR
  * count the bytes and drop them: the in-memory tree would otherwise keep the
@@ -13,7 +12,7 @@
  * the "150" (Nagle): about 40 ms per transfer on loopback, which would bury
  * what the session-cost bench wants to see (the gateway sets TCP_NODELAY on
  * its own sockets).
- * FTP_ALG_DIST=/path/to/dist loads another build.
+ * It runs the sources compiled with the bench (npm run bench builds both).
  *
  * Prints one JSON line {"port": N} on stdout when listening; closes and exits
  * when stdin ends (the parent went away or closed it) or on SIGTERM, after
@@ -23,21 +22,17 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import net from 'node:net';
+import { startDemoServer } from '../../src/demo/server.js';
+import { MemoryStore } from '../../src/demo/store.js';
 
-const dist = process.env.FTP_ALG_DIST ? pathToFileURL(`${process.env.FTP_ALG_DIST.replace(/\/$/, '')}/`).href : new URL('../../dist/', import.meta.url).href;
-const { startDemoServer } = await import(`${dist}demo/server.js`);
-const { MemoryStore } = await import(`${dist}demo/store.js`);
-
-const usage = () => {
-  process.stderr.write('usage: server-child.mjs ROOT [--memory NAME] | --generate NAME:BYTES [--discard-uploads] [--nodelay] [--host H] [--port P]\n');
+const usage: () => never = () => {
+  process.stderr.write('usage: server-child.js ROOT [--memory NAME] | --generate NAME:BYTES [--discard-uploads] [--nodelay] [--host H] [--port P]\n');
   process.exit(2);
 };
-let parsed;
-try {
-  parsed = parseArgs({
+function parse() {
+  return parseArgs({
     options: {
       memory: { type: 'string' },
       generate: { type: 'string', multiple: true },
@@ -49,32 +44,38 @@ try {
     allowPositionals: true,
     strict: true,
   });
-} catch {
-  usage();
 }
-const { values: flags, positionals } = parsed;
+function parsedOrUsage(): ReturnType<typeof parse> {
+  try {
+    return parse();
+  } catch {
+    return usage();
+  }
+}
+const { values: flags, positionals } = parsedOrUsage();
 const root = positionals[0];
 if ((!root && !flags.generate) || (flags.memory && !root)) usage();
 
 if (flags.nodelay) {
   // Bench only: the server module calls net.createServer(options, onConnection) at start.
   const original = net.createServer;
-  net.createServer = (options, onConnection) => {
+  const patched = (options?: net.ServerOpts | ((socket: net.Socket) => void), onConnection?: (socket: net.Socket) => void): net.Server => {
     const [opts, cb] = typeof options === 'function' ? [{}, options] : [options ?? {}, onConnection];
-    return original.call(net, opts, (socket) => {
+    return original.call(net, opts, (socket: net.Socket) => {
       socket.setNoDelay(true);
       cb?.(socket);
     });
   };
+  net.createServer = patched as typeof net.createServer;
 }
 
-const uploads = [];
+const uploads: { path: string; bytes: number }[] = [];
 if (flags['discard-uploads']) {
   // Bench only: the demo store keeps uploads; here they are counted and dropped.
-  MemoryStore.prototype.openWrite = async function openWrite(file) {
+  MemoryStore.prototype.openWrite = async function openWrite(file: string): Promise<Writable> {
     let bytes = 0;
     return new Writable({
-      write(chunk, _enc, cb) {
+      write(chunk: Buffer, _enc, cb) {
         bytes += chunk.length;
         cb();
       },
@@ -86,15 +87,15 @@ if (flags['discard-uploads']) {
   };
 }
 
-const files = {};
-if (flags.memory) files[flags.memory] = await readFile(path.join(root, flags.memory));
+const files: Record<string, Buffer> = {};
+if (flags.memory && root) files[flags.memory] = await readFile(path.join(root, flags.memory));
 for (const spec of flags.generate ?? []) {
-  const m = /^(.+):(\d+)$/.exec(spec);
-  if (!m) usage();
+  const [, name, bytes] = /^(.+):(\d+)$/.exec(spec) ?? usage();
+  if (name === undefined) usage();
   const block = randomBytes(1024 * 1024);
-  const buf = Buffer.allocUnsafe(Number(m[2]));
+  const buf = Buffer.allocUnsafe(Number(bytes));
   buf.fill(block);
-  files[m[1]] = buf;
+  files[name] = buf;
 }
 const useFolder = root && !flags.memory && !flags.generate;
 const server = await startDemoServer({

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * Throughput: one large download with curl (a real client, a child process),
  * direct to the built-in server and through the reverse gateway, in each data
@@ -11,12 +10,12 @@
  * one transfer. Everything is on 127.0.0.1; every curl has --max-time and
  * the whole bench a --max-seconds bound.
  *
- *   npm run build && node bench/throughput.mjs [--size 1073741824] [--runs 3]
+ *   npm run bench:build && node .bench-build/bench/throughput.js [--size 1073741824] [--runs 3]
  *        [--modes PASV,EPSV,PORT,EPRT] [--slow-size 268435456] [--slow-rate 5M]
  *        [--slow-modes EPSV,EPRT] [--skip-slow] [--skip-tcp] [--store memory|folder] [--max-seconds 1800] [--json]
  *
  * Each run also moves the same number of bytes over plain TCP, directly and
- * through a naive Node pipe relay (bench/lib/tcp-baseline.mjs): an in-run
+ * through a naive Node pipe relay (bench/lib/tcp-baseline.ts): an in-run
  * reference for what the gateway's relay costs beyond a bare pipe().
  *
  * --store memory (default) serves the file from the server's in-memory tree
@@ -26,16 +25,54 @@
  * Exits 1 when a transfer fails or is short, 2 on bad flags.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtemp, open, rm } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { MB, median, mib, MiB, positiveNumber, procCpuSeconds, procMemory, requireDist, sleep } from './lib/common.mjs';
+import { MB, median, mib, MiB, positiveNumber, procCpuSeconds, procMemory } from './lib/common.js';
+import type { GatewayChildStats } from './lib/context.js';
+import { curlModeArgs, type DataMode } from './lib/curl.js';
+import { killAll, startHelper as startProcess, stopHelper, track, type Helper } from './lib/procs.js';
+import { writeRandomFile as writeFile } from './parts/throughput.js';
 
-requireDist();
+interface CurlDownload {
+  code: number | null;
+  size?: number;
+  time?: number;
+  speed?: number;
+  error: string;
+}
+
+interface FtpCase {
+  via: 'direct' | 'gateway';
+  mode: DataMode;
+  ok: boolean;
+  size: number;
+  seconds: number;
+  mbPerS: number;
+  gatewayRssBefore: number | undefined;
+  gatewayHwmAtStart: number | undefined;
+  gatewayHwm: number | undefined;
+  gatewayPeakSampled: number | undefined;
+  gatewayCpuS: number;
+  serverHwm: number;
+  curlError: string | undefined;
+}
+
+interface TcpCase {
+  via: 'tcp-direct' | 'tcp-relay';
+  mode: 'TCP';
+  ok: boolean;
+  size: number;
+  seconds: number;
+  mbPerS: number;
+  relayRssBefore: number | undefined;
+  relayHwm: number | undefined;
+  relayCpuS: number;
+}
+
+type Case = FtpCase | TcpCase;
 
 const { values: flags } = parseArgs({
   options: {
@@ -64,9 +101,11 @@ if (STORE !== 'memory' && STORE !== 'folder') {
   process.stderr.write(`bench: --store must be memory or folder, got "${STORE}"\n`);
   process.exit(2);
 }
-const parseModes = (name, text) => {
-  const modes = text.split(',').map((m) => m.trim().toUpperCase()).filter(Boolean);
-  if (modes.length === 0 || modes.some((m) => !['PASV', 'EPSV', 'PORT', 'EPRT'].includes(m))) {
+const isDataMode = (m: string): m is DataMode => ['PASV', 'EPSV', 'PORT', 'EPRT'].includes(m);
+const parseModes = (name: string, text: string): DataMode[] => {
+  const names = text.split(',').map((m) => m.trim().toUpperCase()).filter(Boolean);
+  const modes = names.filter(isDataMode);
+  if (modes.length === 0 || modes.length !== names.length) {
     process.stderr.write(`bench: --${name} must be a comma list of PASV, EPSV, PORT, EPRT; got "${text}"\n`);
     process.exit(2);
   }
@@ -80,76 +119,35 @@ const slowRateBytes = (() => {
     process.stderr.write(`bench: --slow-rate must be like 5M (curl --limit-rate syntax), got "${SLOW_RATE}"\n`);
     process.exit(2);
   }
-  return Number(m[1]) * ({ '': 1, k: 1024, m: MiB, g: 1024 * MiB }[m[2].toLowerCase()] ?? 1);
+  const unit: Record<string, number> = { '': 1, k: 1024, m: MiB, g: 1024 * MiB };
+  return Number(m[1]) * (unit[(m[2] ?? '').toLowerCase()] ?? 1);
 })();
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const HOST = '127.0.0.1';
 
-/** curl options per data mode: EPSV and EPRT are curl's defaults. */
-const CURL_MODE = {
-  PASV: ['--disable-epsv'],
-  EPSV: [],
-  PORT: ['-P', HOST, '--disable-eprt'],
-  EPRT: ['-P', HOST],
-};
-
 const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
-function line(text = '') {
+function line(text = ''): void {
   process.stdout.write(`${text}\n`);
 }
 
 // ---- children -----------------------------------------------------------------------
 
-const children = new Set();
-function killChildren() {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-}
-process.on('exit', killChildren);
+const killChildren = killAll;
 
-/** Starts a helper that prints {"port": N} first; resolves with the process, the port and its later stdout lines. */
-function startHelper(script, args) {
-  const proc = spawn(process.execPath, [path.join(HERE, 'lib', script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-  children.add(proc);
-  proc.once('exit', () => children.delete(proc));
-  const lines = createInterface({ input: proc.stdout });
-  const later = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`${script} did not start within 60 s`));
-    }, 60_000);
-    proc.once('exit', (code) => reject(new Error(`${script} exited with ${code} before listening`)));
-    let first = true;
-    lines.on('line', (text) => {
-      if (first) {
-        first = false;
-        clearTimeout(timer);
-        resolve({ proc, pid: proc.pid, port: JSON.parse(text).port, later });
-      } else later.push(text);
-    });
-  });
-}
-
-/** Closes a helper through its stdin; resolves with its last JSON line, if any. */
-async function stopHelper(h) {
-  const exited = new Promise((r) => (h.proc.exitCode !== null ? r() : h.proc.once('exit', r)));
-  h.proc.stdin.end();
-  await Promise.race([exited, sleep(5000)]);
-  if (h.proc.exitCode === null) h.proc.kill('SIGKILL');
-  await exited;
-  const last = h.later.at(-1);
-  return last ? JSON.parse(last) : undefined;
+/** A helper script of bench/lib that prints {"port": N} first (procs.ts). */
+function startHelper(script: string, args: string[]): Promise<Helper> {
+  return startProcess(process.execPath, [path.join(HERE, 'lib', script), ...args], { what: script });
 }
 
 /** Samples VmRSS of some processes while `work` runs; resolves with work's value and the sampled peaks. */
-async function sampled(pids, intervalMs, work, onTick) {
-  const peaks = Object.fromEntries(pids.map((p) => [p, 0]));
+async function sampled<T>(pids: number[], intervalMs: number, work: Promise<T>, onTick?: () => void): Promise<{ value: T; peaks: Record<number, number> }> {
+  const peaks: Record<number, number> = Object.fromEntries(pids.map((p) => [p, 0]));
   const tick = () => {
     for (const p of pids) {
       try {
-        peaks[p] = Math.max(peaks[p], procMemory(p).rss);
+        peaks[p] = Math.max(peaks[p] ?? 0, procMemory(p).rss);
       } catch {
         // gone
       }
@@ -166,18 +164,16 @@ async function sampled(pids, intervalMs, work, onTick) {
 }
 
 /** Runs curl for one download; never rejects. */
-function curl(port, mode, file, extra, maxTimeS) {
-  const args = ['-sS', '-o', '/dev/null', '--max-time', String(maxTimeS), '-w', '%{size_download} %{time_total} %{speed_download}', ...CURL_MODE[mode], ...extra, `ftp://${HOST}:${port}/${file}`];
+function curl(port: number, mode: DataMode, file: string, extra: string[], maxTimeS: number): Promise<CurlDownload> {
+  const args = ['-sS', '-o', '/dev/null', '--max-time', String(maxTimeS), '-w', '%{size_download} %{time_total} %{speed_download}', ...curlModeArgs(mode, HOST), ...extra, `ftp://${HOST}:${port}/${file}`];
   return new Promise((resolve) => {
-    const proc = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(proc);
+    const proc = track(spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
-    proc.stdout.on('data', (c) => (out += c));
-    proc.stderr.on('data', (c) => (err += c));
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
     proc.once('error', (e) => resolve({ code: -1, error: e.message }));
     proc.once('close', (code) => {
-      children.delete(proc);
       const [size, time, speed] = out.trim().split(' ').map(Number);
       resolve({ code, size, time, speed, error: err.trim() });
     });
@@ -188,44 +184,44 @@ function curl(port, mode, file, extra, maxTimeS) {
  * Where the bytes wait: Recv-Q/Send-Q of the established TCP sockets of these
  * processes (ss -tnp), one line each. Best effort: ss may be missing.
  */
-function socketQueues(pids) {
-  let out;
+function socketQueues(pids: Record<string, number | undefined>): string[] {
+  let out: string;
   try {
     out = execFileSync('ss', ['-tnpH', 'state', 'established'], { encoding: 'utf8', timeout: 5000 });
   } catch {
     return ['(ss not available)'];
   }
-  const rows = [];
+  const rows: string[] = [];
   for (const text of out.split('\n')) {
     const who = Object.entries(pids).find(([, pid]) => text.includes(`pid=${pid},`))?.[0] ?? (text.includes('"curl"') ? 'curl' : undefined);
     if (!who) continue;
-    const [recvQ, sendQ, local, peer] = text.trim().split(/\s+/);
+    const [recvQ = '', sendQ = '', local, peer = ''] = text.trim().split(/\s+/);
     if (!local?.startsWith(`${HOST}:`)) continue;
     rows.push(`${who.padEnd(7)} ${local.padEnd(21)} → ${peer.padEnd(21)} Recv-Q ${recvQ.padStart(9)}  Send-Q ${sendQ.padStart(9)}`);
   }
   return rows.sort();
 }
 
-// ---- fixtures ---------------------------------------------------------------------------
-
-async function writeFile(file, size) {
-  const block = randomBytes(4 * MiB);
-  const fh = await open(file, 'w');
-  try {
-    for (let off = 0; off < size; off += block.length) await fh.write(block, 0, Math.min(block.length, size - off));
-  } finally {
-    await fh.close();
-  }
-}
-
 // ---- cases ---------------------------------------------------------------------------------
 
-const failures = [];
+const failures: string[] = [];
+
+interface CaseSpec {
+  via: FtpCase['via'];
+  mode: DataMode;
+  file: string;
+  size: number;
+  store: string;
+  extra?: string[];
+  maxTimeS: number;
+  progressEveryS?: number;
+  queuesAtS?: number;
+}
 
 /** One download, direct or through a fresh gateway; both helpers fresh. */
-async function runCase({ via, mode, file, size, store, extra = [], maxTimeS, progressEveryS, queuesAtS }) {
-  const server = await startHelper('server-child.mjs', [dir, ...(store === 'memory' ? ['--memory', file] : [])]);
-  const gateway = via === 'gateway' ? await startHelper('gateway-child.mjs', [String(server.port)]) : undefined;
+async function runCase({ via, mode, file, size, store, extra = [], maxTimeS, progressEveryS, queuesAtS }: CaseSpec): Promise<FtpCase> {
+  const server = await startHelper('server-child.js', [dir, ...(store === 'memory' ? ['--memory', file] : [])]);
+  const gateway = via === 'gateway' ? await startHelper('gateway-child.js', [String(server.port)]) : undefined;
   const port = gateway ? gateway.port : server.port;
   const before = gateway ? procMemory(gateway.pid) : undefined;
   const cpuBefore = gateway ? procCpuSeconds(gateway.pid) : 0;
@@ -240,7 +236,7 @@ async function runCase({ via, mode, file, size, store, extra = [], maxTimeS, pro
       for (const row of socketQueues({ gateway: gateway?.pid, server: server.pid })) line(`      ${row}`);
     }
     if (Date.now() < nextProgress) return;
-    nextProgress += progressEveryS * 1000;
+    nextProgress += (progressEveryS ?? 0) * 1000;
     const g = gateway ? procMemory(gateway.pid) : undefined;
     const s = procMemory(server.pid);
     line(`    t=${Math.round((Date.now() - t0) / 1000)}s gateway rss ${g ? mib(g.rss) : '-'} MiB, server rss ${mib(s.rss)} MiB`);
@@ -248,7 +244,7 @@ async function runCase({ via, mode, file, size, store, extra = [], maxTimeS, pro
   const after = gateway ? procMemory(gateway.pid) : undefined;
   const cpu = gateway ? procCpuSeconds(gateway.pid) - cpuBefore : 0;
   const serverMem = procMemory(server.pid);
-  const gwStats = gateway ? await stopHelper(gateway) : undefined;
+  const gwStats = gateway ? await stopHelper<GatewayChildStats>(gateway) : undefined;
   await stopHelper(server);
   const ok = r.code === 0 && r.size === size;
   if (!ok) failures.push(`${via} ${mode} ${file}: curl exit ${r.code}, ${r.size} of ${size} bytes ${r.error ?? ''}`);
@@ -259,7 +255,7 @@ async function runCase({ via, mode, file, size, store, extra = [], maxTimeS, pro
     mode,
     ok,
     size,
-    seconds: r.time,
+    seconds: r.time ?? 0,
     mbPerS: r.time ? size / MB / r.time : 0,
     gatewayRssBefore: before?.rss,
     gatewayHwmAtStart: before?.hwm,
@@ -276,24 +272,24 @@ async function runCase({ via, mode, file, size, store, extra = [], maxTimeS, pro
  * directly, or through a naive Node relay (a.pipe(b); b.pipe(a)) in a process
  * of its own: what the gateway's data relay is, minus everything FTP.
  */
-async function runTcp(via, maxTimeS) {
-  const source = await startHelper('tcp-baseline.mjs', ['source', String(SIZE)]);
-  const relay = via === 'relay' ? await startHelper('tcp-baseline.mjs', ['relay', String(source.port)]) : undefined;
+async function runTcp(via: 'direct' | 'relay', maxTimeS: number): Promise<TcpCase> {
+  const source = await startHelper('tcp-baseline.js', ['source', String(SIZE)]);
+  const relay = via === 'relay' ? await startHelper('tcp-baseline.js', ['relay', String(source.port)]) : undefined;
   const cpuBefore = relay ? procCpuSeconds(relay.pid) : 0;
   const rssBefore = relay ? procMemory(relay.pid).rss : undefined;
-  const r = await new Promise((resolve) => {
-    const proc = spawn(process.execPath, [path.join(HERE, 'lib', 'tcp-baseline.mjs'), 'sink', String((relay ?? source).port)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      timeout: maxTimeS * 1000,
-      killSignal: 'SIGKILL',
-    });
-    children.add(proc);
+  const r = await new Promise<{ code: number | null; bytes: number; seconds: number }>((resolve) => {
+    const proc = track(
+      spawn(process.execPath, [path.join(HERE, 'lib', 'tcp-baseline.js'), 'sink', String((relay ?? source).port)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        timeout: maxTimeS * 1000,
+        killSignal: 'SIGKILL',
+      }),
+    );
     let out = '';
-    proc.stdout.on('data', (c) => (out += c));
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
     proc.once('close', (code) => {
-      children.delete(proc);
       try {
-        resolve({ code, ...JSON.parse(out) });
+        resolve({ code, ...(JSON.parse(out) as { bytes: number; seconds: number }) });
       } catch {
         resolve({ code, bytes: 0, seconds: 0 });
       }
@@ -309,26 +305,29 @@ async function runTcp(via, maxTimeS) {
 }
 
 /** Runs one case; a case that cannot even start (a helper too slow on a loaded machine) is a failure, not a crash. */
-async function attempt(label, fn) {
+async function attempt<T>(label: string, fn: () => Promise<T>): Promise<T | undefined> {
   try {
     return await fn();
   } catch (err) {
-    failures.push(`${label}: ${err.message}`);
-    line(`    ${label}: FAILED ${err.message}`);
+    const message = err instanceof Error ? err.message : String(err);
+    failures.push(`${label}: ${message}`);
+    line(`    ${label}: FAILED ${message}`);
     killChildren();
     return undefined;
   }
 }
 
-function describe(c) {
+const mibOf = (bytes: number | undefined) => mib(bytes ?? NaN);
+
+function describe(c: Case): string {
   if (c.mode === 'TCP') {
     const base = `${c.via.padEnd(10)} ${c.ok ? `${c.mbPerS.toFixed(0).padStart(5)} MB/s  ${c.seconds.toFixed(2)} s` : 'FAILED'}`;
-    return c.via === 'tcp-relay' ? `${base}  relay rss ${mib(c.relayRssBefore)} MiB before, peak ${mib(c.relayHwm)} MiB, cpu ${(c.relayCpuS / (c.size / 2 ** 30)).toFixed(2)} s/GiB` : base;
+    return c.via === 'tcp-relay' ? `${base}  relay rss ${mibOf(c.relayRssBefore)} MiB before, peak ${mibOf(c.relayHwm)} MiB, cpu ${(c.relayCpuS / (c.size / 2 ** 30)).toFixed(2)} s/GiB` : base;
   }
   const base = `${c.via.padEnd(7)} ${c.mode}  ${c.ok ? `${c.mbPerS.toFixed(0).padStart(5)} MB/s  ${c.seconds.toFixed(2)} s` : `FAILED ${c.curlError ?? ''}`}`;
   if (c.via !== 'gateway') return `${base}  (server peak rss ${mib(c.serverHwm)} MiB)`;
   return (
-    `${base}  gateway rss ${mib(c.gatewayRssBefore)} MiB before, peak ${mib(c.gatewayHwm)} MiB (VmHWM; sampled ${mib(c.gatewayPeakSampled)}), ` +
+    `${base}  gateway rss ${mibOf(c.gatewayRssBefore)} MiB before, peak ${mibOf(c.gatewayHwm)} MiB (VmHWM; sampled ${mibOf(c.gatewayPeakSampled)}), ` +
     `cpu ${c.gatewayCpuS.toFixed(2)} s = ${(c.gatewayCpuS / (c.size / 2 ** 30)).toFixed(2)} s/GiB; server peak rss ${mib(c.serverHwm)} MiB`
   );
 }
@@ -347,7 +346,13 @@ process.once('SIGINT', () => {
 });
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'ftp-alg-bench-'));
-const results = { machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, date: new Date().toISOString() }, throughput: [], slow: [] };
+const results: { machine: Record<string, unknown>; throughput: (Case & { run: number })[]; slow: FtpCase[] } = {
+  machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, date: new Date().toISOString() },
+  throughput: [],
+  slow: [],
+};
+const isFtp = <C extends Case>(c: C): c is C & FtpCase => c.mode !== 'TCP';
+const isTcp = <C extends Case>(c: C): c is C & TcpCase => c.mode === 'TCP';
 try {
   line(`throughput: ${mib(SIZE)} MiB, ${RUNS} run(s) per case, modes ${MODES.join('/')}, server store ${STORE}; ${os.cpus().length} cpus, node ${process.version}, load average ${loadavg()}; files in ${dir}`);
   await writeFile(path.join(dir, 'big.bin'), SIZE);
@@ -359,7 +364,7 @@ try {
   for (let run = 1; run <= RUNS; run++) {
     line(`  run ${run}`);
     for (const mode of MODES) {
-      for (const via of ['direct', 'gateway']) {
+      for (const via of ['direct', 'gateway'] as const) {
         const c = await attempt(`${via} ${mode}`, () => runCase({ via, mode, file: 'big.bin', size: SIZE, store: STORE, maxTimeS: Math.ceil(SIZE / 20e6) + 30 }));
         if (!c) continue;
         results.throughput.push({ run, ...c });
@@ -367,7 +372,7 @@ try {
       }
     }
     if (!flags['skip-tcp']) {
-      for (const via of ['direct', 'relay']) {
+      for (const via of ['direct', 'relay'] as const) {
         const c = await attempt(`tcp ${via}`, () => runTcp(via, Math.ceil(SIZE / 20e6) + 30));
         if (!c) continue;
         results.throughput.push({ run, ...c });
@@ -378,25 +383,25 @@ try {
   line();
   line(`summary (median of ${RUNS}, load average now ${loadavg()}, min–max; MB = 10^6 bytes)`);
   for (const mode of MODES) {
-    const pick = (via) => results.throughput.filter((c) => c.mode === mode && c.via === via && c.ok);
-    const fmt = (cs) => (cs.length ? `${median(cs.map((c) => c.mbPerS)).toFixed(0)} (${Math.min(...cs.map((c) => c.mbPerS)).toFixed(0)}–${Math.max(...cs.map((c) => c.mbPerS)).toFixed(0)})` : 'n/a');
+    const pick = (via: FtpCase['via']) => results.throughput.filter(isFtp).filter((c) => c.mode === mode && c.via === via && c.ok);
+    const fmt = (cs: Case[]) => (cs.length ? `${median(cs.map((c) => c.mbPerS)).toFixed(0)} (${Math.min(...cs.map((c) => c.mbPerS)).toFixed(0)}–${Math.max(...cs.map((c) => c.mbPerS)).toFixed(0)})` : 'n/a');
     const d = pick('direct');
     const g = pick('gateway');
     const ratio = d.length && g.length ? median(g.map((c) => c.mbPerS)) / median(d.map((c) => c.mbPerS)) : NaN;
-    const hwm = g.length ? Math.max(...g.map((c) => c.gatewayHwm)) : NaN;
+    const hwm = g.length ? Math.max(...g.map((c) => c.gatewayHwm ?? NaN)) : NaN;
     const cpu = g.length ? median(g.map((c) => c.gatewayCpuS / (c.size / 2 ** 30))) : NaN;
     line(`  ${mode}: direct ${fmt(d)} MB/s, gateway ${fmt(g)} MB/s (${(ratio * 100).toFixed(0)}% of direct); gateway peak rss ${mib(hwm)} MiB, cpu ${cpu.toFixed(2)} s/GiB`);
   }
   if (!flags['skip-tcp']) {
-    const pick = (via) => results.throughput.filter((c) => c.via === via && c.ok);
+    const pick = (via: TcpCase['via']) => results.throughput.filter(isTcp).filter((c) => c.via === via && c.ok);
     const d = pick('tcp-direct');
     const r = pick('tcp-relay');
-    const m = (cs) => (cs.length ? median(cs.map((c) => c.mbPerS)) : NaN);
-    const fmt = (cs) => `${m(cs).toFixed(0)} (${Math.min(...cs.map((c) => c.mbPerS)).toFixed(0)}–${Math.max(...cs.map((c) => c.mbPerS)).toFixed(0)})`;
+    const m = (cs: Case[]) => (cs.length ? median(cs.map((c) => c.mbPerS)) : NaN);
+    const fmt = (cs: Case[]) => `${m(cs).toFixed(0)} (${Math.min(...cs.map((c) => c.mbPerS)).toFixed(0)}–${Math.max(...cs.map((c) => c.mbPerS)).toFixed(0)})`;
     if (d.length && r.length) {
       line(
         `  TCP, no FTP: direct ${fmt(d)} MB/s, naive Node pipe relay ${fmt(r)} MB/s (${((m(r) / m(d)) * 100).toFixed(0)}% of direct); ` +
-          `relay peak rss ${mib(Math.max(...r.map((c) => c.relayHwm)))} MiB, cpu ${median(r.map((c) => c.relayCpuS / (c.size / 2 ** 30))).toFixed(2)} s/GiB`,
+          `relay peak rss ${mib(Math.max(...r.map((c) => c.relayHwm ?? NaN)))} MiB, cpu ${median(r.map((c) => c.relayCpuS / (c.size / 2 ** 30))).toFixed(2)} s/GiB`,
       );
     }
   }
@@ -422,7 +427,7 @@ try {
       if (!c) continue;
       results.slow.push(c);
       line(`    ${describe(c)}`);
-      line(`    gateway peak rss grew ${mib(c.gatewayHwm - c.gatewayRssBefore)} MiB over its idle rss, for a ${mib(SLOW_SIZE)} MiB file`);
+      line(`    gateway peak rss grew ${mib((c.gatewayHwm ?? NaN) - (c.gatewayRssBefore ?? NaN))} MiB over its idle rss, for a ${mib(SLOW_SIZE)} MiB file`);
     }
   }
 } finally {

@@ -1,23 +1,22 @@
-#!/usr/bin/env node
 /**
- * Plain-TCP reference points for throughput.mjs, no FTP involved: one
+ * Plain-TCP reference points for throughput.ts, no FTP involved: one
  * process per role, all on 127.0.0.1.
- *   tcp-baseline.mjs source SIZE      listens; sends SIZE bytes to its first connection, then ends it
- *   tcp-baseline.mjs relay PORT       listens; pipes each connection to 127.0.0.1:PORT (a naive Node relay)
- *   tcp-baseline.mjs sink PORT        connects, reads to EOF, prints {"bytes": N, "seconds": S}
+ *   tcp-baseline.js source SIZE      listens; sends SIZE bytes to its first connection, then ends it
+ *   tcp-baseline.js relay PORT       listens; pipes each connection to 127.0.0.1:PORT (a naive Node relay)
+ *   tcp-baseline.js sink PORT        connects, reads to EOF, prints {"bytes": N, "seconds": S}
  * source and relay print {"port": N} when listening and exit when stdin ends.
  */
 import net from 'node:net';
 
 const [role, arg] = process.argv.slice(2);
 const n = Number(arg);
-if (!['source', 'relay', 'sink'].includes(role) || !Number.isInteger(n) || n <= 0) {
-  process.stderr.write('usage: tcp-baseline.mjs source SIZE | relay PORT | sink PORT\n');
+if (!['source', 'relay', 'sink'].includes(role ?? '') || !Number.isInteger(n) || n <= 0) {
+  process.stderr.write('usage: tcp-baseline.js source SIZE | relay PORT | sink PORT\n');
   process.exit(2);
 }
 
-function listening(server) {
-  server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`));
+function listening(server: net.Server): void {
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: (server.address() as net.AddressInfo).port })}\n`));
   process.stdin.on('end', () => process.exit(0));
   process.stdin.resume();
 }
@@ -52,7 +51,7 @@ if (role === 'source') {
   const t0 = process.hrtime.bigint();
   let bytes = 0;
   const s = net.connect(n, '127.0.0.1');
-  s.on('data', (c) => (bytes += c.length));
+  s.on('data', (c: Buffer) => (bytes += c.length));
   s.on('error', (err) => {
     process.stderr.write(`sink: ${err.message}\n`);
     process.exit(1);

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * Soak: N concurrent FTP sessions for M minutes through the reverse gateway,
  * all in this one process on 127.0.0.1 (built-in server on port 0, gateway on
@@ -15,7 +14,7 @@
  * file descriptors / gateway sessions / data channels did not return to their
  * start values; 2 on bad flags.
  *
- *   npm run build && node bench/soak.mjs [--sessions 20] [--minutes 2] [--size 1048576]
+ *   npm run bench:build && node .bench-build/bench/soak.js [--sessions 20] [--minutes 2] [--size 1048576]
  *        [--mode PASV,EPSV,PORT,EPRT] [--retr 3] [--stor 2] [--report 10]
  *        [--passive-ports LO-HI] [--active-ports LO-HI] [--json]
  *
@@ -28,9 +27,25 @@ import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { fdCount, mb, mib, positiveNumber, requireDist, sleep, timeWaitCount } from './lib/common.mjs';
+import { FtpClient, FtpError, type DataModeName, type SimpleReply } from '../src/client/ftp-client.js';
+import { reverseFromFlags } from '../src/config.js';
+import { startDemoServer, type DemoServer } from '../src/demo/server.js';
+import type { GatewayEvent } from '../src/gateway/events.js';
+import { startReverseGateway } from '../src/gateway/reverse.js';
+import { ipOf, type Endpoint } from '../src/protocol/address.js';
+import { find227, find229, formatEprtArg, formatPortArg } from '../src/protocol/endpoint.js';
+import { fdCount, mb, mib, positiveNumber, sleep, timeWaitCount, withTimeout } from './lib/common.js';
 
-if (typeof globalThis.gc !== 'function') {
+/** How often something went wrong, and one example of it. */
+type Tally = Map<string, { count: number; example: string }>;
+type Counters = { transfers: number; retr: number; stor: number; bytes: number };
+
+const DATA_MODES: readonly string[] = ['PASV', 'EPSV', 'PORT', 'EPRT'];
+const isDataMode = (m: string): m is DataModeName => DATA_MODES.includes(m);
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+const gc = globalThis.gc;
+if (typeof gc !== 'function') {
   // Ctrl-C reaches both processes: the child stops cleanly and reports; this one waits for it.
   process.on('SIGINT', () => {});
   const r = spawnSync(process.execPath, ['--expose-gc', ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
@@ -38,7 +53,6 @@ if (typeof globalThis.gc !== 'function') {
   });
   process.exit(r.status ?? 1);
 }
-requireDist();
 
 const { values: flags } = parseArgs({
   options: {
@@ -62,8 +76,12 @@ const SIZE = positiveNumber('size', flags.size);
 const RETR = Number(flags.retr);
 const STOR = Number(flags.stor);
 const REPORT_S = positiveNumber('report', flags.report, { integer: false });
-const MODES = flags.mode.split(',').map((m) => m.trim().toUpperCase()).filter(Boolean);
-for (const [name, n] of [['retr', RETR], ['stor', STOR]]) {
+const modeNames = flags.mode.split(',').map((m) => m.trim().toUpperCase()).filter(Boolean);
+const limits: [string, number][] = [
+  ['retr', RETR],
+  ['stor', STOR],
+];
+for (const [name, n] of limits) {
   if (!Number.isInteger(n) || n < 0) {
     process.stderr.write(`bench: --${name} must be a non-negative integer\n`);
     process.exit(2);
@@ -73,17 +91,11 @@ if (RETR + STOR === 0) {
   process.stderr.write('bench: --retr and --stor are both 0: nothing to transfer\n');
   process.exit(2);
 }
-if (MODES.length === 0 || MODES.some((m) => !['PASV', 'EPSV', 'PORT', 'EPRT'].includes(m))) {
+const MODES = modeNames.filter(isDataMode);
+if (MODES.length === 0 || MODES.length !== modeNames.length) {
   process.stderr.write(`bench: --mode must be a comma list of PASV, EPSV, PORT, EPRT; got "${flags.mode}"\n`);
   process.exit(2);
 }
-
-const { FtpClient, FtpError } = await import('../dist/client/ftp-client.js');
-const { startDemoServer } = await import('../dist/demo/server.js');
-const { reverseFromFlags } = await import('../dist/config.js');
-const { startReverseGateway } = await import('../dist/gateway/reverse.js');
-const { find227, find229, formatEprtArg, formatPortArg } = await import('../dist/protocol/endpoint.js');
-const { ipOf } = await import('../dist/protocol/address.js');
 
 const HOST = '127.0.0.1';
 /** Per-reply and per-connect timeout of the client; a stuck transfer is cut at OP_TIMEOUT_MS. */
@@ -94,7 +106,7 @@ const FD_TOLERANCE = 2;
 /** How long after the last worker we wait for sockets to close before measuring. */
 const SETTLE_MS = 10_000;
 
-const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
+const sha256 = (buf: Buffer) => createHash('sha256').update(buf).digest('hex');
 
 // ---- fixtures -------------------------------------------------------------------
 
@@ -107,39 +119,39 @@ const files = Array.from({ length: FILE_COUNT }, (_, i) => {
 // ---- the metrics ------------------------------------------------------------------
 
 const totals = { sessions: 0, transfers: 0, retr: 0, stor: 0, bytes: 0, failedSessions: 0 };
-const errors = new Map(); // kind → { count, example }
-const byMode = Object.fromEntries(MODES.map((m) => [m, 0]));
+const errors: Tally = new Map(); // kind → { count, example }
+const byMode: Record<string, number> = Object.fromEntries(MODES.map((m) => [m, 0]));
 const gatewayEvents = {
   sessionOpen: 0,
-  sessionClose: new Map(), // reason → count
+  sessionClose: new Map() as Tally, // reason → count
   dataListen: 0,
   dataOpen: 0,
-  dataClose: new Map(),
-  refuse: new Map(),
-  warning: new Map(),
+  dataClose: new Map() as Tally,
+  refuse: new Map() as Tally,
+  warning: new Map() as Tally,
 };
 
-function bump(map, key, example) {
+function bump(map: Tally, key: string, example: string): void {
   const e = map.get(key);
   if (e) e.count++;
   else map.set(key, { count: 1, example });
 }
 
 /** Groups errors by what went wrong, not by port numbers or byte counts. */
-function errorKind(err, op) {
+function errorKind(err: unknown, op: string): string {
   if (err instanceof FtpError && err.reply) return `${op}: reply ${err.reply.code}`;
-  const msg = String(err?.message ?? err)
+  const msg = messageOf(err)
     .replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDR')
     .replace(/\d+/g, 'N');
   return `${op}: ${msg}`.slice(0, 120);
 }
 
-function recordError(err, op) {
-  const message = String(err?.message ?? err);
+function recordError(err: unknown, op: string): void {
+  const message = messageOf(err);
   bump(errors, errorKind(err, op), message.slice(0, 300));
 }
 
-const sink = (e) => {
+const sink = (e: GatewayEvent) => {
   switch (e.event) {
     case 'session-open':
       gatewayEvents.sessionOpen++;
@@ -168,17 +180,7 @@ const sink = (e) => {
 
 // ---- uploads ------------------------------------------------------------------------
 
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-function dial(endpoint) {
+function dial(endpoint: Endpoint): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: endpoint.address, port: endpoint.port });
     s.once('connect', () => {
@@ -189,7 +191,7 @@ function dial(endpoint) {
   });
 }
 
-function acceptOne(listener) {
+function acceptOne(listener: net.Server): Promise<net.Socket> {
   return new Promise((resolve) => listener.once('connection', resolve));
 }
 
@@ -197,23 +199,25 @@ function acceptOne(listener) {
  * STOR `data` as `name` over a data connection set up in `mode`, through an
  * FtpClient that is logged in. Resolves with the final reply.
  */
-async function stor(client, mode, name, data) {
-  const local = ipOf(client.socket.localAddress);
-  const remote = ipOf(client.socket.remoteAddress);
-  let listener;
-  let dataSocket;
+async function stor(client: FtpClient, mode: DataModeName, name: string, data: Buffer): Promise<SimpleReply> {
+  const local = ipOf(client.socket.localAddress ?? '');
+  const remote = ipOf(client.socket.remoteAddress ?? '');
+  let listener: net.Server | undefined;
+  let dataSocket: Promise<net.Socket> | undefined;
   try {
     if (mode === 'PASV' || mode === 'EPSV') {
       const setup = await client.expect(mode, (c) => c === (mode === 'PASV' ? 227 : 229));
-      const target = mode === 'PASV' ? find227(setup.text)?.endpoint : { ...remote, port: find229(setup.text)?.port };
+      const port = find229(setup.text)?.port;
+      const target = mode === 'PASV' ? find227(setup.text)?.endpoint : port !== undefined ? { ...remote, port } : undefined;
       if (!target?.port) throw new Error(`${mode} reply has no endpoint: ${setup.text}`);
       dataSocket = dial(target);
     } else {
-      listener = net.createServer();
-      await new Promise((r) => listener.listen(0, local.address, r));
-      const me = { ...local, port: listener.address().port };
+      const server = net.createServer();
+      listener = server;
+      await new Promise<void>((r) => server.listen(0, local.address, r));
+      const me = { ...local, port: (server.address() as net.AddressInfo).port };
       await client.expect(`${mode} ${mode === 'PORT' ? formatPortArg(me) : formatEprtArg(me)}`, (c) => c === 200);
-      dataSocket = acceptOne(listener);
+      dataSocket = acceptOne(server);
     }
     // Rejections of dataSocket are handled below; do not let one go unhandled meanwhile.
     dataSocket.catch(() => {});
@@ -221,9 +225,9 @@ async function stor(client, mode, name, data) {
     if (first.code >= 300) throw new FtpError(`STOR failed: ${first.code} ${first.text}`, first);
     const s = await dataSocket;
     listener?.close();
-    await new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
-      s.end(data, resolve);
+      s.end(data, () => resolve());
     });
     const final = first.code < 200 ? await client.read() : first;
     s.destroy();
@@ -238,20 +242,19 @@ async function stor(client, mode, name, data) {
 // ---- workers ------------------------------------------------------------------------
 
 let deadline = 0;
-let hardStop;
 let modeCursor = 0;
-const nextMode = () => MODES[modeCursor++ % MODES.length];
-const opSeq = new Map(); // worker → operations so far
-const lastStored = new Map(); // worker → index of the file it uploaded last
+const nextMode = (): DataModeName => MODES[modeCursor++ % MODES.length] ?? 'PASV';
+const opSeq = new Map<number, number>(); // worker → operations so far
+const lastStored = new Map<number, number>(); // worker → index of the file it uploaded last
 
-async function oneSession(server, gatewayPort, worker, counters = totals) {
+async function oneSession(server: DemoServer, gatewayPort: number, worker: number, counters: Counters = totals): Promise<boolean> {
   const client = await FtpClient.connect(HOST, gatewayPort, REPLY_TIMEOUT_MS);
   let ok = true;
   try {
     await client.login();
     await client.expect('TYPE I', (c) => c === 200);
     // Interleave: RETR, STOR, RETR, STOR, RETR, …
-    const ops = [];
+    const ops: ('RETR' | 'STOR')[] = [];
     for (let i = 0; i < Math.max(RETR, STOR); i++) {
       if (i < RETR) ops.push('RETR');
       if (i < STOR) ops.push('STOR');
@@ -264,6 +267,7 @@ async function oneSession(server, gatewayPort, worker, counters = totals) {
       // An upload never repeats the worker's previous one: a stale file cannot pass.
       if (op === 'STOR' && pick === lastStored.get(worker)) pick = (pick + 1) % FILE_COUNT;
       const file = files[pick];
+      if (!file) throw new Error(`no fixture file ${pick}`);
       try {
         if (op === 'RETR') {
           const { data } = await withTimeout(client.transfer(mode, `RETR ${file.name}`), OP_TIMEOUT_MS, 'RETR');
@@ -281,7 +285,7 @@ async function oneSession(server, gatewayPort, worker, counters = totals) {
         }
         counters.transfers++;
         counters.bytes += file.content.length;
-        if (counters === totals) byMode[mode]++;
+        if (counters === totals) byMode[mode] = (byMode[mode] ?? 0) + 1;
       } catch (err) {
         ok = false;
         recordError(err, `${op} ${mode}`);
@@ -296,7 +300,7 @@ async function oneSession(server, gatewayPort, worker, counters = totals) {
   return ok;
 }
 
-async function worker(server, gatewayPort, id) {
+async function worker(server: DemoServer, gatewayPort: number, id: number): Promise<void> {
   while (Date.now() < deadline) {
     try {
       const ok = await oneSession(server, gatewayPort, id);
@@ -312,7 +316,7 @@ async function worker(server, gatewayPort, id) {
 
 // ---- reporting ------------------------------------------------------------------------
 
-function rss() {
+function rss(): number {
   return process.memoryUsage().rss;
 }
 
@@ -322,7 +326,7 @@ async function gcMemory() {
   // each): drop them so that start and end compare the same state.
   for (const name of [...server.files.keys()]) if (name.startsWith('/up/')) server.files.delete(name);
   for (let i = 0; i < 3; i++) {
-    globalThis.gc();
+    void gc?.();
     await sleep(50);
   }
   const m = process.memoryUsage();
@@ -336,13 +340,13 @@ const rssSampler = setInterval(() => {
 
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
-function errorCount() {
+function errorCount(): number {
   let n = 0;
   for (const e of errors.values()) n += e.count;
   return n;
 }
 
-function line(text) {
+function line(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
@@ -379,7 +383,7 @@ process.once('SIGINT', () => {
 {
   const warm = { transfers: 0, retr: 0, stor: 0, bytes: 0 };
   for (let i = 0; i < MODES.length; i++) {
-    const ok = await oneSession(server, gatewayPort, 0, warm).catch((err) => {
+    const ok = await oneSession(server, gatewayPort, 0, warm).catch((err: unknown) => {
       recordError(err, 'warm-up');
       return false;
     });
@@ -401,15 +405,15 @@ line(`start: rss ${mib(start.rss)} MiB, heap ${mib(start.heapUsed)} MiB, buffers
 
 const t0 = Date.now();
 deadline = stopReason === 'SIGINT' ? t0 : t0 + MINUTES * 60_000;
-hardStop = deadline + 30_000;
+const hardStop = deadline + 30_000;
 
 loopDelay.enable();
 let last = { t: t0, cpu: process.cpuUsage(), ...totals };
-function report(final = false) {
+function report(final = false): void {
   const now = Date.now();
   const dt = (now - last.t) / 1000 || 1;
   const cpu = process.cpuUsage(last.cpu);
-  const d = (k) => totals[k] - last[k];
+  const d = (k: keyof typeof totals) => totals[k] - last[k];
   const p99 = loopDelay.percentile(99) / 1e6;
   const max = loopDelay.max / 1e6;
   line(
@@ -433,7 +437,7 @@ clearInterval(reporter);
 report(true);
 loopDelay.disable();
 
-const problems = [];
+const problems: string[] = [];
 if (!finishedInTime) problems.push('HARD STOP: workers still running 30 s after the deadline');
 
 // Sockets close asynchronously (FIN handshakes, the gateway's data channels,
@@ -512,7 +516,13 @@ line(
 );
 line(`  fds: start ${start.fds}, end ${end.fds}; gateway sessions at end ${end.gatewaySessions}; data channels open at end ${openChannels}`);
 line(`  gateway: ${gatewayEvents.sessionOpen} sessions opened, ${gatewayEvents.dataListen} data listeners, ${gatewayEvents.dataOpen} relays`);
-for (const [name, map] of [['session-close', gatewayEvents.sessionClose], ['data-close', gatewayEvents.dataClose], ['refuse', gatewayEvents.refuse], ['warning', gatewayEvents.warning]]) {
+const tallies: [string, Tally][] = [
+  ['session-close', gatewayEvents.sessionClose],
+  ['data-close', gatewayEvents.dataClose],
+  ['refuse', gatewayEvents.refuse],
+  ['warning', gatewayEvents.warning],
+];
+for (const [name, map] of tallies) {
   for (const [k, e] of map) line(`    ${name} ${e.count} × ${k}`);
 }
 if (flags.json) line(`JSON ${JSON.stringify(summary)}`);

@@ -13,32 +13,54 @@
  * per hostile session.
  */
 import net from 'node:net';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { MiB } from '../lib/common.mjs';
-import { startGateway, startServer } from '../lib/helpers.mjs';
-import { stopHelper } from '../lib/procs.mjs';
+import { FtpClient } from '../../src/client/ftp-client.js';
+import { MiB } from '../lib/common.js';
+import type { BenchContext, GatewayMemory } from '../lib/context.js';
+import { startGateway, startServer } from '../lib/helpers.js';
+import { stopHelper, type Helper } from '../lib/procs.js';
+
+interface HostileKind {
+  prelude: string[];
+  unit: string;
+  budget: number;
+}
+
+interface FloodOutcome {
+  written: number;
+  stalled: boolean;
+  error?: boolean;
+}
+
+export interface HostileResult {
+  sessionsPerKind: number;
+  kinds: Record<string, { sessions: number; stalled: number; writtenMiB: number }>;
+  served: boolean;
+  servedMs: number | undefined;
+  before: GatewayMemory['mem'];
+  after: GatewayMemory['mem'];
+  perSession: { rss: number; heapUsed: number };
+}
 
 const HOST = '127.0.0.1';
-const KINDS = {
+const KINDS: Record<'pipelined' | 'owed' | 'endless', HostileKind> = {
   pipelined: { prelude: [], unit: 'AUTH TLS\r\n', budget: 32 * MiB },
   owed: { prelude: ['USER anonymous', 'PASS x', 'PASV', 'RETR /pub/a.bin'], unit: 'AUTH TLS\r\n', budget: 32 * MiB },
   endless: { prelude: ['USER anonymous', 'PASS x'], unit: 'A', budget: 8 * MiB },
 };
 
-async function memory(gw) {
+async function memory(gw: Helper): Promise<GatewayMemory['mem']> {
   gw.proc.stdin.write('mem\n');
-  const r = await gw.nextJson(30_000);
+  const r = await gw.nextJson<Partial<GatewayMemory>>(30_000);
   if (!r?.mem) throw new Error('gateway did not report its memory');
   return r.mem;
 }
 
 /** Floods without reading; resolves with the bytes written once stalled or done. */
-function flood(socket, unit, budget) {
+function flood(socket: net.Socket, unit: string, budget: number): Promise<FloodOutcome> {
   const chunk = Buffer.alloc(64 * 1024, unit, 'latin1');
   return new Promise((resolve) => {
     let written = 0;
-    let stall;
+    let stall: NodeJS.Timeout | undefined;
     const more = () => {
       clearTimeout(stall);
       while (written < budget) {
@@ -61,10 +83,10 @@ function flood(socket, unit, budget) {
  * per-address caps (sessions, data listeners) are meant to keep one address
  * from starving the others, and they do.
  */
-async function hostile(port, kind) {
+async function hostile(port: number, kind: HostileKind): Promise<{ socket: net.Socket; flooded: Promise<FloodOutcome> }> {
   const socket = net.connect({ host: HOST, port, localAddress: '127.0.0.2' });
-  await new Promise((resolve, reject) => {
-    socket.once('connect', resolve);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
     socket.once('error', reject);
   });
   socket.pause();
@@ -72,14 +94,13 @@ async function hostile(port, kind) {
   return { socket, flooded: flood(socket, kind.unit, kind.budget) };
 }
 
-export async function runHostile(ctx) {
-  const { flags, log, distDir } = ctx;
-  const { FtpClient } = await import(pathToFileURL(path.join(distDir, 'client', 'ftp-client.js')).href);
+export async function runHostile(ctx: BenchContext): Promise<HostileResult> {
+  const { flags, log } = ctx;
   const N = flags.hostile;
   const caps = { 'max-sessions': 3 * N + 50, 'max-sessions-per-client': 3 * N + 50 };
-  const server = await startServer({ distDir, generate: ['/pub/a.bin:1048576'] });
-  const gw = await startGateway({ distDir, serverPort: server.port, flags: caps, exposeGc: true });
-  const sockets = [];
+  const server = await startServer({ generate: ['/pub/a.bin:1048576'] });
+  const gw = await startGateway({ serverPort: server.port, flags: caps, exposeGc: true });
+  const sockets: net.Socket[] = [];
   try {
     log(`hostile sessions: ${N} of each kind (${Object.keys(KINDS).join(', ')}) through one ftp-alg process (load ${ctx.load()})`);
     const warm = await FtpClient.connect(HOST, gw.port);
@@ -87,24 +108,25 @@ export async function runHostile(ctx) {
     await warm.transfer('PASV', 'RETR /pub/a.bin');
     await warm.quit();
     const before = await memory(gw);
-    const kinds = {};
+    const kinds: HostileResult['kinds'] = {};
     for (const [name, kind] of Object.entries(KINDS)) {
-      const floods = [];
+      const floods: Promise<FloodOutcome>[] = [];
       for (let i = 0; i < N; i++) {
         const h = await hostile(gw.port, kind);
         sockets.push(h.socket);
         floods.push(h.flooded);
       }
       const outcomes = await Promise.all(floods);
-      kinds[name] = { sessions: N, stalled: outcomes.filter((o) => o.stalled).length, writtenMiB: outcomes.reduce((n, o) => n + o.written, 0) / MiB };
-      log(`  ${name}: ${kinds[name].stalled} of ${N} stalled (the gateway stopped reading them); ${kinds[name].writtenMiB.toFixed(1)} MiB written in all`);
+      const k = { sessions: N, stalled: outcomes.filter((o) => o.stalled).length, writtenMiB: outcomes.reduce((n, o) => n + o.written, 0) / MiB };
+      kinds[name] = k;
+      log(`  ${name}: ${k.stalled} of ${N} stalled (the gateway stopped reading them); ${k.writtenMiB.toFixed(1)} MiB written in all`);
     }
     const after = await memory(gw);
     // A normal client meanwhile, with patience: the gateway is still chewing
     // through what the floods left in its socket buffers.
     const t0 = Date.now();
     let served = false;
-    let servedMs;
+    let servedMs: number | undefined;
     try {
       const c = await FtpClient.connect(HOST, gw.port, 60_000);
       await c.login();
@@ -113,7 +135,7 @@ export async function runHostile(ctx) {
       served = r.final.code === 226 && r.data.length === 1048576;
       servedMs = Date.now() - t0;
     } catch (err) {
-      log(`  the normal client failed: ${err.message}`);
+      log(`  the normal client failed: ${err instanceof Error ? err.message : String(err)}`);
     }
     const sessions = 3 * N;
     const perSession = { rss: (after.rss - before.rss) / sessions, heapUsed: (after.heapUsed - before.heapUsed) / sessions };

@@ -3,7 +3,7 @@
  * realistic control stream (a full session: greeting, login, FEAT, PWD, CWD,
  * listings and transfers in PASV, EPSV, PORT and EPRT, SIZE/MDTM, NOOP, QUIT,
  * with multi-line 220/211 replies) goes through what a gateway session does
- * with it, using the compiled dist/:
+ * with it, using the project's sources (src/protocol, src/alg):
  *
  *   client → server   LineFramer → parseCommand → ControlTranslator.onClientCommand
  *                     → raw bytes, or renderActiveCommand + encodeLine (PORT/EPRT)
@@ -14,18 +14,45 @@
  * segment per command or reply) and 16 KiB chunks (pipelined bulk). MB/s
  * counts input bytes of both directions; median of the repetitions.
  */
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { median } from '../lib/common.mjs';
+import { ControlTranslator, renderActiveCommand, renderPassiveReply, type SentCommand, type TranslatorConfig } from '../../src/alg/translator.js';
+import type { IpAddress } from '../../src/protocol/address.js';
+import { parseCommand } from '../../src/protocol/command.js';
+import { LineFramer, encodeLine, encodeRewrittenLine } from '../../src/protocol/framer.js';
+import { ReplyAssembler } from '../../src/protocol/reply.js';
+import { median } from '../lib/common.js';
+import type { BenchContext } from '../lib/context.js';
 
-const CLIENT = { family: 4, address: '100.64.1.2' };
-const SERVER = { family: 4, address: '198.18.1.2' };
-const GATEWAY_OUT = { family: 4, address: '198.18.1.1' };
-const GATEWAY_IN = { family: 4, address: '100.64.1.1' };
+const CLIENT: IpAddress = { family: 4, address: '100.64.1.2' };
+const SERVER: IpAddress = { family: 4, address: '198.18.1.2' };
+const GATEWAY_OUT: IpAddress = { family: 4, address: '198.18.1.1' };
+const GATEWAY_IN: IpAddress = { family: 4, address: '100.64.1.1' };
+
+type Chunking = 'line' | number;
+interface Streams {
+  client: Buffer[];
+  server: Buffer[];
+  bytes: number;
+}
+
+export interface ChunkingFigures {
+  mbPerS: number;
+  linesPerS: number;
+  lines: number;
+  rewrites: number;
+  outBytes: number;
+  all: number[];
+}
+
+export interface EngineResult {
+  streamBytes: number;
+  sessions: number;
+  reps: number;
+  chunkings: Record<string, ChunkingFigures>;
+}
 
 /** One session's dialogue, as [direction, line] pairs in the order they travel. */
-function sessionDialogue(i) {
-  const p = (n) => `${Math.floor(n / 256)},${n % 256}`;
+function sessionDialogue(i: number): ['c' | 's', string][] {
+  const p = (n: number) => `${Math.floor(n / 256)},${n % 256}`;
   const port = 40000 + (i % 20000);
   const file = `/pub/data/archive-${String(i % 1000).padStart(4, '0')}.tar.gz`;
   return [
@@ -87,35 +114,30 @@ function sessionDialogue(i) {
 }
 
 /** The two streams of `sessions` dialogues, each cut into chunks. */
-function buildStreams(sessions, chunking) {
-  const c = [];
-  const s = [];
+function buildStreams(sessions: number, chunking: Chunking): Streams {
+  const c: Buffer[] = [];
+  const s: Buffer[] = [];
   for (let i = 0; i < sessions; i++) {
     for (const [dir, text] of sessionDialogue(i)) (dir === 'c' ? c : s).push(Buffer.from(`${text}\r\n`, 'latin1'));
   }
-  const cut = (lines) => {
+  const cut = (lines: Buffer[]) => {
     if (chunking === 'line') return lines;
     const all = Buffer.concat(lines);
-    const out = [];
+    const out: Buffer[] = [];
     for (let o = 0; o < all.length; o += chunking) out.push(all.subarray(o, o + chunking));
     return out;
   };
   return { client: cut(c), server: cut(s), bytes: c.reduce((n, b) => n + b.length, 0) + s.reduce((n, b) => n + b.length, 0) };
 }
 
-export async function runEngine(ctx) {
-  const { flags, log, distDir } = ctx;
-  const imp = (p) => import(pathToFileURL(path.join(distDir, p)).href);
-  const { LineFramer, encodeLine, encodeRewrittenLine } = await imp('protocol/framer.js');
-  const { parseCommand } = await imp('protocol/command.js');
-  const { ReplyAssembler } = await imp('protocol/reply.js');
-  const { ControlTranslator, renderActiveCommand, renderPassiveReply } = await imp('alg/translator.js');
+export function runEngine(ctx: BenchContext): EngineResult {
+  const { flags, log } = ctx;
 
-  const config = { passive: 'relay', serverNetworks: [], tls: 'refuse' };
+  const config: TranslatorConfig = { passive: 'relay', serverNetworks: [], tls: 'refuse' };
   let listenPort = 30000;
 
   /** One pass over both streams; returns output bytes (consumed so nothing is optimised away) and line counts. */
-  function pass(streams) {
+  function pass(streams: Streams): { outBytes: number; lines: number; rewrites: number } {
     const translator = new ControlTranslator({ client: CLIENT, server: SERVER }, config);
     const cf = new LineFramer();
     const sf = new LineFramer();
@@ -123,7 +145,7 @@ export async function runEngine(ctx) {
     let outBytes = 0;
     let lines = 0;
     let rewrites = 0;
-    let sent;
+    let sent: SentCommand | undefined;
     for (const chunk of streams.client) {
       for (const item of cf.push(chunk)) {
         if (item.kind !== 'line') {
@@ -164,13 +186,13 @@ export async function runEngine(ctx) {
           continue;
         }
         // The replies arrive in the session's order; which command each answers is known from the code here.
-        const asked = reply.code === 227 ? { verb: 'PASV', passiveAsked: 'PASV' } : reply.code === 229 ? { verb: 'EPSV', passiveAsked: 'EPSV' } : sent;
+        const asked: SentCommand | undefined = reply.code === 227 ? { verb: 'PASV', passiveAsked: 'PASV' } : reply.code === 229 ? { verb: 'EPSV', passiveAsked: 'EPSV' } : sent;
         const texts = reply.lines.map((l) => l.text);
         const d = translator.onServerReply(reply.code, texts, asked);
         if (d.type === 'passive') {
           listenPort = listenPort >= 60000 ? 30000 : listenPort + 1;
           const out = renderPassiveReply(d, texts, { ...GATEWAY_IN, port: listenPort });
-          for (let k = 0; k < out.length; k++) outBytes += encodeRewrittenLine(out[k], reply.lines[k]?.eol ?? '\r\n').length;
+          for (let k = 0; k < out.length; k++) outBytes += encodeRewrittenLine(out[k]!, reply.lines[k]?.eol ?? '\r\n').length;
           rewrites++;
         } else {
           for (const l of reply.lines) outBytes += l.raw.length;
@@ -182,14 +204,18 @@ export async function runEngine(ctx) {
 
   const sessionBytes = buildStreams(1, 'line').bytes;
   const sessions = Math.max(1, Math.round((flags.engineMb * 1e6) / sessionBytes));
-  const out = { streamBytes: 0, sessions, reps: flags.engineReps, chunkings: {} };
+  const out: EngineResult = { streamBytes: 0, sessions, reps: flags.engineReps, chunkings: {} };
   log(`control-stream engine: ${sessions} synthetic sessions (${((sessions * sessionBytes) / 1e6).toFixed(1)} MB of control traffic) per pass, ${flags.engineReps} passes per chunking`);
-  for (const [name, chunking] of [['per line', 'line'], ['16 KiB chunks', 16384]]) {
+  const chunkings: [string, Chunking][] = [
+    ['per line', 'line'],
+    ['16 KiB chunks', 16384],
+  ];
+  for (const [name, chunking] of chunkings) {
     const streams = buildStreams(sessions, chunking);
     out.streamBytes = streams.bytes;
     pass(buildStreams(50, chunking)); // warm-up (JIT)
-    const rates = [];
-    let last;
+    const rates: { mbPerS: number; linesPerS: number }[] = [];
+    let last = { outBytes: 0, lines: 0, rewrites: 0 };
     for (let r = 0; r < flags.engineReps; r++) {
       const t0 = process.hrtime.bigint();
       last = pass(streams);

@@ -3,7 +3,49 @@
  * its ratio to the direct path of the same run where that applies, and a
  * verdict (met / MISSED by how much / reference / info / n/a).
  */
-import { KiB, median } from './common.mjs';
+import { KiB, median } from './common.js';
+import type { ThroughputResult, TransferRow } from './context.js';
+import type { EngineResult } from '../parts/engine.js';
+import type { HostileResult } from '../parts/hostile.js';
+import type { IdleResult, TransfersResult } from '../parts/scale.js';
+import type { RoundTrips, SessionsResult } from '../parts/sessions.js';
+import type { SmallFilesResult } from '../parts/small-files.js';
+
+/** What each part returned (undefined when it failed or did not run). */
+export interface BenchResults {
+  throughput?: ThroughputResult | undefined;
+  ftps?: ThroughputResult | undefined;
+  netns?: ThroughputResult | undefined;
+  'small-files'?: SmallFilesResult | undefined;
+  sessions?: SessionsResult | undefined;
+  latency?: { rtt?: RoundTrips | undefined; errors?: SessionsResult['errors'] } | undefined;
+  idle?: IdleResult | undefined;
+  transfers?: TransfersResult | undefined;
+  hostile?: HostileResult | undefined;
+  engine?: EngineResult | undefined;
+}
+
+/** One line of the final table. */
+export interface TableRow {
+  section: string;
+  metric: string;
+  value: string;
+  target: string;
+  ratio: string;
+  verdict: string;
+  data?: unknown;
+}
+
+type Stats = { median: number; min: number; max: number; n: number };
+
+interface ThroughputSpec {
+  base: string;
+  baseName?: string;
+  minRatio?: number;
+  notBelow?: string;
+  rows: { key: string; kind?: string; target?: string; baseKey?: string; hideIfUnavailable?: boolean }[];
+  cpuRows?: { key: string; what?: string }[];
+}
 
 const RELAY_RATIO = 0.9;
 /** Issue 15: TLS ended and begun again at the gateway, client, server and gateway on 2 cores. */
@@ -14,41 +56,42 @@ const IDLE_BYTES = 16 * KiB;
 const ADDED_PER_TRANSFER_MS = 0.3;
 const MIRROR_RATIO = 1.25;
 
-const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : '—');
-const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '—');
-const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '—');
-const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : '—');
+const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '—');
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '—');
+const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '—');
+const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '—');
 
-function sizeText(bytes) {
+function sizeText(bytes: number | undefined): string {
   if (!bytes) return '?';
   return bytes % 2 ** 30 === 0 ? `${bytes / 2 ** 30} GiB` : `${f0(bytes / 2 ** 20)} MiB`;
 }
 
-function stats(xs) {
+function stats(xs: number[] | undefined): Stats | undefined {
   if (!xs?.length) return undefined;
   return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
 }
 
-function rateText(s) {
+function rateText(s: Stats | undefined): string {
   if (!s) return 'FAILED';
   return s.n > 1 ? `${f0(s.median)} MB/s (${f0(s.min)}–${f0(s.max)})` : `${f0(s.median)} MB/s`;
 }
 
 /** Rows for one throughput table (loopback or namespaces). */
-function throughputRows(section, part, spec) {
-  const rows = [];
+function throughputRows(section: string, part: ThroughputResult | undefined, spec: ThroughputSpec): TableRow[] {
+  const rows: TableRow[] = [];
   if (!part) return rows;
-  for (const [dir, word] of [
+  const directions: ['get' | 'put', string][] = [
     ['get', 'download'],
     ['put', 'upload'],
-  ]) {
+  ];
+  for (const [dir, word] of directions) {
     const base = stats(part.rows[spec.base]?.[dir]);
     for (const { key, target, kind, baseKey, hideIfUnavailable } of spec.rows) {
-      const row = part.rows[key];
+      const row: TransferRow | undefined = part.rows[key];
       if (!row || (hideIfUnavailable && !row.available)) continue;
       const label = `${word}: ${row.label}`;
       if (!row.available) {
-        rows.push({ section, metric: label, value: `n/a (${row.reason})`, target: target ?? '—', ratio: '', verdict: 'n/a' });
+        rows.push({ section, metric: label, value: `n/a (${row.reason ?? ''})`, target: target ?? '—', ratio: '', verdict: 'n/a' });
         continue;
       }
       const s = stats(row[dir]);
@@ -56,12 +99,12 @@ function throughputRows(section, part, spec) {
       const ratio = s && ref ? s.median / ref.median : NaN;
       let verdict = kind ?? 'reference';
       if (kind === 'relay' || kind === 'kernel') {
-        const misses = [];
+        const misses: string[] = [];
         const minRatio = spec.minRatio ?? RELAY_RATIO;
         if (!(ratio >= minRatio)) misses.push(`${f3(ratio)}× ${spec.baseName ?? 'direct'}, ${f1((minRatio - ratio) * 100)} points under ${minRatio}×`);
         if (spec.notBelow) {
           const other = stats(part.rows[spec.notBelow]?.[dir]);
-          if (other && s && s.median < other.median) misses.push(`${f0(other.median - s.median)} MB/s below ${part.rows[spec.notBelow].label}`);
+          if (other && s && s.median < other.median) misses.push(`${f0(other.median - s.median)} MB/s below ${part.rows[spec.notBelow]?.label ?? spec.notBelow}`);
         }
         verdict = !s ? 'FAILED' : misses.length ? `MISSED: ${misses.join('; ')}` : 'met';
       }
@@ -85,8 +128,8 @@ function throughputRows(section, part, spec) {
   return rows;
 }
 
-export function buildTable(results, { only }) {
-  const rows = [];
+export function buildTable(results: BenchResults, { only }: { only: readonly string[] }): TableRow[] {
+  const rows: TableRow[] = [];
   const t = results.throughput;
   if (only.includes('throughput')) {
     if (!t) rows.push({ section: 'throughput', metric: 'loopback throughput', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
@@ -146,7 +189,7 @@ export function buildTable(results, { only }) {
   const s = results.sessions;
   if (only.includes('sessions')) {
     const sec = `session cost: connect, login, PASV + LIST, QUIT (${s?.sessions ?? '?'} per path)`;
-    if (!s?.time) rows.push({ section: sec, metric: 'sessions', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    if (!s?.time || !s.rate) rows.push({ section: sec, metric: 'sessions', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
     else {
       const d = s.time.direct;
       const g = s.time.gateway;
@@ -184,16 +227,17 @@ export function buildTable(results, { only }) {
   const i = results.idle;
   if (only.includes('idle')) {
     const sec = `scale: ${i?.sessions ?? '?'} idle logged-in sessions through one ftp-alg process`;
-    if (!i?.perSession) rows.push({ section: sec, metric: 'idle sessions', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
+    if (!i?.perSession || !i.before || !i.after) rows.push({ section: sec, metric: 'idle sessions', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
     else {
-      const ok = i.errorCount === 0 && i.answeredNoop === i.sessions;
+      const answeredNoop = i.answeredNoop ?? 0;
+      const ok = i.errorCount === 0 && answeredNoop === i.sessions;
       rows.push({
         section: sec,
         metric: 'sessions up, answering NOOP after idle; errors',
-        value: `${i.answeredNoop} of ${i.sessions}; ${i.errorCount} errors`,
+        value: `${answeredNoop} of ${i.sessions}; ${i.errorCount} errors`,
         target: `${i.sessions}, 0 errors`,
         ratio: '',
-        verdict: ok ? 'met' : `MISSED: ${i.sessions - i.answeredNoop} not answering, ${i.errorCount} errors`,
+        verdict: ok ? 'met' : `MISSED: ${i.sessions - answeredNoop} not answering, ${i.errorCount} errors`,
       });
       const per = i.perSession.rss;
       rows.push({
@@ -248,16 +292,17 @@ export function buildTable(results, { only }) {
     const sec = `scale: ${x?.concurrent ?? '?'} concurrent downloads through one ftp-alg process`;
     if (!x?.bytes) rows.push({ section: sec, metric: 'concurrent transfers', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' });
     else {
+      const { cpuPerGiB = NaN, cpuSeconds = NaN, mbPerS = NaN, gatewayHwm = NaN, complete = 0 } = x;
       rows.push({
         section: sec,
         metric: 'gateway CPU (user + sys) per GiB relayed',
-        value: `${f2(x.cpuPerGiB)} s/GiB (${f2(x.cpuSeconds)} s for ${f2(x.bytes / 2 ** 30)} GiB)`,
+        value: `${f2(cpuPerGiB)} s/GiB (${f2(cpuSeconds)} s for ${f2(x.bytes / 2 ** 30)} GiB)`,
         target: '—',
         ratio: '',
         verdict: 'info',
       });
-      rows.push({ section: sec, metric: 'aggregate rate; gateway peak RSS', value: `${f0(x.mbPerS)} MB/s; ${f0(x.gatewayHwm / 2 ** 20)} MiB`, target: '—', ratio: '', verdict: 'info' });
-      rows.push({ section: sec, metric: 'complete transfers; errors', value: `${x.complete} of ${x.concurrent}; ${x.errors}`, target: `${x.concurrent}; 0`, ratio: '', verdict: x.errors === 0 && x.complete === x.concurrent ? 'met' : `MISSED: ${x.errors} errors` });
+      rows.push({ section: sec, metric: 'aggregate rate; gateway peak RSS', value: `${f0(mbPerS)} MB/s; ${f0(gatewayHwm / 2 ** 20)} MiB`, target: '—', ratio: '', verdict: 'info' });
+      rows.push({ section: sec, metric: 'complete transfers; errors', value: `${complete} of ${x.concurrent}; ${x.errors}`, target: `${x.concurrent}; 0`, ratio: '', verdict: x.errors === 0 && complete === x.concurrent ? 'met' : `MISSED: ${x.errors} errors` });
     }
   }
   const e = results.engine;
@@ -274,12 +319,13 @@ export function buildTable(results, { only }) {
 }
 
 /** Each path against its reference: direct on loopback, NAT only through the NAT box. */
-function smallFileRows(p) {
-  const sec = `small files: lftp mirror of ${p?.files ?? 400} × 4 KiB; ${p?.retrsPerRun ?? '?'} sequential 4 KiB RETRs (ftplib, one session) × ${p?.runs ?? '?'} run(s)`;
+function smallFileRows(p: SmallFilesResult | undefined): TableRow[] {
+  const ran = p?.skipped === undefined ? p : undefined;
+  const sec = `small files: lftp mirror of ${ran?.files ?? 400} × 4 KiB; ${ran?.retrsPerRun ?? '?'} sequential 4 KiB RETRs (ftplib, one session) × ${ran?.runs ?? '?'} run(s)`;
   if (!p) return [{ section: sec, metric: 'small files', value: 'FAILED (see above)', target: '', ratio: '', verdict: 'FAILED' }];
-  if (p.skipped) return [{ section: sec, metric: 'small files', value: `n/a (${p.skipped})`, target: '', ratio: '', verdict: 'n/a' }];
-  const rows = [];
-  const spec = [
+  if (p.skipped !== undefined) return [{ section: sec, metric: 'small files', value: `n/a (${p.skipped})`, target: '', ratio: '', verdict: 'n/a' }];
+  const rows: TableRow[] = [];
+  const spec: { key: string; base?: string; kind: string }[] = [
     { key: 'direct', kind: 'reference' },
     { key: 'relay', base: 'direct', kind: 'target' },
     { key: 'kernel', base: 'direct', kind: 'target' },
@@ -290,13 +336,13 @@ function smallFileRows(p) {
     const r = p.rows[key];
     if (!r) continue;
     if (!r.available) {
-      rows.push({ section: sec, metric: r.label, value: `n/a (${r.reason})`, target: '', ratio: '', verdict: 'n/a' });
+      rows.push({ section: sec, metric: r.label, value: `n/a (${r.reason ?? ''})`, target: '', ratio: '', verdict: 'n/a' });
       continue;
     }
     const b = base ? p.rows[base] : undefined;
-    const mirrorRatio = b?.mirrorS ? r.mirrorS / b.mirrorS : NaN;
+    const mirrorRatio = b?.mirrorS && r.mirrorS !== undefined ? r.mirrorS / b.mirrorS : NaN;
     const added = b?.retr && r.retr ? r.retr.median - b.retr.median : NaN;
-    const judge = (ok, miss) => (kind !== 'target' ? kind : ok ? 'met' : `MISSED by ${miss}`);
+    const judge = (ok: boolean, miss: string) => (kind !== 'target' ? kind : ok ? 'met' : `MISSED by ${miss}`);
     rows.push({
       section: sec,
       metric: `${r.label}: mirror`,
@@ -322,13 +368,14 @@ function smallFileRows(p) {
   return rows;
 }
 
-export function printTable(rows, log) {
-  const cols = ['metric', 'value', 'target', 'ratio', 'verdict'];
-  const heads = { metric: 'figure', value: 'measured', target: 'target', ratio: 'vs direct', verdict: 'verdict' };
-  const width = Object.fromEntries(cols.map((c) => [c, Math.max(heads[c].length, ...rows.map((r) => String(r[c] ?? '').length))]));
+export function printTable(rows: readonly TableRow[], log: (text?: string) => void): void {
+  const cols = ['metric', 'value', 'target', 'ratio', 'verdict'] as const;
+  type Col = (typeof cols)[number];
+  const heads: Record<Col, string> = { metric: 'figure', value: 'measured', target: 'target', ratio: 'vs direct', verdict: 'verdict' };
+  const width = Object.fromEntries(cols.map((c) => [c, Math.max(heads[c].length, ...rows.map((r) => r[c].length))])) as Record<Col, number>;
   // The verdict column is last: no padding needed, and it may be long.
-  const fmt = (r) => cols.map((c, k) => (k === cols.length - 1 ? String(r[c] ?? '') : String(r[c] ?? '').padEnd(width[c]))).join('  ');
-  let section;
+  const fmt = (r: Record<Col, string>) => cols.map((c, k) => (k === cols.length - 1 ? r[c] : r[c].padEnd(width[c]))).join('  ');
+  let section: string | undefined;
   for (const r of rows) {
     if (r.section !== section) {
       section = r.section;

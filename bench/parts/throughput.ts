@@ -13,14 +13,17 @@
 import { open } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { MiB, median } from '../lib/common.mjs';
-import { curlTransfer } from '../lib/curl.mjs';
-import { ftpProxyAvailable, ftpProxyVersion, startFtpProxy } from '../lib/ftp-proxy.mjs';
-import { startCliGateway, startGateway, startServer } from '../lib/helpers.mjs';
-import { stopHelper } from '../lib/procs.mjs';
-import { buildLoopbackNamespace } from '../lib/netns.mjs';
+import { MiB, median } from '../lib/common.js';
+import { curlTransfer, type CurlResult, type DataMode } from '../lib/curl.js';
+import type { BenchContext, GatewayChildStats, ServerChildStats, ThroughputResult, TransferRow } from '../lib/context.js';
+import type { Lab } from '../../scenarios/lib/lab.js';
+import type { Helper } from '../lib/procs.js';
+import { ftpProxyAvailable, ftpProxyVersion, startFtpProxy } from '../lib/ftp-proxy.js';
+import { startCliGateway, startGateway, startServer } from '../lib/helpers.js';
+import { stopHelper } from '../lib/procs.js';
+import { buildLoopbackNamespace } from '../lib/namespaces.js';
 
-export async function writeRandomFile(file, size) {
+export async function writeRandomFile(file: string, size: number): Promise<void> {
   const block = randomBytes(4 * MiB);
   const fh = await open(file, 'w');
   try {
@@ -30,11 +33,11 @@ export async function writeRandomFile(file, size) {
   }
 }
 
-export function newRow(key, label, extra = {}) {
+export function newRow(key: string, label: string, extra: Partial<TransferRow> = {}): TransferRow {
   return { key, label, available: true, reason: undefined, get: [], put: [], cpuPerGiB: [], errors: [], ...extra };
 }
 
-export function rowStats(xs) {
+export function rowStats(xs: number[]): { median: number; min: number; max: number; n: number } | undefined {
   return xs.length ? { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length } : undefined;
 }
 
@@ -42,7 +45,25 @@ export function rowStats(xs) {
  * One download then one upload through `port` (on `host`, optionally from
  * inside a namespace); pushes MB/s into the row. Returns bytes moved.
  */
-export async function transferPair(ctx, row, { host, port, mode, activeAddress, netns, upFile, size, tag, upName = `up-${row.key}.bin`, extra = [] }) {
+export interface TransferPair {
+  host: string;
+  port: number;
+  mode: DataMode;
+  activeAddress?: string;
+  /** Full namespace name to run curl in. */
+  netns?: string | undefined;
+  upFile: string;
+  size: number;
+  tag: string;
+  upName?: string;
+  extra?: string[];
+}
+
+export async function transferPair(
+  ctx: BenchContext,
+  row: TransferRow,
+  { host, port, mode, activeAddress, netns, upFile, size, tag, upName = `up-${row.key}.bin`, extra = [] }: TransferPair,
+): Promise<{ moved: number; get: CurlResult; put: CurlResult }> {
   const maxTimeS = Math.ceil(size / 20e6) + 30;
   let moved = 0;
   const g = await curlTransfer({ direction: 'get', url: `ftp://${host}:${port}/big.bin`, mode, activeAddress, maxTimeS, netns, extra });
@@ -59,19 +80,19 @@ export async function transferPair(ctx, row, { host, port, mode, activeAddress, 
   return { moved, get: g, put: p };
 }
 
-function fmtRate(r) {
+function fmtRate(r: CurlResult): string {
   return r.code === 0 ? `${r.mbPerS.toFixed(0).padStart(5)} MB/s` : `FAILED (${r.code})`;
 }
 
-export async function runThroughput(ctx) {
-  const { flags, log, dir, distDir, cli, kernel } = ctx;
+export async function runThroughput(ctx: BenchContext): Promise<ThroughputResult> {
+  const { flags, log, dir, cli, kernel } = ctx;
   const SIZE = flags.size;
   const MODE = flags.mode;
   const upFile = path.join(dir, 'up.bin');
   log(`throughput on loopback: ${(SIZE / MiB).toFixed(0)} MiB down and up, ${flags.runs} run(s), curl in ${MODE} mode`);
   await writeRandomFile(upFile, SIZE);
 
-  const rows = {
+  const rows: Record<'direct' | 'relay' | 'ftpProxy' | 'kernelDirect' | 'kernel', TransferRow> = {
     direct: newRow('direct', 'direct to the server'),
     relay: newRow('relay', 'ftp-alg reverse (userspace relay)'),
     ftpProxy: newRow('ftpProxy', 'SuSE ftp-proxy'),
@@ -88,9 +109,9 @@ export async function runThroughput(ctx) {
     Object.assign(rows.kernelDirect, { available: false, reason: 'needs root' });
   }
 
-  const server = await startServer({ distDir, generate: [`/big.bin:${SIZE}`] });
-  let kns;
-  let kserver;
+  const server = await startServer({ generate: [`/big.bin:${SIZE}`] });
+  let kns: Lab | undefined;
+  let kserver: Helper | undefined;
   const uploadsExpected = { host: 0, ns: 0 };
   try {
     // Warm-up (not counted): page cache for the upload file, the server's first-touch of its buffers.
@@ -102,9 +123,9 @@ export async function runThroughput(ctx) {
     if (rows.kernel.available) {
       await ctx.attempt('kernel data path: namespace', async () => {
         kns = await buildLoopbackNamespace();
-        kserver = await startServer({ distDir, generate: [`/big.bin:${SIZE}`], port: 2100, netns: kns.name('k') });
+        kserver = await startServer({ generate: [`/big.bin:${SIZE}`], port: 2100, netns: kns.ns('k') });
         // Warm-up of that server too (not counted).
-        await transferPair(ctx, newRow('warm', 'warm-up, private namespace (not counted)'), { host: '127.0.0.1', port: 2100, mode: MODE, upFile, size: SIZE, netns: kns.name('k'), tag: 'warm-up' });
+        await transferPair(ctx, newRow('warm', 'warm-up, private namespace (not counted)'), { host: '127.0.0.1', port: 2100, mode: MODE, upFile, size: SIZE, netns: kns.ns('k'), tag: 'warm-up' });
       });
       if (!kserver) Object.assign(rows.kernel, { available: false, reason: 'private namespace could not be set up' });
     }
@@ -116,25 +137,25 @@ export async function runThroughput(ctx) {
         if (r.put.code === 0) uploadsExpected.host++;
       });
       await ctx.attempt(`throughput run ${run} ftp-alg reverse`, async () => {
-        const gw = await startGateway({ distDir, serverPort: server.port });
-        let r;
+        const gw = await startGateway({ serverPort: server.port });
+        let r: Awaited<ReturnType<typeof transferPair>> | undefined;
         const cpu0 = ctx.cpuOf(gw.pid);
         try {
           r = await transferPair(ctx, rows.relay, { host: '127.0.0.1', port: gw.port, mode: MODE, upFile, size: SIZE, tag: `run ${run}` });
         } finally {
           const cpu = ctx.cpuOf(gw.pid) - cpu0;
-          const stats = await stopHelper(gw);
+          const stats = await stopHelper<GatewayChildStats>(gw);
           if (r?.moved) rows.relay.cpuPerGiB.push(cpu / (r.moved / 2 ** 30));
           const relayed = stats?.dataCloses?.reduce((n, d) => n + d.bytes, 0);
           if (r && relayed !== r.moved) rows.relay.errors.push(`run ${run}: gateway data-close reports ${relayed} bytes, curl moved ${r.moved}`);
         }
-        if (r.put.code === 0) uploadsExpected.host++;
+        if (r?.put.code === 0) uploadsExpected.host++;
       });
       if (rows.ftpProxy.available) {
         await ctx.attempt(`throughput run ${run} ftp-proxy`, async () => {
           const fp = await startFtpProxy({ dir, destAddress: '127.0.0.1', destPort: server.port });
           if (!rows.ftpProxy.config) rows.ftpProxy.config = fp.config;
-          let r;
+          let r: Awaited<ReturnType<typeof transferPair>> | undefined;
           const cpu0 = fp.cpuSeconds();
           try {
             r = await transferPair(ctx, rows.ftpProxy, { host: '127.0.0.1', port: fp.port, mode: MODE, upFile, size: SIZE, tag: `run ${run}` });
@@ -144,11 +165,11 @@ export async function runThroughput(ctx) {
           } finally {
             await fp.stop();
           }
-          if (r.put.code === 0) uploadsExpected.host++;
+          if (r?.put.code === 0) uploadsExpected.host++;
         });
       }
-      if (rows.kernel.available && kserver) {
-        const ns = kns.name('k');
+      if (rows.kernel.available && kserver && kns) {
+        const ns = kns.ns('k');
         await ctx.attempt(`throughput run ${run} direct (private ns)`, async () => {
           const r = await transferPair(ctx, rows.kernelDirect, { host: '127.0.0.1', port: 2100, mode: MODE, upFile, size: SIZE, netns: ns, tag: `run ${run}` });
           if (r.put.code === 0) uploadsExpected.ns++;
@@ -161,7 +182,7 @@ export async function runThroughput(ctx) {
             logPath: path.join(dir, 'kernel-loopback.log'),
             args: ['reverse', '--listen', '127.0.0.1:2121', '--server', '127.0.0.1:2100', '--public-address', '127.0.0.1', '--data-path', 'kernel', ...(kernel.nftTable ? ['--nft-table', ctx.nftTable] : [])],
           });
-          let r;
+          let r: Awaited<ReturnType<typeof transferPair>> | undefined;
           const cpu0 = gw.cpuSeconds();
           try {
             r = await transferPair(ctx, rows.kernel, { host: '127.0.0.1', port: 2121, mode: MODE, upFile, size: SIZE, netns: ns, tag: `run ${run}` });
@@ -169,12 +190,12 @@ export async function runThroughput(ctx) {
           } finally {
             await gw.stop();
           }
-          if (r.put.code === 0) uploadsExpected.ns++;
+          if (r?.put.code === 0) uploadsExpected.ns++;
         });
       }
     }
   } finally {
-    const s = await stopHelper(server);
+    const s = await stopHelper<ServerChildStats>(server);
     const full = (s?.uploads ?? []).filter((u) => u.bytes === SIZE).length;
     if (s && full !== uploadsExpected.host) ctx.failures.push(`throughput: the server saw ${full} complete uploads, curl reported ${uploadsExpected.host}`);
     if (kserver) await stopHelper(kserver);

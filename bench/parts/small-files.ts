@@ -21,10 +21,41 @@
 import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { median, percentile } from '../lib/common.mjs';
-import { ADDR, buildLoopbackNamespace, buildNatTopology, gatewayRuleset } from '../lib/netns.mjs';
-import { startCliGateway } from '../lib/helpers.mjs';
-import { VSFTPD, startVsftpd } from '../lib/vsftpd.mjs';
+import { median, percentile } from '../lib/common.js';
+import type { Lab } from '../../scenarios/lib/lab.js';
+import type { DataMode } from '../lib/curl.js';
+import type { BenchContext } from '../lib/context.js';
+import { NAT_BOX, NAT_BOX_ADDR as ADDR, buildBenchNatBox, buildLoopbackNamespace, setBoxAlg, type BoxAlg } from '../lib/namespaces.js';
+import { startCliGateway, type CliGateway } from '../lib/helpers.js';
+import { VSFTPD, startVsftpd, type BenchVsftpd } from '../lib/vsftpd.js';
+
+/** One path's samples as they are taken. */
+interface SmallFilesRow {
+  label: string;
+  mode: DataMode;
+  available: boolean;
+  reason?: string;
+  mirror: number[];
+  retr: number[];
+  cpuMs: number[];
+  gateway?: CliGateway;
+}
+
+/** One path's figures, as reported. */
+export interface SmallFilesSummary {
+  label: string;
+  mode: DataMode;
+  available: boolean;
+  reason: string | undefined;
+  mirrorS: number | undefined;
+  mirrorRuns: number[];
+  retr: { n: number; median: number; p90: number } | undefined;
+  gatewayCpuMsPerRetr: number | undefined;
+}
+
+export type SmallFilesResult =
+  | { skipped: string }
+  | { skipped?: undefined; files: number; fileBytes: number; retrsPerRun: number; runs: number; rows: Record<string, SmallFilesSummary> };
 
 const FILES = 400;
 const FILE_BYTES = 4096;
@@ -63,7 +94,7 @@ for f in sessions:
 print(json.dumps(out))
 `;
 
-function makeTree(root) {
+function makeTree(root: string): void {
   mkdirSync(path.join(root, 'small'), { recursive: true });
   for (let i = 0; i < FILES; i++) writeFileSync(path.join(root, 'small', `f${String(i).padStart(3, '0')}.bin`), randomBytes(FILE_BYTES), { mode: 0o644 });
   writeFileSync(path.join(root, 'f4k.bin'), randomBytes(FILE_BYTES), { mode: 0o644 });
@@ -71,7 +102,8 @@ function makeTree(root) {
   for (const d of [path.dirname(root), root, path.join(root, 'small')]) chmodSync(d, 0o755);
 }
 
-async function mirrorOnce(t, ns, host, port, mode, dest) {
+/** ns: the short name of a namespace of the Lab t. */
+async function mirrorOnce(t: Lab, ns: string, host: string, port: number, mode: DataMode, dest: string): Promise<number> {
   rmSync(dest, { recursive: true, force: true });
   const script = [
     'set net:max-retries 1',
@@ -83,7 +115,7 @@ async function mirrorOnce(t, ns, host, port, mode, dest) {
     'bye',
   ].join('; ');
   const t0 = process.hrtime.bigint();
-  const r = await t.execIn(ns, 'lftp', ['-c', script], 120_000);
+  const r = await t.exec(ns, 'lftp', ['-c', script], 120_000);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.code !== 0) throw new Error(`lftp mirror exited ${r.code}: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
   const got = existsSync(dest) ? readdirSync(dest).length : 0;
@@ -91,13 +123,13 @@ async function mirrorOnce(t, ns, host, port, mode, dest) {
   return seconds;
 }
 
-async function retrTimes(t, ns, host, ports, mode, n) {
-  const r = await t.execIn(ns, 'python3', ['-c', RETR_SCRIPT, host, ports.join(','), String(n), mode], 300_000);
+async function retrTimes(t: Lab, ns: string, host: string, ports: number[], mode: DataMode, n: number): Promise<number[][]> {
+  const r = await t.exec(ns, 'python3', ['-c', RETR_SCRIPT, host, ports.join(','), String(n), mode], 300_000);
   if (r.code !== 0) throw new Error(`ftplib RETRs exited ${r.code}: ${r.stderr.trim().split('\n').slice(-1)[0]}`);
-  return JSON.parse(r.stdout);
+  return JSON.parse(r.stdout) as number[][];
 }
 
-function summarize(row) {
+function summarize(row: SmallFilesRow): SmallFilesSummary {
   return {
     label: row.label,
     mode: row.mode,
@@ -110,7 +142,7 @@ function summarize(row) {
   };
 }
 
-export async function runSmallFiles(ctx) {
+export async function runSmallFiles(ctx: BenchContext): Promise<SmallFilesResult> {
   const { flags, log, dir, cli, kernel } = ctx;
   if (process.getuid?.() !== 0) return { skipped: 'needs root (vsftpd, namespaces, nftables)' };
   if (!existsSync(VSFTPD)) return { skipped: `needs ${VSFTPD} (sh bench/install.sh)` };
@@ -121,20 +153,22 @@ export async function runSmallFiles(ctx) {
   const dest = path.join(dir, 'small-files', 'mirror');
   log(`small files: lftp mirror of ${FILES} × ${FILE_BYTES / 1024} KiB and ${n} sequential 4 KiB RETRs from ftplib, ${runs} run(s) per path, interleaved (load ${ctx.load()})`);
 
-  const rows = {};
-  const newRow = (key, label, mode, extra = {}) => (rows[key] = { label, mode, available: true, mirror: [], retr: [], cpuMs: [], ...extra });
+  const rows: Record<string, SmallFilesRow> = {};
+  const newRow = (key: string, label: string, mode: DataMode, extra: Partial<SmallFilesRow> = {}): SmallFilesRow => (rows[key] = { label, mode, available: true, mirror: [], retr: [], cpuMs: [], ...extra });
+  type Path = { row: SmallFilesRow; port: number };
   /** One ftplib session per path, their RETRs taken in turn: load drift hits every path alike. */
-  const measureRetrs = (paths, t, ns, host, tag) =>
+  const measureRetrs = (paths: Path[], t: Lab, ns: string, host: string, tag: string) =>
     ctx.attempt(`small files RETRs ${tag}`, async () => {
       const cpu0 = paths.map((p) => p.row.gateway?.cpuSeconds());
-      const times = await retrTimes(t, ns, host, paths.map((p) => p.port), paths[0].row.mode, n);
+      const times = await retrTimes(t, ns, host, paths.map((p) => p.port), paths[0]?.row.mode ?? 'PASV', n);
       paths.forEach((p, i) => {
-        p.row.retr.push(...times[i]);
+        p.row.retr.push(...(times[i] ?? []));
         // Per RETR, the 10 warm-up ones included: what the gateway spends whatever the load.
-        if (cpu0[i] !== undefined) p.row.cpuMs.push(((p.row.gateway.cpuSeconds() - cpu0[i]) * 1000) / (n + 10));
+        const before = cpu0[i];
+        if (before !== undefined && p.row.gateway) p.row.cpuMs.push(((p.row.gateway.cpuSeconds() - before) * 1000) / (n + 10));
       });
     });
-  const measure = async (row, t, ns, host, port, tag) => {
+  const measure = async (row: SmallFilesRow, t: Lab, ns: string, host: string, port: number, tag: string) => {
     await ctx.attempt(`small files ${row.label} mirror ${tag}`, async () => row.mirror.push(await mirrorOnce(t, ns, host, port, row.mode, dest)));
     await measureRetrs([{ row, port }], t, ns, host, tag);
   };
@@ -143,14 +177,14 @@ export async function runSmallFiles(ctx) {
   // The kernel path's nat chains turn conntrack on for every connection of
   // the namespace, the direct ones too: as on any host with a NAT rule.
   const lo = await buildLoopbackNamespace();
-  const gateways = [];
-  let server;
+  const gateways: CliGateway[] = [];
+  let server: BenchVsftpd | undefined;
   try {
-    const netns = lo.name('k');
-    server = await startVsftpd({ dir, root, address: '127.0.0.1', port: SERVER_PORT, wrap: (cmd, args) => lo.wrap('k', cmd, args), netns });
-    const paths = [{ row: newRow('direct', 'direct (vsftpd)', 'PASV'), port: SERVER_PORT }];
-    const reverse = (port) => ['reverse', '--listen', `127.0.0.1:${port}`, '--server', `127.0.0.1:${SERVER_PORT}`, '--public-address', '127.0.0.1'];
-    const addGateway = async (key, label, port, more) => {
+    const netns = lo.ns('k');
+    server = await startVsftpd({ dir, root, address: '127.0.0.1', port: SERVER_PORT, netns });
+    const paths: Path[] = [{ row: newRow('direct', 'direct (vsftpd)', 'PASV'), port: SERVER_PORT }];
+    const reverse = (port: number) => ['reverse', '--listen', `127.0.0.1:${port}`, '--server', `127.0.0.1:${SERVER_PORT}`, '--public-address', '127.0.0.1'];
+    const addGateway = async (key: string, label: string, port: number, more: string[]) => {
       const gw = await startCliGateway({ cli, netns, listenPort: port, logPath: path.join(dir, `small-${key}.log`), args: [...reverse(port), ...more] });
       gateways.push(gw);
       paths.push({ row: newRow(key, label, 'PASV', { gateway: gw }), port });
@@ -165,33 +199,34 @@ export async function runSmallFiles(ctx) {
   } finally {
     for (const g of gateways) await g.stop();
     await server?.stop();
-    await lo.destroy();
+    for (const e of await lo.destroy()) ctx.failures.push(e);
   }
 
   // ---- NAT box: NAT only (PASV) vs the kernel FTP helper (PORT) ----
-  let topo;
+  let topo: Lab | undefined;
   try {
-    topo = await buildNatTopology();
-    const server = await startVsftpd({ dir, root, address: ADDR.server, port: 21, wrap: (cmd, args) => topo.wrap('s', cmd, args), netns: topo.name('s') });
+    topo = await buildBenchNatBox();
+    const server = await startVsftpd({ dir, root, address: ADDR.server, port: 21, netns: topo.ns(NAT_BOX.ns.server) });
     try {
-      const variants = [
+      const variants: { row: SmallFilesRow; ruleset: BoxAlg }[] = [
         { row: newRow('natOnly', 'NAT only (no ALG), PASV', 'PASV'), ruleset: {} },
-        { row: newRow('helper', 'kernel FTP helper, PORT', 'PORT'), ruleset: { helper: true } },
+        { row: newRow('helper', 'kernel FTP helper, PORT', 'PORT'), ruleset: { kernelHelper: true } },
       ];
       for (let run = 1; run <= runs; run++) {
         for (const v of variants) {
-          await topo.nft('g', gatewayRuleset(v.ruleset));
-          await measure(v.row, topo, 'c', ADDR.server, 21, `run ${run}`);
+          await setBoxAlg(topo, v.ruleset);
+          await measure(v.row, topo, NAT_BOX.ns.client, ADDR.server, 21, `run ${run}`);
         }
       }
     } finally {
       await server.stop();
     }
   } catch (err) {
-    for (const key of ['natOnly', 'helper']) if (!rows[key]) newRow(key, key, 'PASV', { available: false, reason: err.message });
-    ctx.failures.push(`small files, NAT box: ${err.message}`);
+    const message = err instanceof Error ? err.message : String(err);
+    for (const key of ['natOnly', 'helper']) if (!rows[key]) newRow(key, key, 'PASV', { available: false, reason: message });
+    ctx.failures.push(`small files, NAT box: ${message}`);
   } finally {
-    await topo?.destroy();
+    if (topo) for (const e of await topo.destroy()) ctx.failures.push(e);
     rmSync(path.join(dir, 'small-files'), { recursive: true, force: true });
   }
 
