@@ -2,7 +2,7 @@
  * How the kernel data path talks to netfilter: one long-lived channel that
  * takes nft scripts and answers with their output or their first error.
  *
- * Measured on the 2-vCPU lab machine (bench/nft-channels.mjs, one map
+ * Measured on the 2-vCPU lab machine (bench/nft-channels.ts, one map
  * element added per call, median): libnftables through koffi 0.07-0.18 ms,
  * a persistent `nft -i` fed over stdin 0.34-0.51 ms (its answers have no
  * end marker, so each batch needs a sentinel command that fails on purpose
