@@ -108,6 +108,7 @@ export class RelayDataPath implements DataPath {
         acceptTimeoutMs,
         idleTimeoutMs: dataIdleTimeoutMs,
         sink,
+        dialEarly: req.mode === 'passive',
       }),
     );
     return new RelayedChannel(channel, this.opts.completionLingerMs);

@@ -167,6 +167,12 @@ export interface DataChannelOptions {
   /** A relay that moves no byte for this long is closed. */
   idleTimeoutMs: number;
   sink: EventSink;
+  /**
+   * Dial the target as soon as the listener is up, not once the peer is
+   * accepted (passive mode: the server's data port, which it opened with its
+   * 227 and accepts on only with the transfer command).
+   */
+  dialEarly?: boolean | undefined;
 }
 
 export type DataState = 'listening' | 'connecting' | 'relaying' | 'closed';
@@ -189,6 +195,14 @@ export class DataChannel {
   /** Which sockets have been written to the end (the sending side's FIN relayed). */
   private readonly finished = { accepted: false, dialled: false };
   private to = '';
+  /**
+   * The dial begun with the listener (dialEarly), until the accepted peer
+   * takes it. On loopback a dial costs the gateway ~0.15 ms of CPU (the
+   * handshake runs in connect()); done here it overlaps the client's own
+   * connect instead of delaying the RETR that arrives with it. A dial that
+   * failed is made again at accept time, as without dialEarly.
+   */
+  private early: { socket: Socket; pump: Pump; failed: boolean; failure: () => void } | undefined;
 
   private constructor(
     private readonly opts: DataChannelOptions,
@@ -209,6 +223,7 @@ export class DataChannel {
       port,
       expect: opts.acceptLabel,
     });
+    if (opts.dialEarly) this.dialEarly();
   }
 
   /** Listens on a port of the pool; throws PortsExhaustedError when none is free. */
@@ -255,6 +270,7 @@ export class DataChannel {
     this.state = 'closed';
     clearTimeout(this.acceptTimer);
     this.closeListener();
+    this.dropEarly();
     for (const s of this.sockets) s.destroy();
     for (const p of this.pumps) p.release();
     for (const w of this.progressWaiters) w();
@@ -301,7 +317,8 @@ export class DataChannel {
     this.state = 'connecting';
     this.from = `${formatEndpoint({ ...peer, port: accepted.remotePort ?? 0 })}`;
     const up = new Pump((n) => this.progress(n, 0));
-    const down = new Pump((n) => this.progress(0, n));
+    const early = this.takeEarly();
+    const down = early?.pump ?? this.dialledPump();
     this.pumps = [up, down];
     const { socket: client, viaOnread } = adopt(accepted, up.onread);
     // Nagle would hold a short last segment (the tail of a listing, a small
@@ -309,31 +326,71 @@ export class DataChannel {
     // can put off by up to 40 ms; the relay writes what it has read at once.
     client.setNoDelay(true);
     this.track(client);
-    const { dialTarget, dialFrom, dialFromPort, acceptTimeoutMs } = this.opts;
-    const dialled = net.connect({
-      host: dialTarget.address,
-      port: dialTarget.port,
-      family: dialTarget.family,
-      allowHalfOpen: true,
-      onread: down.onread,
-      ...(dialFrom ? { localAddress: dialFrom } : {}),
-      ...(dialFromPort ? { localPort: dialFromPort } : {}),
-      noDelay: true,
-    });
-    // onread delivers bytes whether or not anyone listens: read nothing before relay() has wired both pumps.
-    dialled.pause();
+    const { dialTarget, acceptTimeoutMs } = this.opts;
+    const dialled = early?.socket ?? this.dial(down);
     this.track(dialled);
     dialled.setTimeout(acceptTimeoutMs, () => {
       if (this.state === 'connecting') this.close(`connect to ${formatEndpoint(dialTarget)} timed out`);
     });
-    dialled.once('connect', () => {
+    const connected = () => {
       if (this.state !== 'connecting') return;
       this.state = 'relaying';
       this.openedAt = Date.now();
       this.to = formatEndpoint(dialTarget);
       this.opts.sink({ event: 'data-open', session: this.opts.session, mode: this.opts.mode, from: this.from, to: this.to });
       this.relay(client, dialled, up, down, viaOnread);
+    };
+    if (dialled.connecting) dialled.once('connect', connected);
+    else connected();
+  }
+
+  private dialledPump(): Pump {
+    return new Pump((n) => this.progress(0, n));
+  }
+
+  private dial(pump: Pump): Socket {
+    const { dialTarget, dialFrom, dialFromPort } = this.opts;
+    const socket = net.connect({
+      host: dialTarget.address,
+      port: dialTarget.port,
+      family: dialTarget.family,
+      allowHalfOpen: true,
+      onread: pump.onread,
+      ...(dialFrom ? { localAddress: dialFrom } : {}),
+      ...(dialFromPort ? { localPort: dialFromPort } : {}),
+      noDelay: true,
     });
+    // onread delivers bytes whether or not anyone listens: read nothing before relay() has wired both pumps.
+    socket.pause();
+    return socket;
+  }
+
+  private dialEarly(): void {
+    const pump = this.dialledPump();
+    // Not the channel's end: the dial is made again when the peer comes.
+    const failure = () => (early.failed = true);
+    const early = { socket: this.dial(pump), pump, failed: false, failure };
+    early.socket.on('error', failure).on('close', failure);
+    this.early = early;
+  }
+
+  /** The early dial, still on its way or connected, for the peer just accepted; undefined when there is none. */
+  private takeEarly(): { socket: Socket; pump: Pump } | undefined {
+    const early = this.early;
+    if (!early || early.failed || early.socket.destroyed) {
+      this.dropEarly();
+      return undefined;
+    }
+    this.early = undefined;
+    early.socket.off('error', early.failure).off('close', early.failure);
+    return early;
+  }
+
+  private dropEarly(): void {
+    if (!this.early) return;
+    this.early.socket.destroy();
+    this.early.pump.release();
+    this.early = undefined;
   }
 
   private track(s: Socket): void {
