@@ -34,22 +34,10 @@ async function relayTo(onSocket: (s: net.Socket) => void) {
   const events: GatewayEvent[] = [];
   let opened!: () => void;
   const open = new Promise<void>((r) => (opened = r));
-  const channel = await DataChannel.open({
-    session: 't',
-    mode: 'passive',
-    listenHost: '127.0.0.1',
-    pool: new PortPool(undefined),
-    acceptFrom: () => true,
-    acceptLabel: '127.0.0.1',
-    dialTarget: { ...ipOf('127.0.0.1'), port: (target.address() as net.AddressInfo).port },
-    acceptTimeoutMs: 5_000,
-    idleTimeoutMs: 20_000,
-    sink: (e) => {
-      events.push(e);
-      if (e.event === 'data-open') opened();
-    },
+  const channel = await passiveChannel((target.address() as net.AddressInfo).port, (e) => {
+    events.push(e);
+    if (e.event === 'data-open') opened();
   });
-  cleanups.push(() => channel.close('test over'));
   const client = net.connect({ host: '127.0.0.1', port: channel.port, allowHalfOpen: true });
   client.on('error', () => undefined);
   cleanups.push(() => void client.destroy());
@@ -173,8 +161,8 @@ test('a reader that stops makes the relay stop reading: what it holds stays boun
   expect(events.find((e) => e.event === 'data-close')).toMatchObject({ reason: 'complete', bytesDown: size });
 });
 
-/** A passive channel that dials early, in front of `target` (a port nobody may listen on yet). */
-async function earlyChannel(targetPort: number, events: GatewayEvent[] = []) {
+/** A passive channel on loopback in front of the target port, closed after the test. */
+async function passiveChannel(targetPort: number, sink: (e: GatewayEvent) => void, dialEarly = false) {
   const channel = await DataChannel.open({
     session: 't',
     mode: 'passive',
@@ -185,12 +173,15 @@ async function earlyChannel(targetPort: number, events: GatewayEvent[] = []) {
     dialTarget: { ...ipOf('127.0.0.1'), port: targetPort },
     acceptTimeoutMs: 5_000,
     idleTimeoutMs: 20_000,
-    sink: (e) => events.push(e),
-    dialEarly: true,
+    sink,
+    dialEarly,
   });
   cleanups.push(() => channel.close('test over'));
   return channel;
 }
+
+/** A passive channel that dials early, in front of the target port (which nobody may listen on yet). */
+const earlyChannel = (targetPort: number, events: GatewayEvent[] = []) => passiveChannel(targetPort, (e) => events.push(e), true);
 
 function connectClient(port: number): net.Socket {
   const client = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
