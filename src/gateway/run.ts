@@ -24,9 +24,15 @@ export interface ReloadDiff {
   changed: string[];
 }
 
-/** Every event of a listener's gateway, with the listener's name. */
+/**
+ * Every event of a listener's gateway that `sink` wants, with the listener's
+ * name. The copy is skipped for the rest: at the usual log levels most
+ * per-transfer events are wanted by nobody.
+ */
 export function listenerSink(name: string, sink: EventSink): EventSink {
-  const named: EventSink = (e) => sink({ ...e, listener: name });
+  const named: EventSink = (e) => {
+    if (wants(sink, e.event)) sink({ ...e, listener: name });
+  };
   named.wants = (event) => wants(sink, event);
   return named;
 }

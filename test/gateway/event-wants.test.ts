@@ -39,6 +39,7 @@ test('a sink that says nothing wants everything; a listener sink asks the sink b
   const named = listenerSink('rev', picky);
   expect(wants(named, 'control')).toBe(false);
   expect(wants(named, 'transfer')).toBe(true);
+  named({ event: 'control', session: 's', direction: 'client->server', line: 'NOOP' });
   named({ event: 'warning', message: 'm' });
   expect(seen).toEqual([{ event: 'warning', message: 'm', listener: 'rev' }]);
 });
