@@ -44,6 +44,7 @@ const SEVERITY: Record<Level, number> = { trace: 10, debug: 20, info: 30, warn: 
  */
 const HANDLED_REFUSALS: ReadonlySet<string> = new Set(['FOREIGN_PASSIVE_ADDRESS']);
 
+/** An event's level is at most its name's (LEVEL_OF): a sink wants a name whose level it logs. */
 export function levelOf(e: GatewayEvent): Level {
   if (e.event === 'refuse' && HANDLED_REFUSALS.has(e.code)) return 'info';
   return LEVEL_OF[e.event];
@@ -59,18 +60,19 @@ export interface EventLog {
 export function createEventLog(level: Level, format: LogFormat, write?: (line: string) => void): EventLog {
   if (format === 'pretty') return prettyLog(level, write ?? ((line) => writeSync(2, line)));
   const logger: Logger = pino({ level, base: undefined }, write ? { write } : pino.destination({ dest: 2, sync: true }));
-  return { sink: (e) => logger[levelOf(e)](e, e.event), setLevel: (l) => (logger.level = l) };
+  const sink: EventSink = (e) => logger[levelOf(e)](e, e.event);
+  sink.wants = (name) => logger.isLevelEnabled(LEVEL_OF[name]);
+  return { sink, setLevel: (l) => (logger.level = l) };
 }
 
 function prettyLog(level: Level, write: (line: string) => void): EventLog {
   let least = SEVERITY[level];
-  return {
-    sink: (e) => {
-      const l = levelOf(e);
-      if (SEVERITY[l] >= least) write(`${prettyLine(e, l, new Date())}\n`);
-    },
-    setLevel: (l) => (least = SEVERITY[l]),
+  const sink: EventSink = (e) => {
+    const l = levelOf(e);
+    if (SEVERITY[l] >= least) write(`${prettyLine(e, l, new Date())}\n`);
   };
+  sink.wants = (name) => SEVERITY[LEVEL_OF[name]] >= least;
+  return { sink, setLevel: (l) => (least = SEVERITY[l]) };
 }
 
 const FIRST = new Set(['event', 'listener', 'session']);

@@ -123,6 +123,8 @@ export interface ControlStreamConfig {
   /** Forward explicit mode: the dialer already sent USER with this name. */
   userSentByDialer?: string | undefined;
   tls?: TlsTermination | undefined;
+  /** Whether anyone reads `control` events now (the log level may change); absent: always. */
+  traceLines?: (() => boolean) | undefined;
 }
 
 
@@ -535,7 +537,7 @@ export class ControlStream {
       }
       return;
     }
-    this.trace('client->server', redactCommand(item.text));
+    this.trace('client->server', item.text, redactCommand);
     const cmd = parseCommand(item.text);
     if (cmd.malformed) {
       // No two servers read such a line alike: one may take it for PORT.
@@ -967,8 +969,10 @@ export class ControlStream {
     this.event({ event: 'refuse', session: this.session, kind, line: redactCommand(line), code: refusal.code, message: refusal.message });
   }
 
-  private trace(direction: Direction, line: string): void {
-    this.event({ event: 'control', session: this.session, direction, line });
+  /** `redact` runs only for a line that is traced. */
+  private trace(direction: Direction, line: string, redact?: (line: string) => string): void {
+    if (this.config.traceLines && !this.config.traceLines()) return;
+    this.event({ event: 'control', session: this.session, direction, line: redact ? redact(line) : line });
   }
 
   /** Transfer-log records as events: one `login` per attempt, one `transfer` per data transfer. */

@@ -112,6 +112,7 @@ export class RelayDataPath implements DataPath {
         idleTimeoutMs: dataIdleTimeoutMs,
         sink,
         proxyIn: dataProxyFor(req.mode, this.opts.proxyProtocolFrom, acceptTimeoutMs),
+        dialEarly: req.mode === 'passive',
       }),
     );
     return new RelayedChannel(channel, this.opts.completionLingerMs);

@@ -78,9 +78,22 @@ export type GatewayEvent = EventContext &
 
 export type DataMode = 'active' | 'passive';
 
-export type EventSink = (e: GatewayEvent) => void;
+export interface EventSink {
+  (e: GatewayEvent): void;
+  /**
+   * Whether events of this name are used at all (logged at the level set,
+   * counted, written). Absent: every event is. The gateway asks before it
+   * builds one per control line, which at the usual levels nobody reads.
+   */
+  wants?: ((event: GatewayEvent['event']) => boolean) | undefined;
+}
 
 export const noEvents: EventSink = () => {};
+
+/** Does `sink` use events of this name? */
+export function wants(sink: EventSink, event: GatewayEvent['event']): boolean {
+  return sink.wants?.(event) ?? true;
+}
 
 /** The tracker's records (src/alg/transfer-log.ts) as the `login`/`transfer` events of one session. */
 export function trackerEvents(records: TrackerRecord[], session: string, client: string): GatewayEvent[] {

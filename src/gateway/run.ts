@@ -7,7 +7,7 @@ import type { NamedListener, RunConfig, ServiceConfig } from '../config-file.js'
 import { ConfigError } from '../config.js';
 import { AppendFile, transferLogSink } from './transfer-log-file.js';
 import { AdminServer } from './admin.js';
-import type { EventSink } from './events.js';
+import { wants, type EventSink } from './events.js';
 import { startForwardGateway } from './forward.js';
 import type { GatewayMetrics } from './metrics.js';
 import { startReverseGateway } from './reverse.js';
@@ -24,9 +24,17 @@ export interface ReloadDiff {
   changed: string[];
 }
 
-/** Every event of a listener's gateway, with the listener's name. */
+/**
+ * Every event of a listener's gateway that `sink` wants, with the listener's
+ * name. The copy is skipped for the rest: at the usual log levels most
+ * per-transfer events are wanted by nobody.
+ */
 export function listenerSink(name: string, sink: EventSink): EventSink {
-  return (e) => sink({ ...e, listener: name });
+  const named: EventSink = (e) => {
+    if (wants(sink, e.event)) sink({ ...e, listener: name });
+  };
+  named.wants = (event) => wants(sink, event);
+  return named;
 }
 
 async function startOne(l: NamedListener, sink: EventSink): Promise<Gateway> {
@@ -178,6 +186,8 @@ export class Service {
       this.metrics?.sink(e);
       if (this.transferLog && e.event === 'transfer') this.xfer(e);
     };
+    // Metrics count no control lines; the transfer log takes only transfers.
+    this.sink.wants = (event) => wants(opts.log, event) || (this.metrics !== undefined && event !== 'control') || (this.transferLog !== undefined && event === 'transfer');
   }
 
   /** Opens the transfer log, the admin endpoint, then the listeners; any failure closes what was opened. */

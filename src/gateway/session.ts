@@ -13,7 +13,7 @@ import { REASON } from '../codes.js';
 import type { Refusal } from '../alg/policy.js';
 import { DataOpenError, type Channel, type DataPath } from './data-path.js';
 import { sendUrgent } from './original-dst.js';
-import type { Direction, EventSink, GatewayEvent } from './events.js';
+import { wants, type Direction, type EventSink, type GatewayEvent } from './events.js';
 import { acceptTls, handshake, serverTlsOf, type DataTls } from './tls.js';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { ClientTlsState } from '../alg/client-tls.js';
@@ -200,6 +200,7 @@ export class ControlSession {
         now: Date.now,
         userSentByDialer: dialled.user,
         tls: tls ? { require: tls.require, secureFromStart: tls.implicit, agreed: dialled.clientTls } : undefined,
+        traceLines: () => wants(this.sink, 'control'),
       },
       dialled.ledgerSeed,
     );
