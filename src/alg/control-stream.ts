@@ -26,6 +26,7 @@ import {
   renderPassiveReply,
   type ClientDecision,
   type ReplyDecision,
+  type SentCommand,
   type SessionAddresses,
   type TranslatorConfig,
 } from './translator.js';
@@ -153,7 +154,8 @@ export const MAX_REFUSALS_LOGGED = 100;
 
 type ClientWait =
   | { kind: 'none' }
-  | { kind: 'active-open'; id: number; item: FramedLine; decision: Extract<ClientDecision, { type: 'active' }> }
+  /** `order`: the place the PORT/EPRT takes among the commands sent (the client's input waits, so nothing goes out before it). */
+  | { kind: 'active-open'; id: number; order: number; item: FramedLine; decision: Extract<ClientDecision, { type: 'active' }> }
   /** AUTH passed through: nothing more is read until the server has answered it. */
   | { kind: 'auth' }
   /** An ABOR goes out with its urgent byte: nothing else may overtake it. */
@@ -163,7 +165,8 @@ type ClientWait =
 
 type ServerWait =
   | { kind: 'none' }
-  | { kind: 'passive-open'; id: number; reply: Reply; items: Framed[]; decision: Extract<ReplyDecision, { type: 'passive' }> }
+  /** `order`: the place of the PASV/EPSV it answers among the commands sent. */
+  | { kind: 'passive-open'; id: number; order: number; reply: Reply; items: Framed[]; decision: Extract<ReplyDecision, { type: 'passive' }> }
   | { kind: 'finish'; id: number; reply: Reply; items: Framed[] };
 
 /** How the reply being read is treated while its lines arrive. */
@@ -219,6 +222,10 @@ export class ControlStream {
   private refusals = 0;
   /** The data channel the next transfer uses. */
   private currentData: number | undefined;
+  /** The place among the commands sent of the PORT/PASV behind the current channel. */
+  private currentOrder = 0;
+  /** Commands sent to the server so far. */
+  private sentCount = 0;
   private releasedData: number | undefined;
   /** The channel of the transfer the client sent ABOR for. */
   private abortedData: number | undefined;
@@ -307,17 +314,18 @@ export class ControlStream {
   /** The listener for data request `id` is ready; `announce` is what the peer is told to connect to. */
   dataOpened(id: number, announce: Endpoint): Action[] {
     if (this.phase.kind === 'closed') return [{ type: 'release-data', id, reason: 'session closed' }];
-    this.adoptChannel(id);
     const cw = this.clientWait;
+    const sw = this.serverWait;
+    const order = cw.kind === 'active-open' && cw.id === id ? cw.order : sw.kind === 'passive-open' && sw.id === id ? sw.order : this.sentCount;
+    this.adoptChannel(id, order);
     if (cw.kind === 'active-open' && cw.id === id) {
       this.clientWait = { kind: 'none' };
       const { item, decision } = cw;
       const text = renderActiveCommand(decision.verb, decision.delimiter, announce, this.addrs.client.family);
       this.replaceLine('client->server', item, text, decision.verb, `client ${formatEndpoint(decision.target)} is reached through the gateway at ${formatEndpoint(announce)}`);
-      this.order.sent(decision.sent);
+      this.sent(decision.sent);
       this.pump('client');
     }
-    const sw = this.serverWait;
     if (sw.kind === 'passive-open' && sw.id === id) {
       this.serverWait = { kind: 'none' };
       this.emitPassive(sw.reply, sw.items, sw.decision, announce);
@@ -552,20 +560,20 @@ export class ControlStream {
     if (decision.type !== 'answer') this.track(this.tracker.commandSent({ verb: cmd.verb, argument: cmd.arg }, this.config.now()));
     switch (decision.type) {
       case 'forward':
-        this.order.sent(decision.sent);
+        this.sent(decision.sent);
         if (cmd.verb === 'ABOR') return this.forwardAbort(item);
         this.passLine('client->server', item);
         return;
       case 'tls-passthrough':
         this.passLine('client->server', item);
-        this.order.sent(decision.sent);
+        this.sent(decision.sent);
         // After a 234 the client's next bytes are TLS, after a refusal plain
         // FTP again: nothing more is read until the server has answered.
         this.clientWait = { kind: 'auth' };
         return;
       case 'forward-as':
         this.replaceLine('client->server', item, decision.text, cmd.verb, decision.reason);
-        this.order.sent(decision.sent);
+        this.sent(decision.sent);
         return;
       case 'answer':
         this.out('client->server', consumed(item), undefined);
@@ -574,8 +582,9 @@ export class ControlStream {
         return;
       case 'active': {
         const id = this.nextDataId++;
-        this.clientWait = { kind: 'active-open', id, item, decision };
-        this.requestData({
+        const order = this.sentCount + 1;
+        this.clientWait = { kind: 'active-open', id, order, item, decision };
+        this.requestData(order, {
           id,
           mode: 'active',
           target: decision.target,
@@ -725,7 +734,7 @@ export class ControlStream {
     const decision: ReplyDecision = streamed ? { type: 'forward' } : this.translator.onServerReply(reply.code, reply.lines.map(rawBody), sent);
     switch (decision.type) {
       case 'passive':
-        return this.onPassiveReply(reply, items, decision);
+        return this.onPassiveReply(reply, items, decision, sent?.seq ?? this.sentCount);
       case 'answer-instead':
         // Dropped, and answered in the server reply's own turn: it answers the same command.
         this.out('server->client', items.reduce((n, i) => n + i.raw.length, 0), undefined);
@@ -783,11 +792,11 @@ export class ControlStream {
     this.finishReply(reply.code);
   }
 
-  private onPassiveReply(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>): void {
+  private onPassiveReply(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>, order: number): void {
     if (decision.refusal) this.refuse(decision.refusal, decision.kind, reply.lines.map((l) => l.text).join(' | '));
     const id = this.nextDataId++;
-    this.serverWait = { kind: 'passive-open', id, reply, items, decision };
-    this.requestData({ id, mode: 'passive', target: decision.dial, expectFrom: this.addrs.client, alsoFrom: [], protect: this.protects });
+    this.serverWait = { kind: 'passive-open', id, order, reply, items, decision };
+    this.requestData(order, { id, mode: 'passive', target: decision.dial, expectFrom: this.addrs.client, alsoFrom: [], protect: this.protects });
   }
 
   private emitPassive(reply: Reply, items: Framed[], decision: Extract<ReplyDecision, { type: 'passive' }>, announced: Endpoint): void {
@@ -807,20 +816,36 @@ export class ControlStream {
     this.rewrite('server->client', decision.kind, before, rendered.join('\n'), rawBytes, bytes, reason + ` (${decision.kind} answered as ${decision.answerAs})`);
   }
 
-  private requestData(request: DataRequest): void {
-    // RFC 959: the last PORT/PASV given wins; an unused listener must not stay open.
-    this.releaseCurrent();
+  private sent(cmd: SentCommand): void {
+    cmd.seq = ++this.sentCount;
+    this.order.sent(cmd);
+  }
+
+  /**
+   * RFC 959: the last PORT/PASV given wins; an unused listener must not stay
+   * open. "Last" is the order the server got them in (`order`), not the
+   * order their channels come up in: a 227 answering a PASV pipelined before
+   * a PORT arrives after the PORT went out, and must not unseat its channel.
+   */
+  private requestData(order: number, request: DataRequest): void {
+    if (order > this.currentOrder) this.releaseCurrent();
     this.actions.push({ type: 'open-data', request });
   }
 
   /**
    * The client's PORT and the server's 227 are handled side by side, so
    * another channel may have become current while this one was set up: the
-   * last one ready wins.
+   * one whose command the server got last wins, the other is released.
    */
-  private adoptChannel(id: number): void {
-    if (this.currentData !== id) this.releaseCurrent();
+  private adoptChannel(id: number, order: number): void {
+    if (this.currentData === id) return;
+    if (this.currentData !== undefined && order < this.currentOrder) {
+      this.actions.push({ type: 'release-data', id, reason: 'replaced by a new data channel' });
+      return;
+    }
+    this.releaseCurrent();
     this.currentData = id;
+    this.currentOrder = order;
   }
 
   /**

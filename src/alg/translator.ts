@@ -56,6 +56,8 @@ export interface SentCommand {
   /** The client asked for this passive verb; its reply must be answered in its form. */
   passiveAsked?: PassiveVerb;
   epsvAll?: boolean;
+  /** Its place among the commands sent to the server (1, 2, …), given when it is sent. */
+  seq?: number;
 }
 
 export type ClientDecision =

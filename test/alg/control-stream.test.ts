@@ -251,6 +251,40 @@ describe('reply order and transfers', () => {
     expect(releases).toMatchObject([{ id: 1, reason: 'replaced by a new data channel' }]);
   });
 
+  describe('PASV pipelined before PORT: the server uses the PORT, so its channel stays current whichever comes up first', () => {
+    const PASV_227 = '227 Entering Passive Mode (100,64,0,10,100,1).\r\n';
+    const run = (order: 'active first' | 'passive first' | '227 before the PORT is out, active first') => {
+      const d = new Driver(V4, RELAY, { autoOpen: false }).server(GREETING).client('PASV\r\nPORT 198,18,0,5,200,10\r\nRETR f\r\n');
+      const active = d.pendingOpens[0]!;
+      const open = (id: number, mode: 'active' | 'passive') => d.run(d.stream.dataOpened(id, d.announceFor(mode)));
+      if (order === 'active first') {
+        open(active, 'active');
+        d.server(PASV_227);
+        open(d.pendingOpens[1]!, 'passive');
+      } else if (order === 'passive first') {
+        d.server(PASV_227);
+        open(d.pendingOpens[1]!, 'passive');
+        open(active, 'active');
+      } else {
+        d.server(PASV_227);
+        open(active, 'active');
+        open(d.pendingOpens[1]!, 'passive');
+      }
+      const passive = d.pendingOpens[1]!;
+      d.server('200 PORT ok\r\n150 go\r\n226 done\r\n');
+      return { d, active, passive };
+    };
+    for (const order of ['active first', 'passive first', '227 before the PORT is out, active first'] as const) {
+      test(order, () => {
+        const { d, active, passive } = run(order);
+        expect(d.text('server')).toMatch(/^PASV\r\nPORT 100,64,0,1,156,65\r\nRETR f\r\n$/);
+        expect(d.actions.filter((a) => a.type === 'release-data').map((a) => a.id)).toEqual([passive]);
+        expect(d.actions.filter((a) => a.type === 'finish-data').map((a) => a.id)).toEqual([active]);
+        expect(d.text('client')).toMatch(/226 done\r\n$/);
+      });
+    }
+  });
+
   test('a passive channel that cannot open: the 425 answers the PASV, before replies to commands pipelined after it', () => {
     const d = new Driver(V4, RELAY, { autoOpen: false }).server(GREETING).client('PASV\r\nNOOP\r\n');
     d.server('227 Entering Passive Mode (100,64,0,10,100,1).\r\n200 NOOP ok\r\n');

@@ -12,7 +12,7 @@ import { FtpClient } from '../../src/client/ftp-client.js';
 import { KernelNat, renderMapping, renderTable } from '../../src/gateway/kernel-nat.js';
 import { parseIp, type Endpoint } from '../../src/protocol/address.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
-import { HAVE, needs, randomFile, run, sha256, startPyftpdlib } from '../helpers/tools.js';
+import { HAVE, needs, quietPort, randomFile, run, sha256, startPyftpdlib } from '../helpers/tools.js';
 import { reverseMatrix } from './reverse-matrix.js';
 import { pausedRetr } from '../helpers/slow-reader.js';
 
@@ -251,16 +251,17 @@ describe.skipIf(!HAVE.root)(`kernel data path: table, mappings, strays${needs('r
   });
 
   test('an unused mapping gives up its port after --data-timeout, as the relay does', async () => {
-    const tight = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_window', 'passive-ports': '41700-41700', 'data-timeout': 1 });
+    const p = await quietPort();
+    const tight = await startTestReverse(server.address.port, { 'data-path': 'kernel', 'nft-table': 'ftp_alg_test_window', 'passive-ports': `${p}-${p}`, 'data-timeout': 1 });
     try {
       const a = await FtpClient.connect('127.0.0.1', tight.port);
       await a.login();
-      expect((await a.send('EPSV')).text).toMatch(/\|\|\|41700\|/);
+      expect((await a.send('EPSV')).text).toMatch(new RegExp(`\\|\\|\\|${p}\\|`));
       const unmapped = await tight.log.waitFor('data-nat', (e) => e.action === 'unmap');
       expect(unmapped.reason).toBe('accept window over');
       const b = await FtpClient.connect('127.0.0.1', tight.port);
       await b.login();
-      expect((await b.send('EPSV')).text).toMatch(/\|\|\|41700\|/);
+      expect((await b.send('EPSV')).text).toMatch(new RegExp(`\\|\\|\\|${p}\\|`));
       await Promise.all([a.quit(), b.quit()]);
     } finally {
       await tight.close();

@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { FtpClient } from '../../src/client/ftp-client.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
-import { randomFile, sha256 } from '../helpers/tools.js';
+import { quietPort, randomFile, sha256 } from '../helpers/tools.js';
 import { pausedRetr } from '../helpers/slow-reader.js';
 
 const BIG = randomFile(16 << 20);
@@ -46,27 +46,6 @@ function connect(port: number): Promise<net.Socket> {
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
-}
-
-/**
- * A free port outside the kernel's ephemeral range (32768-60999), so that no
- * connection elsewhere in the test run can take it between here and the
- * gateway's listen.
- */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 10_000);
-    const s = net.createServer();
-    const ok = await new Promise<boolean>((r) => {
-      s.once('error', () => r(false));
-      s.listen(port, '127.0.0.1', () => r(true));
-    });
-    if (ok) {
-      await new Promise((r) => s.close(r));
-      return port;
-    }
-  }
-  throw new Error('no free port in 20000-29999 after 50 attempts');
 }
 
 describe('session limits', () => {
@@ -156,7 +135,7 @@ describe('timeouts', () => {
 
 describe('port pool', () => {
   test('exhaustion answers 425 with PORTS_EXHAUSTED and recovers when the port is free', async () => {
-    const p = await freePort();
+    const p = await quietPort();
     await withGateway({ 'passive-ports': `${p}-${p}` }, async (gw) => {
       const a = await login(gw);
       const first = await a.send('EPSV');

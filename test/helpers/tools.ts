@@ -80,6 +80,27 @@ async function freePort(host: string): Promise<number> {
 }
 
 /**
+ * A free port outside the kernel's ephemeral range (32768-60999), for a
+ * test that names a one-port range: no connection elsewhere in the test run
+ * can take it between here and the gateway's listen.
+ */
+export async function quietPort(host = '127.0.0.1'): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    const s = net.createServer();
+    const ok = await new Promise<boolean>((r) => {
+      s.once('error', () => r(false));
+      s.listen(port, host, () => r(true));
+    });
+    if (ok) {
+      await new Promise((r) => s.close(r));
+      return port;
+    }
+  }
+  throw new Error('no free port in 20000-29999 after 50 attempts');
+}
+
+/**
  * pyftpdlib (Debian's python3-pyftpdlib) serving `dir` read-write on
  * 127.0.0.1. `masquerade` sets the address it announces in 227 (-n).
  * Ready when it prints its "starting FTP server" line.
