@@ -146,6 +146,21 @@ export class ControlSession {
 
   /** Set by the dialer when a balancer's PROXY header named the real client. */
   private realClient: Endpoint | undefined;
+  /** What the dialer reports, held until session-open is out; undefined from then on. */
+  private dialEvents: GatewayEvent[] | undefined = [];
+
+  /**
+   * session-open, once, before anything else of this session: also when the
+   * client resets during the dial and close() comes first (metrics count
+   * sessions by these two events; a close before its open would leak one).
+   */
+  private announce(server: string): void {
+    const held = this.dialEvents;
+    if (!held) return;
+    this.dialEvents = undefined;
+    this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server });
+    for (const e of held) this.sink(e);
+  }
 
   get clientLabel(): string {
     return formatEndpoint(this.realClient ?? { ...ipOf(this.client.remoteAddress ?? '0.0.0.0'), port: this.client.remotePort ?? 0 });
@@ -158,14 +173,15 @@ export class ControlSession {
     client.on('close', () => this.guarded(() => this.onSocketClosed()));
     if (this.config.tls?.implicit && !(await this.implicitHandshake(this.config.tls))) return;
     // session-open comes first, always: what the dialer reports waits for it.
-    const early: GatewayEvent[] = [];
+    const dialSink: EventSink = (e) => (this.dialEvents ? this.dialEvents.push(e) : this.sink(e));
     let dialled: DialResult;
     try {
       // this.client: already TLS with --implicit-tls.
-      dialled = await this.dialServer(this.client, { session: this.id, sink: (e) => early.push(e), clientTls: this.preLoginTls() });
+      dialled = await this.dialServer(this.client, { session: this.id, sink: dialSink, clientTls: this.preLoginTls() });
     } catch (err) {
-      this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: '-' });
-      for (const e of early) this.sink(e);
+      this.announce('-');
+      // Closed while dialling (the client reset): that is the session's end, already reported.
+      if (this.phase.kind === 'closed') return;
       const refusal: Refusal =
         err instanceof DialRefusal ? err.refusal : { code: REASON.SERVER_UNREACHABLE, message: (err as Error).message };
       // The server's address and errno are for the log, not for the Internet.
@@ -177,8 +193,7 @@ export class ControlSession {
     const server = dialled.server;
     this.realClient = dialled.clientAddress;
     const serverLabel = server.remoteAddress ? formatEndpoint({ ...ipOf(server.remoteAddress), port: server.remotePort ?? 0 }) : '-';
-    this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: serverLabel });
-    for (const e of early) this.sink(e);
+    this.announce(serverLabel);
     if (this.phase.kind === 'closed') {
       server.destroy();
       return;
@@ -258,6 +273,8 @@ export class ControlSession {
       return true;
     } catch (err) {
       beforeReport?.();
+      // Closed meanwhile (the client reset mid-handshake): its end is already reported.
+      if (this.phase.kind === 'closed') return false;
       const message = `TLS handshake with the client failed: ${(err as Error).message}`;
       this.sink({ event: 'refuse', session: this.id, kind: 'tls', code: REASON.TLS_HANDSHAKE_FAILED, message });
       this.close(message);
@@ -276,7 +293,7 @@ export class ControlSession {
   private async implicitHandshake(tls: ClientTlsConfig): Promise<boolean> {
     const secure = this.wrapClient(tls);
     // session-open comes first, always, also for a client that never got as far as the server.
-    const ok = await this.watchHandshake(secure, tls, () => this.sink({ event: 'session-open', session: this.id, client: this.clientLabel, server: '-' }));
+    const ok = await this.watchHandshake(secure, tls, () => this.announce('-'));
     if (ok) secure.pause();
     return ok && this.phase.kind !== 'closed';
   }
@@ -284,6 +301,7 @@ export class ControlSession {
   /** Closes everything the session holds; the first reason given is the one reported. */
   close(reason: string, lastWords?: string): void {
     if (this.phase.kind === 'closed') return;
+    this.announce('-');
     const running = this.phase.kind === 'running' ? this.phase : undefined;
     this.phase = { kind: 'closed', reason };
     clearTimeout(this.timers.login);
