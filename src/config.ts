@@ -331,6 +331,10 @@ function backendsFromFlags(f: ReverseFlags) {
   const balance = (f.balance ?? 'round-robin') as Balance;
   if (!BALANCES.includes(balance)) throw new ConfigError('--balance', `"${balance}" is not one of ${BALANCES.join(', ')}`);
   const proxyOut = f['send-proxy-protocol'];
+  // The balancer's header is clear text in front of the client's first TLS byte; the listener would hand it to the handshake.
+  if (f['proxy-protocol-from'] && f['implicit-tls']) {
+    throw new ConfigError('--proxy-protocol-from', 'cannot be used with --implicit-tls (use explicit FTPS, AUTH TLS, behind a balancer)');
+  }
   if (proxyOut !== undefined && proxyOut !== 'v1' && proxyOut !== 'v2') throw new ConfigError('--send-proxy-protocol', `"${proxyOut}" is not v1 or v2`);
   return {
     balance,

@@ -26,6 +26,10 @@ describe('usage and configuration errors: exit 2, one line naming the flag', () 
     [['reverse', '--listen', '127.0.0.1:0', '--server', '127.0.0.1:21', '--public-address', '127.0.0.1', '--data-path', 'teleport'], /data-path.*"teleport"/],
     [['reverse', '--listen', '127.0.0.1:0', '--server', '127.0.0.1:21', '--public-address', '127.0.0.1', '--nft-table', 'a-b'], /^ftp-alg: --nft-table: "a-b" is not an nftables table name/],
     [['forward', '--listen', '127.0.0.1:0', '--transparent', '--tls', 'terminate', '--tls-cert', 'a.crt', '--tls-key', 'a.key'], /^ftp-alg: --tls: terminate needs explicit forward mode/],
+    [
+      ['reverse', '--listen', '127.0.0.1:0', '--server', '127.0.0.1:21', '--public-address', '127.0.0.1', '--tls', 'terminate', '--tls-cert', 'a.crt', '--tls-key', 'a.key', '--implicit-tls', '--proxy-protocol-from', '127.0.0.2/32'],
+      /^ftp-alg: --proxy-protocol-from: cannot be used with --implicit-tls/,
+    ],
     [['frobnicate'], /frobnicate/],
   ])('%j', async (args, message) => {
     const r = await ftpAlg(args);
