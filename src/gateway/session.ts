@@ -14,7 +14,7 @@ import type { Refusal } from '../alg/policy.js';
 import { DataOpenError, type Channel, type DataPath } from './data-path.js';
 import { sendUrgent } from './original-dst.js';
 import { wants, type Direction, type EventSink, type GatewayEvent } from './events.js';
-import { acceptTls, handshake, serverTlsOf, type DataTls } from './tls.js';
+import { acceptTls, endOnLateTlsError, handshake, serverTlsOf, type DataTls } from './tls.js';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import type { ClientTlsState } from '../alg/client-tls.js';
 
@@ -262,6 +262,7 @@ export class ControlSession {
     let ready = false;
     secure.once('secure', () => (ready = true));
     secure.on('error', (err) => ready && this.close(`client error: ${err.message}`));
+    endOnLateTlsError(secure);
     secure.on('close', () => this.guarded(() => this.onSocketClosed()));
     return secure;
   }

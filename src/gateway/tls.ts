@@ -73,6 +73,19 @@ export function acceptTls(socket: Socket, context: SecureContext): TLSSocket {
 }
 
 /**
+ * Made outside a tls.Server, Node never hands a server TLSSocket over
+ * ("releases control"): an error after the handshake (a record whose MAC
+ * fails, an alert) is only emitted as '_tlsError', with no 'error' and no
+ * close, and the connection sits dead until a timeout. For a control
+ * connection that is a session held for --login-timeout or --idle-timeout;
+ * this makes such an error the socket's end. The caller listens for 'error';
+ * handshake failures keep their own path (handshake()).
+ */
+export function endOnLateTlsError(secure: TLSSocket): void {
+  secure.once('secure', () => secure.on('_tlsError', (err: Error) => secure.destroy(err)));
+}
+
+/**
  * Resolves once the handshake is done; rejects with its one-line reason (or
  * after `timeoutMs`). `role` is ours: as the TLS client, 'secure' comes
  * before the certificate is verified, 'secureConnect' only after.

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeFileSync } from 'node:fs';
+import tls from 'node:tls';
 import { join } from 'node:path';
 import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
@@ -118,6 +119,25 @@ describe('hostile clients before login at a forward --tls terminate gateway', ()
       expect(await secure.next()).toBe('closed');
       await gw.log.waitFor('refuse', (e) => e.code === code);
     }
+    await stillServes();
+  });
+
+  test('a forged record after the handshake (bad MAC): the session ends on it, not at --login-timeout', async () => {
+    const { plain } = await afterAuthTls(gw.port);
+    plain.removeAllListeners('data');
+    const secure = tls.connect({ socket: plain, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    secure.on('error', () => undefined);
+    expect(await new Replies(secure).command('FEAT')).toMatch(/^211/);
+    const before = gw.log.of('session-close').length;
+    const closed = gw.log.waitFor('session-close', () => gw.log.of('session-close').length > before, 20_000);
+    // An application-data record whose MAC cannot check out.
+    plain.write(Buffer.from([0x17, 0x03, 0x03, 0x00, 0x20, ...Buffer.alloc(32, 0x41)]));
+    const close = await closed;
+    expect(close.reason).not.toMatch(/timeout|within/i);
     await stillServes();
   });
 });
