@@ -283,6 +283,12 @@ export class ControlStream {
   peerEnded(side: Side): Action[] {
     if (this.phase.kind === 'closed') return [];
     this.ended[side] = true;
+    if (side === 'client' && this.proxyGate.holding > 0) {
+      // A few first bytes that might have opened a header ("PRO"), then FIN: they are the client's, passed on with its end.
+      const held = this.proxyGate.end();
+      this.unframed.client.push(held);
+      this.queuedBytes.client += held.length;
+    }
     this.pump(side);
     return this.flush();
   }

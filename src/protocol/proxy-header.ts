@@ -101,6 +101,13 @@ export class ProxySignatureGate {
     return this.start?.length ?? 0;
   }
 
+  /** The stream ended: what was held is no header, and goes on as it came. */
+  end(): Buffer {
+    const held = this.start ?? Buffer.alloc(0);
+    this.start = undefined;
+    return held;
+  }
+
   feed(chunk: Buffer): SignatureGateStep {
     if (!this.start) return { kind: 'pass', bytes: chunk };
     const start = this.start.length ? Buffer.concat([this.start, chunk]) : chunk;

@@ -66,3 +66,13 @@ describe('untrusted PROXY header on the control connection', () => {
     expect(closes(actions)).toEqual([]);
   });
 });
+
+describe('first bytes that could have opened a header, then FIN', () => {
+  test.each([['PRO'], ['PROXY'], ['\r\n\r\n\0']])('%j reaches the server with the end, as the partial line it is', (start) => {
+    const stream = new ControlStream('s1', V4, { translator: RELAY, maxLineBytes: 512, clientLabel: '198.18.0.5:40000', now: () => 0 });
+    const actions = [...stream.fromServer(Buffer.from('220 ready\r\n')), ...stream.fromClient(Buffer.from(start, 'latin1')), ...stream.peerEnded('client')];
+    const toServer = Buffer.concat(actions.flatMap((a) => (a.type === 'write' && a.to === 'server' ? [a.bytes] : [])));
+    expect(toServer.toString('latin1')).toBe(start);
+    expect(actions.some((a) => a.type === 'end' && a.to === 'server')).toBe(true);
+  });
+});
