@@ -600,7 +600,8 @@ export class ControlSession {
       this.guarded(() => {
         if (this.phase.kind !== 'running' || server.destroyed || server.writableEnded) return;
         if (!sendUrgent(server, urgent)) server.write(urgent);
-        server.write(after);
+        // The same back-pressure as every other write: a server that stops reading stops the client being read.
+        this.write('server', server, after, stream);
         this.perform(stream.urgentSent());
       });
     if (server.destroyed || server.writableEnded) return;
