@@ -49,7 +49,10 @@ describe('pipelined PASV, PORT, RETR through ftp-alg reverse', () => {
             s.on('error', reject);
           });
         });
-        const released = gw.log.waitFor('data-close', (e) => /replaced by a new data channel/.test(String(e.reason)));
+        const replaced = () => gw.log.of('data-close').filter((e) => /replaced by a new data channel/.test(String(e.reason))).length;
+        const before = replaced();
+        // This round's passive channel, not an earlier round's.
+        const released = gw.log.waitFor('data-close', () => replaced() > before);
         c.socket.write(`TYPE I\r\nPASV\r\nPORT 127,0,0,1,${port >> 8},${port & 255}\r\nRETR f.bin\r\n`);
         const codes = [];
         for (let i = 0; i < 4; i++) codes.push((await c.read()).code);
