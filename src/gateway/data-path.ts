@@ -5,9 +5,9 @@
  * listener, and the session never knows which — as OpenBSD's ftp-proxy
  * calls pf through a handful of verbs it does not look behind.
  */
-import { classifyAddress, ipOf, sameAddress, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
+import { classifyAddress, ipOf, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
 import type { DataFailure } from '../alg/control-stream.js';
-import { DataChannel } from './data.js';
+import { DataChannel, isExpectedPeer } from './data.js';
 import { NatChannel } from './nat-channel.js';
 import { KernelNatError, type KernelNat } from './kernel-nat.js';
 import { DataListenersExceededError, PortsExhaustedError, type PortPool } from './ports.js';
@@ -103,7 +103,7 @@ export class RelayDataPath implements DataPath {
         mode: req.mode,
         listenHost: req.listenHost,
         pool: pools[req.mode].forClient(req.client),
-        acceptFrom: (peer) => sameAddress(peer, req.expectFrom) || req.alsoFrom.some((n) => n.contains(peer)),
+        acceptFrom: (peer) => isExpectedPeer(peer, req.expectFrom, req.alsoFrom),
         acceptLabel: req.expectFrom.address,
         dialTarget: req.target,
         dialFrom: req.dialFrom,

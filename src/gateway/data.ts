@@ -7,7 +7,7 @@
  * Active mode:  listen for the server, dial the client.
  */
 import net, { type Socket } from 'node:net';
-import { formatEndpoint, ipOf, type Endpoint, type IpAddress } from '../protocol/address.js';
+import { formatEndpoint, ipOf, sameAddress, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
 import type { DataMode, EventSink } from './events.js';
 import type { PortPool } from './ports.js';
 import { REASON } from '../codes.js';
@@ -179,6 +179,23 @@ export interface DataChannelOptions {
 }
 
 export type DataState = 'listening' | 'connecting' | 'relaying' | 'closed';
+
+/** Whom a data listener accepts: the one peer expected, or one from the networks also allowed. */
+export function isExpectedPeer(peer: IpAddress, expectFrom: IpAddress, alsoFrom: readonly Cidr[]): boolean {
+  return sameAddress(peer, expectFrom) || alsoFrom.some((n) => n.contains(peer));
+}
+
+/** How a relay dials its side of a data connection: half-open allowed, from the address (and port) the target expects. */
+export function dialOptions(target: Endpoint, dialFrom: string | undefined, dialFromPort: number | undefined): net.TcpNetConnectOpts {
+  return {
+    host: target.address,
+    port: target.port,
+    family: target.family,
+    allowHalfOpen: true,
+    ...(dialFrom ? { localAddress: dialFrom } : {}),
+    ...(dialFromPort ? { localPort: dialFromPort } : {}),
+  };
+}
 
 export class DataChannel {
   state: DataState = 'listening';
@@ -362,13 +379,8 @@ export class DataChannel {
   private dial(pump: Pump): Socket {
     const { dialTarget, dialFrom, dialFromPort } = this.opts;
     const socket = net.connect({
-      host: dialTarget.address,
-      port: dialTarget.port,
-      family: dialTarget.family,
-      allowHalfOpen: true,
+      ...dialOptions(dialTarget, dialFrom, dialFromPort),
       onread: pump.onread,
-      ...(dialFrom ? { localAddress: dialFrom } : {}),
-      ...(dialFromPort ? { localPort: dialFromPort } : {}),
       noDelay: true,
     });
     // onread delivers bytes whether or not anyone listens: read nothing before relay() has wired both pumps.

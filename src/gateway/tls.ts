@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
-import { formatEndpoint, ipOf, sameAddress, type Endpoint } from '../protocol/address.js';
+import { formatEndpoint, ipOf, type Endpoint } from '../protocol/address.js';
 import { LineFramer } from '../protocol/framer.js';
 import { ReplyAssembler, type Reply } from '../protocol/reply.js';
 import { REASON } from '../codes.js';
@@ -18,6 +18,7 @@ import { DialRefusal, type ClientTlsConfig, type ServerDialer } from './session.
 import type { CommonGatewayConfig } from '../config.js';
 import type { GatewayEvent } from './events.js';
 import { BalancedAccepts, dataProxyFor } from './data-proxy-in.js';
+import { dialOptions, isExpectedPeer } from './data.js';
 
 // ---- the gateway's own certificate -----------------------------------------
 
@@ -435,7 +436,7 @@ export class TlsRelayChannel implements Channel {
    */
   private onPeer(accepted: Socket, peer: Endpoint | undefined, label: string): void {
     const { expectFrom, alsoFrom } = this.req;
-    if (this.state !== 'listening' || !peer || !(sameAddress(peer, expectFrom) || alsoFrom.some((n) => n.contains(peer)))) {
+    if (this.state !== 'listening' || !peer || !isExpectedPeer(peer, expectFrom, alsoFrom)) {
       accepted.destroy();
       this.refuse(REASON.DATA_PEER_MISMATCH, `data connection from ${label}, expected ${expectFrom.address}; closed`);
       return;
@@ -446,14 +447,7 @@ export class TlsRelayChannel implements Channel {
     this.state = 'connecting';
     this.from = formatEndpoint(peer);
     const { target, dialFrom, dialFromPort } = this.req;
-    const dialled = net.connect({
-      host: target.address,
-      port: target.port,
-      family: target.family,
-      allowHalfOpen: true,
-      ...(dialFrom ? { localAddress: dialFrom } : {}),
-      ...(dialFromPort ? { localPort: dialFromPort } : {}),
-    });
+    const dialled = net.connect(dialOptions(target, dialFrom, dialFromPort));
     dialled.pause();
     this.track(accepted);
     this.track(dialled);
