@@ -52,17 +52,22 @@ function curl(j: ClientJob): ClientCommand {
   return { cmd: 'curl', args, exitCodeMeaningful: true };
 }
 
-const lftpQuote = (s: string) => `"${s.replace(/(["\\])/g, '\\$1')}"`;
+/** An argument of an lftp command, quoted for lftp's own parser. */
+export const lftpQuote = (s: string) => `"${s.replace(/(["\\])/g, '\\$1')}"`;
+
+/** lftp bounded as every test and scenario runs it: one retry at most, short network timeouts, overwrite. */
+export const LFTP_BOUNDED = [
+  'set net:max-retries 1',
+  'set net:timeout 8',
+  'set net:reconnect-interval-base 1',
+  'set net:reconnect-interval-max 1',
+  'set xfer:clobber on',
+] as const;
 
 function lftp(j: ClientJob): ClientCommand {
   const { tls, mode } = splitFtpsMode(j.mode);
   const script = [
-    // Bounded: one retry at most, short network timeout.
-    'set net:max-retries 1',
-    'set net:timeout 8',
-    'set net:reconnect-interval-base 1',
-    'set net:reconnect-interval-max 1',
-    'set xfer:clobber on',
+    ...LFTP_BOUNDED,
     // "default": lftp's own defaults (passive, honours the 227 address, PASV before EPSV on IPv4).
     // "active": PORT/EPRT only. lftp's default ftp:auto-passive-mode would switch
     // to passive after "500 Illegal PORT command" and hide the failure.

@@ -8,7 +8,7 @@
  */
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { clientCommand, type ClientCommand } from '../../scenarios/lib/clients.js';
+import { clientCommand, LFTP_BOUNDED, lftpQuote, type ClientCommand } from '../../scenarios/lib/clients.js';
 import { sha256File } from '../../scenarios/lib/files.js';
 import type { ClientName, TargetSpec, Transfer } from '../../scenarios/lib/spec.js';
 import { SYSTEM_PYTHON } from '../helpers/tools.js';
@@ -113,21 +113,16 @@ function plain(client: ClientName, mode: string, transfer: Transfer, families: F
 }
 
 const url = (t: TargetSpec, path = '') => `ftp://${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}/${path}`;
-const q = (s: string) => `"${s.replace(/(["\\])/g, '\\$1')}"`;
 
 /** lftp with its trace on, bounded retries and timeouts, stopping at the first failed command. */
 function lftp(r: CellRun, commands: string[]): Step {
   const script = [
-    'set net:max-retries 1',
-    'set net:timeout 8',
-    'set net:reconnect-interval-base 1',
-    'set net:reconnect-interval-max 1',
-    'set xfer:clobber on',
+    ...LFTP_BOUNDED,
     'set cmd:fail-exit yes',
     // Passive stays passive: lftp would otherwise switch to active after a
     // slow ABOR reply and hide (or add) a failure.
     'set ftp:auto-passive-mode no',
-    `open -u ${q(`${r.target.user},${r.target.password}`)} ${url(r.target)}`,
+    `open -u ${lftpQuote(`${r.target.user},${r.target.password}`)} ${url(r.target)}`,
     ...commands,
   ].join('; ');
   return { cmd: 'lftp', args: ['-d', '-c', script], exitCodeMeaningful: true };
@@ -224,14 +219,14 @@ export const OPS: Op[] = [
     name: 'lftp mirror',
     client: 'lftp',
     families: BOTH,
-    steps: (r) => [lftp(r, [`mirror pub/tree ${q(join(r.dir, 'tree'))}`])],
+    steps: (r) => [lftp(r, [`mirror pub/tree ${lftpQuote(join(r.dir, 'tree'))}`])],
     check: (r) => sameTree(join(r.dir, 'tree'), r),
   },
   {
     name: 'lftp mirror -R',
     client: 'lftp',
     families: BOTH,
-    steps: (r) => [lftp(r, [`mirror -R --no-perms ${q(r.localTree)} ${q(`${r.uploadDir}/tree`)}`])],
+    steps: (r) => [lftp(r, [`mirror -R --no-perms ${lftpQuote(r.localTree)} ${lftpQuote(`${r.uploadDir}/tree`)}`])],
     check: (r) => sameTree(join(r.root, r.uploadDir, 'tree'), r),
   },
   {
@@ -242,7 +237,7 @@ export const OPS: Op[] = [
     name: 'lftp pget',
     client: 'lftp',
     families: BOTH,
-    steps: (r) => [lftp(r, ['set net:limit-rate 4M', `pget -n 3 pub/${LARGE.name} -o ${q(join(r.dir, LARGE.name))}`])],
+    steps: (r) => [lftp(r, ['set net:limit-rate 4M', `pget -n 3 pub/${LARGE.name} -o ${lftpQuote(join(r.dir, LARGE.name))}`])],
     check: (r) => differs(join(r.dir, LARGE.name), join(r.pub, LARGE.name), LARGE.name),
   },
   {
@@ -250,7 +245,7 @@ export const OPS: Op[] = [
     client: 'lftp',
     families: BOTH,
     prepare: (r) => writePrefix(join(r.pub, 'k300.bin'), join(r.dir, 'k300.bin'), 100 << 10),
-    steps: (r) => [lftp(r, [`get -c pub/k300.bin -o ${q(join(r.dir, 'k300.bin'))}`])],
+    steps: (r) => [lftp(r, [`get -c pub/k300.bin -o ${lftpQuote(join(r.dir, 'k300.bin'))}`])],
     check: (r) => differs(join(r.dir, 'k300.bin'), join(r.pub, 'k300.bin'), 'k300.bin resumed'),
   },
   {
@@ -259,7 +254,7 @@ export const OPS: Op[] = [
     client: 'lftp',
     families: BOTH,
     aborts: true,
-    steps: (r) => [lftp(r, [`cat pub/${LARGE.name} | head -c 1000 > /dev/null`, `get pub/o1.bin -o ${q(join(r.dir, 'o1.bin'))}`])],
+    steps: (r) => [lftp(r, [`cat pub/${LARGE.name} | head -c 1000 > /dev/null`, `get pub/o1.bin -o ${lftpQuote(join(r.dir, 'o1.bin'))}`])],
     check: (r) => differs(join(r.dir, 'o1.bin'), join(r.pub, 'o1.bin'), 'o1.bin after the abort'),
   },
   plain('tnftp', 'passive', 'get', BOTH),
