@@ -15,6 +15,7 @@ import { ClientTlsDialogue, PRE_LOGIN_FEATURES, type ClientTlsState } from '../a
 import { REASON } from '../codes.js';
 import { DialRefusal, type DialContext } from './session.js';
 import { handshake } from './tls.js';
+import { readUntil, type ReadFailure } from './read-until.js';
 
 /**
  * Reads framed lines from `socket` until `take` returns a value, then stops
@@ -28,53 +29,36 @@ export function readLinesUntil<T>(
   opts: {
     maxLineBytes: number;
     timeoutMs: number;
-    failed: (why: 'timeout' | 'end' | Error) => Error;
+    failed: (why: ReadFailure) => Error;
     /** The client's first bytes open a PROXY header: what to reject with (a trusted balancer's header was read before). */
     proxyHeader?: (version: 1 | 2) => Error;
   },
   take: (item: Framed) => T | undefined,
 ): Promise<{ value: T; rest: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const framer = new LineFramer(opts.maxLineBytes);
-    const gate = opts.proxyHeader && new ProxySignatureGate();
-    const done = (err: Error | undefined, value?: { value: T; rest: Buffer }) => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      socket.off('error', onError);
-      socket.pause();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const timer = setTimeout(() => done(opts.failed('timeout')), opts.timeoutMs);
-    const onEnd = () => done(opts.failed('end'));
-    const onError = (err: Error) => done(opts.failed(err));
-    const onData = (chunk: Buffer) => {
-      try {
-        if (gate && opts.proxyHeader) {
-          const start = gate.feed(chunk);
-          if (start.kind === 'wait') return;
-          if (start.kind === 'header') return done(opts.proxyHeader(start.version));
-          chunk = start.bytes;
-        }
-        const items = framer.push(chunk);
-        for (let i = 0; i < items.length; i++) {
-          const value = take(items[i]!);
-          if (value === undefined) continue;
-          const rest = Buffer.concat([...items.slice(i + 1).map((x) => x.raw), framer.end() ?? Buffer.alloc(0)]);
-          return done(undefined, { value, rest });
-        }
-      } catch (err) {
-        done(err as Error);
+  const framer = new LineFramer(opts.maxLineBytes);
+  const gate = opts.proxyHeader && new ProxySignatureGate();
+  return readUntil(
+    socket,
+    opts.timeoutMs,
+    (chunk) => {
+      if (gate && opts.proxyHeader) {
+        const start = gate.feed(chunk);
+        if (start.kind === 'wait') return undefined;
+        if (start.kind === 'header') throw opts.proxyHeader(start.version);
+        chunk = start.bytes;
       }
-    };
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
-    socket.once('error', onError);
-    socket.resume();
-  });
+      const items = framer.push(chunk);
+      for (let i = 0; i < items.length; i++) {
+        const value = take(items[i]!);
+        if (value === undefined) continue;
+        return { value, rest: Buffer.concat([...items.slice(i + 1).map((x) => x.raw), framer.end() ?? Buffer.alloc(0)]) };
+      }
+      return undefined;
+    },
+    (why) => {
+      throw opts.failed(why);
+    },
+  );
 }
 
 const MAX_LOGIN_LINES = 20;

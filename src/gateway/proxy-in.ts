@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { ProxyHeaderParser, type ProxyHeader } from '../protocol/proxy-header.js';
+import { readUntil } from './read-until.js';
 
 export interface ReceivedProxyHeader {
   header: ProxyHeader;
@@ -21,35 +22,30 @@ export type ProxyHeaderRead = ({ ok: true } & ReceivedProxyHeader) | { ok: false
  * or `timeoutMs` passed. Leaves the socket paused either way; the bytes
  * after the header are unshifted back into it.
  */
-export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<ProxyHeaderRead> {
-  return new Promise((resolve) => {
-    const parser = new ProxyHeaderParser();
-    let bytes = 0;
-    const done = (result: ProxyHeaderRead, rest?: Buffer) => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      socket.off('error', onError);
-      socket.pause();
-      if (rest?.length) socket.unshift(rest);
-      resolve(result);
-    };
-    const refuse = (message: string) => done({ ok: false, message });
-    const timer = setTimeout(() => refuse(`no PROXY header within ${timeoutMs} ms from a --proxy-protocol-from source`), timeoutMs);
-    const onEnd = () => refuse('connection closed before its PROXY header');
-    const onError = (err: Error) => refuse(`connection failed before its PROXY header: ${err.message}`);
-    const onData = (chunk: Buffer) => {
+export async function readProxyHeader(socket: Socket, timeoutMs: number): Promise<ProxyHeaderRead> {
+  const parser = new ProxyHeaderParser();
+  let bytes = 0;
+  const refuse = (message: string) => ({ result: { ok: false as const, message } });
+  const { result, rest } = await readUntil<{ result: ProxyHeaderRead; rest?: Buffer }>(
+    socket,
+    timeoutMs,
+    (chunk) => {
       bytes += chunk.length;
-      const result = parser.feed(chunk);
-      if (result.kind === 'need-more') return;
-      if (result.kind === 'error') return refuse(`bad PROXY header from a trusted source: ${result.message}`);
-      done({ ok: true, header: result.header, bytes: bytes - result.rest.length }, result.rest);
-    };
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
-    socket.once('error', onError);
-    socket.resume();
-  });
+      const parsed = parser.feed(chunk);
+      if (parsed.kind === 'need-more') return undefined;
+      if (parsed.kind === 'error') return refuse(`bad PROXY header from a trusted source: ${parsed.message}`);
+      return { result: { ok: true, header: parsed.header, bytes: bytes - parsed.rest.length }, rest: parsed.rest };
+    },
+    (why) =>
+      refuse(
+        why === 'timeout'
+          ? `no PROXY header within ${timeoutMs} ms from a --proxy-protocol-from source`
+          : why === 'end'
+            ? 'connection closed before its PROXY header'
+            : `connection failed before its PROXY header: ${why.message}`,
+      ),
+  );
+  // Our listeners are gone: what came with the header waits in the socket for its next reader.
+  if (rest?.length) socket.unshift(rest);
+  return result;
 }
