@@ -11,19 +11,26 @@
  *
  * The client is the project's FtpClient (src/client) in this process (for
  * the round trips a bare socket, so the client adds as little as possible);
- * the server and the gateway each run in a process of their own.
+ * the server and the gateway each run in a process of their own. Two more
+ * paths, where they can run, give the floor under the gateway's figures: the
+ * control connection relayed by a bare Node relay and by HAProxy, nothing
+ * parsed, the data connections going to the server directly
+ * (lib/control-relays.ts).
  */
 import { FtpClient } from '../../src/client/ftp-client.js';
 import { median, percentile, withTimeout } from '../lib/common.js';
 import type { BenchContext } from '../lib/context.js';
 import { startGateway, startServer } from '../lib/helpers.js';
 import { stopHelper } from '../lib/procs.js';
+import { freePort } from '../lib/ftp-proxy.js';
+import { controlRelayMissing, startControlRelay, type ControlRelay, type ControlRelayKind } from '../lib/control-relays.js';
 
 const HOST = '127.0.0.1';
 const OP_TIMEOUT_MS = 15_000;
 
-type PathName = 'direct' | 'gateway';
-type Targets = Record<PathName, number>;
+type PathName = 'direct' | 'gateway' | 'controlNode' | 'controlHaproxy';
+/** The ports of the paths that run here: direct and gateway always. */
+type Targets = Partial<Record<PathName, number>> & Record<'direct' | 'gateway', number>;
 type Fail = (name: PathName, err: unknown) => void;
 
 export interface SessionTime {
@@ -34,11 +41,17 @@ export interface SessionTime {
   sequentialPerS: number;
 }
 
+export interface SessionRate {
+  sessions: number;
+  seconds: number;
+  perS: number;
+}
+
 export interface SessionCost {
   sessions: number;
   concurrency: number;
-  time: Record<PathName, SessionTime>;
-  rate: Record<PathName, { sessions: number; seconds: number; perS: number }>;
+  time: Partial<Record<PathName, SessionTime>> & Record<'direct' | 'gateway', SessionTime>;
+  rate: Partial<Record<PathName, SessionRate>> & Record<'direct' | 'gateway', SessionRate>;
 }
 
 export interface RoundTrips {
@@ -52,9 +65,15 @@ export interface SessionsResult extends Partial<SessionCost> {
   errors: Record<PathName, number>;
   errorExamples: string[];
   rtt?: RoundTrips;
+  /** Floor paths that could not run here, and why. */
+  missing?: Partial<Record<PathName, string>>;
 }
 
-const PATHS: readonly PathName[] = ['direct', 'gateway'];
+const PATHS: readonly PathName[] = ['direct', 'gateway', 'controlNode', 'controlHaproxy'];
+const FLOORS: readonly [PathName, ControlRelayKind][] = [
+  ['controlNode', 'node'],
+  ['controlHaproxy', 'haproxy'],
+];
 
 async function oneSession(port: number): Promise<number> {
   const t0 = process.hrtime.bigint();
@@ -76,20 +95,35 @@ export async function runSessions(ctx: BenchContext, { cost = true, latency = tr
   // Raised caps: the concurrent phase opens C sessions from one address, each with a data listener at times.
   const gw = await startGateway({ serverPort: server.port, flags: { 'max-sessions': 10_000, 'max-sessions-per-client': 10_000, 'max-data-listeners-per-client': 10_000 } });
   const targets: Targets = { direct: server.port, gateway: gw.port };
-  const out: SessionsResult = { errors: { direct: 0, gateway: 0 }, errorExamples: [] };
+  const out: SessionsResult = { errors: { direct: 0, gateway: 0, controlNode: 0, controlHaproxy: 0 }, errorExamples: [], missing: {} };
+  const relays: ControlRelay[] = [];
   const fail: Fail = (name, err) => {
     out.errors[name]++;
     if (out.errorExamples.length < 5) out.errorExamples.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
   };
   const deadline = Date.now() + flags.partSeconds * 1000;
   try {
-    if (cost) Object.assign(out, await sessionCost(ctx, targets, deadline, fail));
-    if (latency) out.rtt = await roundTrips(ctx, targets, deadline, fail);
+    if (cost) {
+      for (const [name, kind] of FLOORS) {
+        const missing = controlRelayMissing(kind);
+        if (missing) {
+          (out.missing ??= {})[name] = missing;
+          continue;
+        }
+        const relay = await startControlRelay(kind, { dir: ctx.dir, listenPort: await freePort(), serverPort: server.port });
+        relays.push(relay);
+        targets[name] = relay.port;
+      }
+      Object.assign(out, await sessionCost(ctx, targets, deadline, fail));
+    }
+    if (latency) out.rtt = await roundTrips(ctx, { direct: targets.direct, gateway: targets.gateway }, deadline, fail);
   } finally {
+    for (const r of relays) await r.stop();
     await stopHelper(gw);
     await stopHelper(server);
   }
-  if (out.errors.direct + out.errors.gateway > 0) ctx.failures.push(`sessions: ${out.errors.direct} direct and ${out.errors.gateway} gateway failures, e.g. ${out.errorExamples.join('; ')}`);
+  const failed = Object.values(out.errors).reduce((a, b) => a + b, 0);
+  if (failed > 0) ctx.failures.push(`sessions: ${failed} failures (${JSON.stringify(out.errors)}), e.g. ${out.errorExamples.join('; ')}`);
   return out;
 }
 
@@ -97,18 +131,19 @@ async function sessionCost(ctx: BenchContext, targets: Targets, deadline: number
   const { flags, log } = ctx;
   const N = flags.sessions;
   const C = flags.concurrency;
-  log(`session cost: ${N} sessions each (connect, login, PASV + LIST, QUIT), direct and through ftp-alg reverse (load ${ctx.load()})`);
-  // Warm-up: JIT, lazy modules, first-touch of memory in all three processes.
-  for (let i = 0; i < 20; i++) for (const port of Object.values(targets)) await oneSession(port).catch(() => undefined);
+  const present = PATHS.filter((name) => targets[name] !== undefined);
+  log(`session cost: ${N} sessions each (connect, login, PASV + LIST, QUIT): ${present.join(', ')} (load ${ctx.load()})`);
+  // Warm-up: JIT, lazy modules, first-touch of memory in every process.
+  for (let i = 0; i < 20; i++) for (const name of present) await oneSession(targets[name] as number).catch(() => undefined);
 
-  // One at a time, direct and gateway in alternating blocks.
-  const times: Record<PathName, number[]> = { direct: [], gateway: [] };
+  // One at a time, the paths in alternating blocks.
+  const times: Partial<Record<PathName, number[]>> = Object.fromEntries(present.map((name) => [name, []]));
   const block = Math.max(1, Math.min(100, Math.ceil(N / 10)));
   for (let done = 0; done < N && Date.now() < deadline; done += block) {
-    for (const name of PATHS) {
+    for (const name of present) {
       for (let i = 0; i < Math.min(block, N - done) && Date.now() < deadline; i++) {
         try {
-          times[name].push(await withTimeout(oneSession(targets[name]), OP_TIMEOUT_MS * 2, 'session'));
+          times[name]?.push(await withTimeout(oneSession(targets[name] as number), OP_TIMEOUT_MS * 2, 'session'));
         } catch (err) {
           fail(name, err);
         }
@@ -116,18 +151,20 @@ async function sessionCost(ctx: BenchContext, targets: Targets, deadline: number
     }
   }
   const timeOf = (name: PathName): SessionTime => {
-    const xs = times[name];
+    const xs = times[name] ?? [];
     const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
     const t = { n: xs.length, median: median(xs), p99: percentile(xs, 99), mean, sequentialPerS: 1000 / mean };
-    log(`  ${name.padEnd(8)} ${xs.length} sessions one at a time: median ${t.median.toFixed(2)} ms, p99 ${t.p99.toFixed(2)} ms`);
+    log(`  ${name.padEnd(14)} ${xs.length} sessions one at a time: median ${t.median.toFixed(2)} ms, p99 ${t.p99.toFixed(2)} ms`);
     return t;
   };
-  const time = { direct: timeOf('direct'), gateway: timeOf('gateway') };
+  const time: SessionCost['time'] = { direct: timeOf('direct'), gateway: timeOf('gateway') };
+  for (const name of present) time[name] ??= timeOf(name);
 
   // Sessions per second with C at a time.
-  const rate: Partial<SessionCost['rate']> = {};
-  for (const name of PATHS) {
-    const port = targets[name];
+  const none: SessionRate = { sessions: 0, seconds: 0, perS: 0 };
+  const rate: SessionCost['rate'] = { direct: none, gateway: none };
+  for (const name of present) {
+    const port = targets[name] as number;
     let next = 0;
     let ok = 0;
     const t0 = process.hrtime.bigint();
@@ -146,19 +183,19 @@ async function sessionCost(ctx: BenchContext, targets: Targets, deadline: number
     );
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
     rate[name] = { sessions: ok, seconds: s, perS: ok / s };
-    log(`  ${name.padEnd(8)} ${ok} sessions, ${C} at a time: ${(ok / s).toFixed(0)} sessions/s`);
+    log(`  ${name.padEnd(14)} ${ok} sessions, ${C} at a time: ${(ok / s).toFixed(0)} sessions/s`);
   }
-  return { sessions: N, concurrency: C, time, rate: { direct: rate.direct ?? { sessions: 0, seconds: 0, perS: 0 }, gateway: rate.gateway ?? { sessions: 0, seconds: 0, perS: 0 } } };
+  return { sessions: N, concurrency: C, time, rate };
 }
 
 async function roundTrips(ctx: BenchContext, targets: Targets, deadline: number, fail: Fail): Promise<RoundTrips> {
   const { flags, log } = ctx;
   log(`control round trips: ${flags.rounds} × ${flags.noops} NOOPs on one session each, alternating direct / gateway (load ${ctx.load()})`);
-  const samples: Record<PathName, number[]> = { direct: [], gateway: [] };
+  const samples: Record<'direct' | 'gateway', number[]> = { direct: [], gateway: [] };
   const perRound: number[] = [];
   for (let round = 0; round < flags.rounds && Date.now() < deadline; round++) {
     const r: Partial<Record<PathName, number>> = {};
-    for (const name of PATHS) {
+    for (const name of ['direct', 'gateway'] as const) {
       try {
         const xs = await withTimeout(noopRounds(targets[name], flags.noops), OP_TIMEOUT_MS * 4, 'NOOP round');
         samples[name].push(...xs);

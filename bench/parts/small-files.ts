@@ -9,8 +9,12 @@
  * On private loopback namespaces (vsftpd, gateway and clients all inside):
  *   direct         the client to vsftpd
  *   relay          ftp-alg reverse in front of it, data relayed
- *   kernel         ftp-alg reverse --data-path kernel (when the build has it), in a
- *                  namespace of its own, against a direct path measured there
+ *   kernel         ftp-alg reverse --data-path kernel (when the build has it)
+ *   control relay only, bare Node / HAProxy
+ *                  the control connection relayed by a bare Node relay or by
+ *                  HAProxy, nothing parsed, the data connections going to
+ *                  vsftpd directly (its 227 names 127.0.0.1): the floor under
+ *                  what any userspace control relay adds (lib/control-relays.ts)
  * Through a NAT box of namespaces (client 100.64.0.2 — gw — server 198.18.0.2):
  *   NAT only       masquerade, PASV: the reference for the next row
  *   kernel helper  masquerade + the kernel's FTP helper, PORT (nf_nat_ftp rewrites it)
@@ -27,6 +31,7 @@ import type { DataMode } from '../lib/curl.js';
 import type { BenchContext } from '../lib/context.js';
 import { NAT_BOX, NAT_BOX_ADDR as ADDR, buildBenchNatBox, buildLoopbackNamespace, setBoxAlg, type BoxAlg } from '../lib/namespaces.js';
 import { startCliGateway, type CliGateway } from '../lib/helpers.js';
+import { CONTROL_RELAY_LABEL, controlRelayMissing, startControlRelay, type ControlRelayKind } from '../lib/control-relays.js';
 import { VSFTPD, startVsftpd, type BenchVsftpd } from '../lib/vsftpd.js';
 
 /** One path's samples as they are taken. */
@@ -177,7 +182,8 @@ export async function runSmallFiles(ctx: BenchContext): Promise<SmallFilesResult
   // The kernel path's nat chains turn conntrack on for every connection of
   // the namespace, the direct ones too: as on any host with a NAT rule.
   const lo = await buildLoopbackNamespace();
-  const gateways: CliGateway[] = [];
+  /** The gateways and control relays in front of vsftpd. */
+  const inFront: CliGateway[] = [];
   let server: BenchVsftpd | undefined;
   try {
     const netns = lo.ns('k');
@@ -186,18 +192,32 @@ export async function runSmallFiles(ctx: BenchContext): Promise<SmallFilesResult
     const reverse = (port: number) => ['reverse', '--listen', `127.0.0.1:${port}`, '--server', `127.0.0.1:${SERVER_PORT}`, '--public-address', '127.0.0.1'];
     const addGateway = async (key: string, label: string, port: number, more: string[]) => {
       const gw = await startCliGateway({ cli, netns, listenPort: port, logPath: path.join(dir, `small-${key}.log`), args: [...reverse(port), ...more] });
-      gateways.push(gw);
+      inFront.push(gw);
       paths.push({ row: newRow(key, label, 'PASV', { gateway: gw }), port });
     };
     await addGateway('relay', 'ftp-alg reverse (relay)', 2121, []);
     if (kernel.reverse) await addGateway('kernel', 'ftp-alg reverse --data-path kernel', 2122, ['--data-path', 'kernel', ...(kernel.nftTable ? ['--nft-table', ctx.nftTable] : [])]);
     else newRow('kernel', 'ftp-alg reverse --data-path kernel', 'PASV', { available: false, reason: 'not in this build' });
+    const floors: [string, ControlRelayKind, number][] = [
+      ['controlNode', 'node', 2123],
+      ['controlHaproxy', 'haproxy', 2124],
+    ];
+    for (const [key, kind, port] of floors) {
+      const missing = controlRelayMissing(kind);
+      if (missing) {
+        newRow(key, CONTROL_RELAY_LABEL[kind], 'PASV', { available: false, reason: missing });
+        continue;
+      }
+      const relay = await startControlRelay(kind, { dir, netns, listenPort: port, serverPort: SERVER_PORT });
+      inFront.push(relay);
+      paths.push({ row: newRow(key, CONTROL_RELAY_LABEL[kind], 'PASV', { gateway: relay }), port });
+    }
     for (let run = 1; run <= runs; run++) {
       for (const p of paths) await ctx.attempt(`small files ${p.row.label} mirror run ${run}`, async () => p.row.mirror.push(await mirrorOnce(lo, 'k', '127.0.0.1', p.port, 'PASV', dest)));
       await measureRetrs(paths, lo, 'k', '127.0.0.1', `run ${run}`);
     }
   } finally {
-    for (const g of gateways) await g.stop();
+    for (const g of inFront) await g.stop();
     await server?.stop();
     for (const e of await lo.destroy()) ctx.failures.push(e);
   }
