@@ -55,6 +55,22 @@ export function timeWaitCount(): number {
   }
 }
 
+/**
+ * Waits (at most maxMs, TIME-WAIT lasts 60 s) until fewer than `below`
+ * sockets are in TIME-WAIT. Tens of thousands of them, left by an earlier
+ * part, make every connect() and bind(0) search the port space and would
+ * burden whichever path happens to run next. Returns the count it stopped at.
+ */
+export async function settleTimeWait({ below = 2000, maxMs = 65_000 } = {}): Promise<number> {
+  const until = Date.now() + maxMs;
+  let n = timeWaitCount();
+  while (n >= below && Date.now() < until) {
+    await sleep(1000);
+    n = timeWaitCount();
+  }
+  return n;
+}
+
 /** Nearest-rank percentile (p in 0–100) of a list of numbers; NaN when empty. */
 export function percentile(xs: readonly number[], p: number): number {
   if (xs.length === 0) return NaN;

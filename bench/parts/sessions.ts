@@ -18,7 +18,7 @@
  * (lib/control-relays.ts).
  */
 import { FtpClient } from '../../src/client/ftp-client.js';
-import { median, percentile, withTimeout } from '../lib/common.js';
+import { median, percentile, settleTimeWait, timeWaitCount, withTimeout } from '../lib/common.js';
 import type { BenchContext } from '../lib/context.js';
 import { startGateway, startServer } from '../lib/helpers.js';
 import { stopHelper } from '../lib/procs.js';
@@ -160,30 +160,40 @@ async function sessionCost(ctx: BenchContext, targets: Targets, deadline: number
   const time: SessionCost['time'] = { direct: timeOf('direct'), gateway: timeOf('gateway') };
   for (const name of present) time[name] ??= timeOf(name);
 
-  // Sessions per second with C at a time.
+  const tw = timeWaitCount();
+  if (tw >= 2000) log(`  waiting for ${tw} TIME-WAIT sockets to expire (at most 65 s); ${await settleTimeWait()} left`);
+  // Sessions per second with C at a time, the paths taking turns in blocks:
+  // TIME_WAIT sockets pile up as the phase goes on, and must not burden one path more.
   const none: SessionRate = { sessions: 0, seconds: 0, perS: 0 };
   const rate: SessionCost['rate'] = { direct: none, gateway: none };
-  for (const name of present) {
-    const port = targets[name] as number;
-    let next = 0;
-    let ok = 0;
-    const t0 = process.hrtime.bigint();
-    await Promise.all(
-      Array.from({ length: C }, async () => {
-        while (next < N && Date.now() < deadline) {
-          next++;
-          try {
-            await withTimeout(oneSession(port), OP_TIMEOUT_MS * 2, 'session');
-            ok++;
-          } catch (err) {
-            fail(name, err);
+  const totals = new Map(present.map((name) => [name, { ok: 0, seconds: 0 }]));
+  const rateBlock = Math.max(C, Math.ceil(N / 5));
+  for (let done = 0; done < N && Date.now() < deadline; done += rateBlock) {
+    for (const name of present) {
+      const port = targets[name] as number;
+      const total = totals.get(name) as { ok: number; seconds: number };
+      const count = Math.min(rateBlock, N - done);
+      let next = 0;
+      const t0 = process.hrtime.bigint();
+      await Promise.all(
+        Array.from({ length: C }, async () => {
+          while (next < count && Date.now() < deadline) {
+            next++;
+            try {
+              await withTimeout(oneSession(port), OP_TIMEOUT_MS * 2, 'session');
+              total.ok++;
+            } catch (err) {
+              fail(name, err);
+            }
           }
-        }
-      }),
-    );
-    const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    rate[name] = { sessions: ok, seconds: s, perS: ok / s };
-    log(`  ${name.padEnd(14)} ${ok} sessions, ${C} at a time: ${(ok / s).toFixed(0)} sessions/s`);
+        }),
+      );
+      total.seconds += Number(process.hrtime.bigint() - t0) / 1e9;
+    }
+  }
+  for (const [name, { ok, seconds }] of totals) {
+    rate[name] = { sessions: ok, seconds, perS: ok / seconds };
+    log(`  ${name.padEnd(14)} ${ok} sessions, ${C} at a time: ${(ok / seconds).toFixed(0)} sessions/s`);
   }
   return { sessions: N, concurrency: C, time, rate };
 }
