@@ -342,9 +342,6 @@ function smallFileRows(p: SmallFilesResult | undefined): TableRow[] {
     { key: 'kernel', base: 'direct', kind: 'target' },
     { key: 'controlNode', base: 'direct', kind: 'floor' },
     { key: 'controlHaproxy', base: 'direct', kind: 'floor' },
-    { key: 'directChurn', kind: 'reference' },
-    { key: 'relayChurn', base: 'directChurn', kind: 'info' },
-    { key: 'kernelChurn', base: 'directChurn', kind: 'info' },
     { key: 'natOnly', kind: 'reference' },
     { key: 'helper', base: 'natOnly', kind: 'info' },
   ];
@@ -356,19 +353,6 @@ function smallFileRows(p: SmallFilesResult | undefined): TableRow[] {
       continue;
     }
     const b = base ? p.rows[base] : undefined;
-    if (r.timeWait !== undefined && r.mirrorS === undefined) {
-      const added = b?.retr && r.retr ? r.retr.median - b.retr.median : NaN;
-      rows.push({
-        section: sec,
-        metric: `${r.label} (${r.timeWait} in TIME-WAIT): one RETR (${r.mode})`,
-        value: r.retr ? `median ${f3(r.retr.median)} ms, p90 ${f3(r.retr.p90)} ms${Number.isFinite(added) ? `; +${f3(added)} ms` : ''}` : 'FAILED',
-        target: '—',
-        ratio: b?.retr && r.retr ? `${f2(r.retr.median / b.retr.median)}×` : '',
-        verdict: kind,
-        data: { ...r.retr, addedMs: added, timeWait: r.timeWait },
-      });
-      continue;
-    }
     const mirrorRatio = b?.mirrorS && r.mirrorS !== undefined ? r.mirrorS / b.mirrorS : NaN;
     const added = b?.retr && r.retr ? r.retr.median - b.retr.median : NaN;
     const judge = (ok: boolean, miss: string) => (kind !== 'target' ? kind : ok ? 'met' : `MISSED by ${miss}`);

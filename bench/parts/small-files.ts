@@ -19,12 +19,6 @@
  *   NAT only       masquerade, PASV: the reference for the next row
  *   kernel helper  masquerade + the kernel's FTP helper, PORT (nf_nat_ftp rewrites it)
  *
- * Port churn: then, in the same namespace, TIME-WAIT sockets are piled up
- * until every ephemeral port holds some (a filler connects and closes
- * first, CHURN_CONNECTIONS times or CHURN_SECONDS across two listeners), as a busy gateway
- * leaves one per transfer, and the RETRs of direct, relay and kernel path
- * are taken again ("… under port churn").
- *
  * Runs are interleaved across the rows so that load drift hits all alike;
  * medians are reported. Root needed (vsftpd, namespaces, nftables).
  */
@@ -50,8 +44,6 @@ interface SmallFilesRow {
   retr: number[];
   cpuMs: number[];
   gateway?: CliGateway;
-  /** Sockets in TIME-WAIT when the row was measured, where that is the point. */
-  timeWait?: number;
 }
 
 /** One path's figures, as reported. */
@@ -64,46 +56,11 @@ export interface SmallFilesSummary {
   mirrorRuns: number[];
   retr: { n: number; median: number; p90: number } | undefined;
   gatewayCpuMsPerRetr: number | undefined;
-  timeWait: number | undefined;
 }
 
 export type SmallFilesResult =
   | { skipped: string }
   | { skipped?: undefined; files: number; fileBytes: number; retrsPerRun: number; runs: number; rows: Record<string, SmallFilesSummary> };
-
-/** About two per port of the default ephemeral range (32768–60999, 28,232 ports), one toward each listener. */
-const CHURN_CONNECTIONS = 50_000;
-/** The filler stops here whatever it made: TIME-WAIT lasts 60 s, and connect() slows as the range fills. */
-const CHURN_SECONDS = 30;
-
-/**
- * Leaves TIME-WAIT sockets behind: connects to one of two listeners of its
- * own and closes first, n times or for s seconds; prints the namespace's
- * TIME-WAIT count. Loopback connects would reuse a TIME-WAIT port
- * (tcp_tw_reuse=2) and keep the pile at one per port: the namespace's
- * setting is off while it runs. (Binding every port by number instead
- * exhausts the range: vsftpd then fails its PASV, as does everyone.)
- */
-const CHURN_SCRIPT = `
-import socket, sys, re, time
-n, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
-knob = '/proc/sys/net/ipv4/tcp_tw_reuse'
-before = open(knob).read().strip()
-open(knob, 'w').write('0')
-servers = []
-for _ in range(2):
-    s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4096); servers.append(s)
-for i in range(n):
-    if time.monotonic() > until:
-        break
-    srv = servers[i % 2]
-    c = socket.create_connection(srv.getsockname(), timeout=5)
-    a, _ = srv.accept()
-    c.close()
-    a.close()
-open(knob, 'w').write(before)
-print(re.search(r'tw (\\d+)', open('/proc/net/sockstat').read()).group(1))
-`;
 
 const FILES = 400;
 const FILE_BYTES = 4096;
@@ -187,7 +144,6 @@ function summarize(row: SmallFilesRow): SmallFilesSummary {
     mirrorRuns: row.mirror,
     retr: row.retr.length ? { n: row.retr.length, median: median(row.retr), p90: percentile(row.retr, 90) } : undefined,
     gatewayCpuMsPerRetr: row.cpuMs.length ? median(row.cpuMs) : undefined,
-    timeWait: row.timeWait,
   };
 }
 
@@ -204,7 +160,6 @@ export async function runSmallFiles(ctx: BenchContext): Promise<SmallFilesResult
 
   const rows: Record<string, SmallFilesRow> = {};
   const newRow = (key: string, label: string, mode: DataMode, extra: Partial<SmallFilesRow> = {}): SmallFilesRow => (rows[key] = { label, mode, available: true, mirror: [], retr: [], cpuMs: [], ...extra });
-  const keyOf = (row: SmallFilesRow) => Object.keys(rows).find((k) => rows[k] === row) ?? '';
   type Path = { row: SmallFilesRow; port: number };
   /** One ftplib session per path, their RETRs taken in turn: load drift hits every path alike. */
   const measureRetrs = (paths: Path[], t: Lab, ns: string, host: string, tag: string) =>
@@ -261,17 +216,6 @@ export async function runSmallFiles(ctx: BenchContext): Promise<SmallFilesResult
       for (const p of paths) await ctx.attempt(`small files ${p.row.label} mirror run ${run}`, async () => p.row.mirror.push(await mirrorOnce(lo, 'k', '127.0.0.1', p.port, 'PASV', dest)));
       await measureRetrs(paths, lo, 'k', '127.0.0.1', `run ${run}`);
     }
-
-    await ctx.attempt('small files: port churn', async () => {
-      const r = await lo.exec('k', 'python3', ['-c', CHURN_SCRIPT, String(CHURN_CONNECTIONS), String(CHURN_SECONDS)], (CHURN_SECONDS + 60) * 1000);
-      if (r.code !== 0) throw new Error(`TIME-WAIT filler exited ${r.code}: ${r.stderr.trim().split('\n').slice(-1)[0]}`);
-      const tw = Number(r.stdout.trim());
-      log(`  port churn: ${tw} sockets in TIME-WAIT in the namespace`);
-      const churn = paths
-        .filter((p) => ['direct', 'relay', 'kernel'].includes(keyOf(p.row)))
-        .map((p) => ({ row: newRow(`${keyOf(p.row)}Churn`, `${p.row.label} under port churn`, 'PASV', { gateway: p.row.gateway, timeWait: tw }), port: p.port }));
-      for (let run = 1; run <= runs; run++) await measureRetrs(churn, lo, 'k', '127.0.0.1', `port churn run ${run}`);
-    });
   } finally {
     for (const g of inFront) await g.stop();
     await server?.stop();
