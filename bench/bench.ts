@@ -10,13 +10,14 @@
  *               require_ssl_reuse) vs ftp-alg reverse --tls terminate --server-tls explicit
  *   netns       the same through a NAT box of namespaces: NAT only, kernel FTP
  *               helper, ftp-alg forward/reverse (and --data-path kernel if available)
- *   sessions    login + PASV + LIST + QUIT, direct vs gateway: median, p99, sessions/s
+ *   sessions    login + PASV + LIST + QUIT, direct vs gateway (and the control relayed alone by a bare
+ *               Node relay and by HAProxy, the floor): median, p99, sessions/s
  *   latency     NOOP round trips on one session, direct vs gateway
  *   idle        2,000 idle logged-in sessions through one gateway: memory per session, errors
  *   transfers   200 concurrent downloads through one gateway: CPU s per GiB
  *   engine      LineFramer + ControlTranslator on a synthetic control stream, no sockets
  *   small-files lftp mirror of 400 × 4 KiB and per-RETR latency: direct, relay, kernel data path,
- *               kernel FTP helper (vsftpd, namespaces)
+ *               the control relayed alone (bare Node, HAProxy), kernel FTP helper (vsftpd, namespaces)
  *
  *   npm run build && npm run bench [-- --quick] [-- --only sessions,latency] [-- --json]
  *
