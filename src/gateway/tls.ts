@@ -79,7 +79,9 @@ export function acceptTls(socket: Socket, context: SecureContext): TLSSocket {
  * fails, an alert) is only emitted as '_tlsError', with no 'error' and no
  * close, and the connection sits dead until a timeout. For a control
  * connection that is a session held for --login-timeout or --idle-timeout;
- * this makes such an error the socket's end. The caller listens for 'error';
+ * this makes such an error the socket's end. For a data connection that
+ * only carries an upload (nothing written to surface the error) it is a
+ * transfer held for --data-idle-timeout. The caller listens for 'error';
  * handshake failures keep their own path (handshake()).
  */
 export function endOnLateTlsError(secure: TLSSocket): void {
@@ -485,7 +487,10 @@ export class TlsRelayChannel implements Channel {
   private secureClientSide(raw: Socket): Socket {
     const context = this.req.tls.client;
     if (!context) return raw;
-    return this.track(acceptTls(raw, context));
+    const secure = acceptTls(raw, context);
+    // An upload only reads from this socket: a bad record would never surface through a write.
+    endOnLateTlsError(secure);
+    return this.track(secure);
   }
 
   private secureServerSide(raw: Socket): Socket {

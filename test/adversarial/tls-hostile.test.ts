@@ -82,6 +82,37 @@ describe('hostile TLS peers at a --tls terminate gateway', () => {
     expect(await r.command('NOOP')).toMatch(/^200/);
     r.socket.destroy();
   });
+
+  test('PROT P, then a forged record in an upload after the handshake: the channel ends on it, not at a timeout', async () => {
+    const r = await explicitTls(gw.port);
+    const user = await r.command('USER anonymous');
+    if (user.startsWith('331')) expect(await r.command('PASS x@example.org')).toMatch(/^230/);
+    else expect(user).toMatch(/^230/);
+    expect(await r.command('PBSZ 0')).toBe('200 PBSZ=0');
+    expect(await r.command('PROT P')).toMatch(/^200/);
+    expect(await r.command('TYPE I')).toMatch(/^200/);
+    const pasv = await r.command('PASV');
+    const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(pasv)!;
+    const raw = await connect(Number(m[5]) * 256 + Number(m[6]));
+    raw.on('error', () => undefined);
+    const data = tls.connect({ socket: raw, rejectUnauthorized: false });
+    data.on('error', () => undefined);
+    await new Promise<void>((resolve) => data.once('secureConnect', () => resolve()));
+    r.socket.write('STOR forged-upload.bin\r\n');
+    expect(await r.next()).toMatch(/^150/);
+    const open = await gw.log.waitFor('data-open', (e) => e.mode === 'passive');
+    // Some good records, then one whose MAC cannot check out, under the client's TLS layer. The
+    // gateway only reads from this socket (an upload): nothing it writes would surface the error.
+    await new Promise<void>((resolve) => data.write(Buffer.alloc(64 << 10, 0x42), () => resolve()));
+    raw.write(Buffer.from([0x17, 0x03, 0x03, 0x00, 0x20, ...Buffer.alloc(32, 0x41)]));
+    const closed = await gw.log.waitFor('data-close', (e) => e.session === open.session, 10_000);
+    expect(closed.reason).not.toMatch(/timeout|timed out|within|idle/i);
+    // The transfer's own reply, whatever the server made of the cut upload; then the session still answers.
+    expect(await r.next()).toMatch(/^(226|4\d\d|5\d\d)/);
+    expect(await r.command('NOOP')).toMatch(/^200/);
+    data.destroy();
+    r.socket.destroy();
+  });
 });
 
 /**
