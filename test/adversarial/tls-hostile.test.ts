@@ -12,7 +12,7 @@ import { startDemoServer, type DemoServer } from '../../src/demo/server.js';
 import { HAVE, randomFile, sha256, tempDir } from '../helpers/tools.js';
 import { startTestReverse, type TestGateway } from '../helpers/gateway.js';
 import { curlFtps, makeCertificate, type TestCertificate } from '../e2e/ftps-fixtures.js';
-import { afterAuthTls, connect, explicitTls } from '../helpers/control-replies.js';
+import { Replies, afterAuthTls, connect, explicitTls } from '../helpers/control-replies.js';
 
 describe('hostile TLS peers at a --tls terminate gateway', () => {
   let dir: ReturnType<typeof tempDir>;
@@ -61,16 +61,7 @@ describe('hostile TLS peers at a --tls terminate gateway', () => {
   });
 
   test('PROT P, then clear text on the data connection: the channel is refused with a code, the session goes on', async () => {
-    const r = await explicitTls(gw.port);
-    const user = await r.command('USER anonymous');
-    if (user.startsWith('331')) expect(await r.command('PASS x@example.org')).toMatch(/^230/);
-    else expect(user).toMatch(/^230/);
-    expect(await r.command('PBSZ 0')).toBe('200 PBSZ=0');
-    expect(await r.command('PROT P')).toMatch(/^200/);
-    const pasv = await r.command('PASV');
-    const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(pasv)!;
-    const data = await connect(Number(m[5]) * 256 + Number(m[6]));
-    data.on('error', () => undefined);
+    const { r, raw: data } = await protectedPassive(gw.port);
     r.socket.write('RETR f.bin\r\n');
     data.write('this is not a TLS record\r\n');
     const refusal = await gw.log.waitFor('refuse', (e) => e.code === 'TLS_HANDSHAKE_FAILED' && /client on the data connection/.test(e.message));
@@ -84,17 +75,7 @@ describe('hostile TLS peers at a --tls terminate gateway', () => {
   });
 
   test('PROT P, then a forged record in an upload after the handshake: the channel ends on it, not at a timeout', async () => {
-    const r = await explicitTls(gw.port);
-    const user = await r.command('USER anonymous');
-    if (user.startsWith('331')) expect(await r.command('PASS x@example.org')).toMatch(/^230/);
-    else expect(user).toMatch(/^230/);
-    expect(await r.command('PBSZ 0')).toBe('200 PBSZ=0');
-    expect(await r.command('PROT P')).toMatch(/^200/);
-    expect(await r.command('TYPE I')).toMatch(/^200/);
-    const pasv = await r.command('PASV');
-    const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(pasv)!;
-    const raw = await connect(Number(m[5]) * 256 + Number(m[6]));
-    raw.on('error', () => undefined);
+    const { r, raw } = await protectedPassive(gw.port);
     const data = tls.connect({ socket: raw, rejectUnauthorized: false });
     data.on('error', () => undefined);
     await new Promise<void>((resolve) => data.once('secureConnect', () => resolve()));
@@ -114,6 +95,24 @@ describe('hostile TLS peers at a --tls terminate gateway', () => {
     r.socket.destroy();
   });
 });
+
+/**
+ * Logged in over explicit TLS with PBSZ 0, PROT P and TYPE I, after PASV:
+ * the control replies and a plain TCP connection to the data port.
+ */
+async function protectedPassive(port: number): Promise<{ r: Replies; raw: Socket }> {
+  const r = await explicitTls(port);
+  const user = await r.command('USER anonymous');
+  if (user.startsWith('331')) expect(await r.command('PASS x@example.org')).toMatch(/^230/);
+  else expect(user).toMatch(/^230/);
+  expect(await r.command('PBSZ 0')).toBe('200 PBSZ=0');
+  expect(await r.command('PROT P')).toMatch(/^200/);
+  expect(await r.command('TYPE I')).toMatch(/^200/);
+  const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(await r.command('PASV'))!;
+  const raw = await connect(Number(m[5]) * 256 + Number(m[6]));
+  raw.on('error', () => undefined);
+  return { r, raw };
+}
 
 /**
  * A server that does FTPS on its control connection but never completes a
