@@ -494,7 +494,8 @@ export class ControlSession {
    * Passive mode: the server takes a data connection only from the control
    * connection's address (vsftpd, ProFTPD). Toward the control connection's
    * own peer the kernel's route picks that address anyway (the control
-   * connection was dialled unbound too), so the data dial binds nothing: a
+   * connection was dialled unbound too, and an FTP client dials its passive
+   * data connections unbound just so), so the data dial binds nothing: a
    * bound dial has the kernel search for a port unused toward every peer
    * before connect(), 1.3 ms per transfer with 27,000 sockets in TIME-WAIT
    * (bench/RESULTS.md); unbound, any port free toward this one peer will do.
