@@ -9,7 +9,7 @@
 import net, { type Socket } from 'node:net';
 import { formatEndpoint, ipOf, sameAddress, type Cidr, type Endpoint, type IpAddress } from '../protocol/address.js';
 import type { DataMode, EventSink } from './events.js';
-import type { PortPool } from './ports.js';
+import { drawEphemeralPort, type EphemeralPorts, type PortPool } from './ports.js';
 import { REASON } from '../codes.js';
 import { BalancedAccepts, type DataProxyOptions } from './data-proxy-in.js';
 
@@ -176,6 +176,16 @@ export interface DataChannelOptions {
    * 227 and accepts on only with the transfer command).
    */
   dialEarly?: boolean | undefined;
+  /** Where the early dial draws its source port from (default: the kernel's ephemeral range; null: port 0). */
+  dialPorts?: EphemeralPorts | null | undefined;
+}
+
+/** Drawn source ports an early dial tries before it lets the kernel pick. */
+const EARLY_DIAL_PORT_TRIES = 3;
+
+/** The drawn source port was taken (bind), or taken toward this very target (connect). */
+function portTaken(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL';
 }
 
 export type DataState = 'listening' | 'connecting' | 'relaying' | 'closed';
@@ -222,8 +232,16 @@ export class DataChannel {
    * handshake runs in connect()); done here it overlaps the client's own
    * connect instead of delaying the RETR that arrives with it. A dial that
    * failed is made again at accept time, as without dialEarly.
+   *
+   * It binds the control connection's address (the server checks it) on a
+   * source port drawn from the ephemeral range, not port 0: bind(addr, 0)
+   * before connect() has the kernel search for a port no socket holds,
+   * 4.9 ms per dial with the range full of TIME-WAIT sockets (a busy
+   * gateway leaves one per transfer; bench/RESULTS.md, "port churn"). A
+   * drawn port that is taken costs one more try; after EARLY_DIAL_PORT_TRIES
+   * the kernel picks.
    */
-  private early: { socket: Socket; pump: Pump; failed: boolean; failure: () => void } | undefined;
+  private early: { socket: Socket; pump: Pump; failed: boolean; failure: () => void; onError: (err: NodeJS.ErrnoException) => void } | undefined;
 
   private constructor(
     private readonly opts: DataChannelOptions,
@@ -376,10 +394,10 @@ export class DataChannel {
     return new Pump((n) => this.progress(0, n));
   }
 
-  private dial(pump: Pump): Socket {
+  private dial(pump: Pump, drawnPort?: number): Socket {
     const { dialTarget, dialFrom, dialFromPort } = this.opts;
     const socket = net.connect({
-      ...dialOptions(dialTarget, dialFrom, dialFromPort),
+      ...dialOptions(dialTarget, dialFrom, dialFromPort ?? drawnPort),
       onread: pump.onread,
       noDelay: true,
     });
@@ -388,12 +406,21 @@ export class DataChannel {
     return socket;
   }
 
-  private dialEarly(): void {
+  private dialEarly(triesLeft = EARLY_DIAL_PORT_TRIES): void {
     const pump = this.dialledPump();
+    const { dialFrom, dialFromPort, dialPorts } = this.opts;
+    const drawn = dialFrom !== undefined && dialFromPort === undefined && triesLeft > 0 ? (dialPorts === undefined ? drawEphemeralPort() : drawEphemeralPort(dialPorts)) : undefined;
     // Not the channel's end: the dial is made again when the peer comes.
     const failure = () => (early.failed = true);
-    const early = { socket: this.dial(pump), pump, failed: false, failure };
-    early.socket.on('error', failure).on('close', failure);
+    const onError = (err: NodeJS.ErrnoException) => {
+      // A bind or connect error comes before any I/O callback, so no peer has taken this dial yet.
+      if (drawn !== undefined && portTaken(err) && this.early === early && this.state === 'listening') {
+        this.dropEarly();
+        this.dialEarly(triesLeft - 1);
+      } else failure();
+    };
+    const early = { socket: this.dial(pump, drawn), pump, failed: false, failure, onError };
+    early.socket.on('error', onError).on('close', failure);
     this.early = early;
   }
 
@@ -405,7 +432,7 @@ export class DataChannel {
       return undefined;
     }
     this.early = undefined;
-    early.socket.off('error', early.failure).off('close', early.failure);
+    early.socket.off('error', early.onError).off('close', early.failure);
     return early;
   }
 

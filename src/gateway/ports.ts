@@ -254,10 +254,17 @@ function kernelEphemeralPorts(): EphemeralPorts | null {
   return ephemeral;
 }
 
+/** A port of the ephemeral range drawn at random (crypto RNG), not a reserved one; undefined when none can be drawn. */
+export function drawEphemeralPort(ports: EphemeralPorts | null = kernelEphemeralPorts()): number | undefined {
+  if (!ports) return undefined;
+  const port = randomInt(ports.range.lo, ports.range.hi + 1);
+  return ports.reserved(port) ? undefined : port;
+}
+
 async function listenAnywhere(server: Server, host: string, ports: EphemeralPorts | null): Promise<number> {
   for (let i = 0; ports && i < ANYWHERE_TRIES; i++) {
-    const port = randomInt(ports.range.lo, ports.range.hi + 1);
-    if (ports.reserved(port)) continue;
+    const port = drawEphemeralPort(ports);
+    if (port === undefined) continue;
     try {
       await listenOn(server, host, port);
       return port;

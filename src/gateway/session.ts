@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { encodeLine } from '../protocol/framer.js';
-import { formatEndpoint, ipOf, sameAddress, type Endpoint, type IpAddress } from '../protocol/address.js';
+import { formatEndpoint, ipOf, type Endpoint, type IpAddress } from '../protocol/address.js';
 import { ControlStream, type Action, type DataRequest, type Side } from '../alg/control-stream.js';
 import type { TranslatorConfig } from '../alg/translator.js';
 import { REASON } from '../codes.js';
@@ -490,17 +490,6 @@ export class ControlSession {
     }
   }
 
-  /**
-   * Passive mode: the server takes a data connection only from the control
-   * connection's address (vsftpd, ProFTPD). Toward the control connection's
-   * own peer the kernel's route picks that address anyway (the control
-   * connection was dialled unbound too, and an FTP client dials its passive
-   * data connections unbound just so), so the data dial binds nothing: a
-   * bound dial has the kernel search for a port unused toward every peer
-   * before connect(), 1.3 ms per transfer with 27,000 sockets in TIME-WAIT
-   * (bench/RESULTS.md); unbound, any port free toward this one peer will do.
-   * Active mode, and a server that names another address, keep the source.
-   */
   private openData(request: DataRequest, server: Socket, stream: ControlStream): void {
     const active = request.mode === 'active';
     const serverIp = stream.addrs.server;
@@ -520,7 +509,7 @@ export class ControlSession {
         expectFrom: request.expectFrom,
         alsoFrom: request.alsoFrom,
         target: request.target,
-        dialFrom: active || !sameAddress(request.target, serverIp) ? ours : undefined,
+        dialFrom: ours,
         dialFromPort: active ? this.config.activeSourcePort : undefined,
         sourceAs,
         sink: this.dataEvents(stream),
