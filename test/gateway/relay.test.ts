@@ -10,9 +10,9 @@
 import { afterEach, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { DataChannel, grownReadBuffers } from '../../src/gateway/data.js';
+import { DataChannel, grownReadBuffers, type DataChannelOptions } from '../../src/gateway/data.js';
 import type { GatewayEvent } from '../../src/gateway/events.js';
-import { PortPool } from '../../src/gateway/ports.js';
+import { PortPool, type EphemeralPorts } from '../../src/gateway/ports.js';
 import { ipOf } from '../../src/protocol/address.js';
 import { sha256 } from '../helpers/tools.js';
 
@@ -162,7 +162,7 @@ test('a reader that stops makes the relay stop reading: what it holds stays boun
 });
 
 /** A passive channel on loopback in front of the target port, closed after the test. */
-async function passiveChannel(targetPort: number, sink: (e: GatewayEvent) => void, dialEarly = false) {
+async function passiveChannel(targetPort: number, sink: (e: GatewayEvent) => void, dialEarly = false, more: Partial<DataChannelOptions> = {}) {
   const channel = await DataChannel.open({
     session: 't',
     mode: 'passive',
@@ -175,6 +175,7 @@ async function passiveChannel(targetPort: number, sink: (e: GatewayEvent) => voi
     idleTimeoutMs: 20_000,
     sink,
     dialEarly,
+    ...more,
   });
   cleanups.push(() => channel.close('test over'));
   return channel;
@@ -267,4 +268,90 @@ test('transfers one after another reuse read buffers without mixing their bytes'
     const { client } = await relayTo((s) => s.end(data));
     expect(sha256(await readAll(client))).toBe(sha256(data));
   }
+});
+
+// The early dial binds the control connection's address on a source port it
+// draws itself, not on port 0, whose port search grew to 4.9 ms per dial with
+// the range full of TIME-WAIT sockets (bench/RESULTS.md, "port churn"). The
+// range handed to the channel is one port wide, so the port the server sees
+// shows which path was taken.
+
+async function listening(server: net.Server, port = 0): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, resolve);
+  });
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** A port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** A server for one data connection: says where it came from, then sends `text` and ends. */
+async function dataServer(text: string): Promise<{ port: number; from: Promise<number>; connections: () => number }> {
+  let connections = 0;
+  let seen!: (port: number) => void;
+  const from = new Promise<number>((r) => (seen = r));
+  const server = net.createServer((s) => {
+    connections++;
+    s.on('error', () => undefined);
+    seen(s.remotePort ?? 0);
+    s.end(text);
+  });
+  return { port: await listening(server), from, connections: () => connections };
+}
+
+/** An early-dialling channel that binds 127.0.0.1 on a port drawn from `dialPorts`. */
+async function drawingChannel(targetPort: number, dialPorts: EphemeralPorts | null) {
+  const events: GatewayEvent[] = [];
+  const channel = await passiveChannel(targetPort, (e) => events.push(e), true, { dialFrom: '127.0.0.1', dialPorts });
+  return { channel, events };
+}
+
+/** What a client connected to the channel receives until the end. */
+function receive(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1');
+    let text = '';
+    c.on('data', (d) => (text += d.toString()));
+    c.on('end', () => resolve(text));
+    c.on('error', reject);
+    cleanups.push(() => void c.destroy());
+  });
+}
+
+test('the early dial comes from a drawn port of the ephemeral range', async () => {
+  const server = await dataServer('listing');
+  const drawn = await freePort();
+  const { channel } = await drawingChannel(server.port, { range: { lo: drawn, hi: drawn }, reserved: () => false });
+  // Before any client: the early dial. Port 0 would have the kernel pick any of ~28,000.
+  expect(await server.from).toBe(drawn);
+  expect(await receive(channel.port)).toBe('listing');
+  expect(server.connections()).toBe(1);
+});
+
+test('a drawn port that is taken: the dial tries again, then lets the kernel pick; one connection, the data flows', async () => {
+  const server = await dataServer('file');
+  const taken = await listening(net.createServer());
+  const { channel, events } = await drawingChannel(server.port, { range: { lo: taken, hi: taken }, reserved: () => false });
+  const from = await server.from;
+  expect(from).not.toBe(taken);
+  expect(await receive(channel.port)).toBe('file');
+  expect(server.connections()).toBe(1);
+  expect(await channel.closed).toBe('complete');
+  expect(events.find((e) => e.event === 'data-close')).toMatchObject({ reason: 'complete' });
+});
+
+test('no range to draw from (null): port 0, as before', async () => {
+  const server = await dataServer('x');
+  const { channel } = await drawingChannel(server.port, null);
+  expect(await server.from).toBeGreaterThan(0);
+  expect(await receive(channel.port)).toBe('x');
 });
