@@ -180,12 +180,55 @@ export interface DataChannelOptions {
   dialPorts?: EphemeralPorts | null | undefined;
 }
 
-/** Drawn source ports an early dial tries before it lets the kernel pick. */
-const EARLY_DIAL_PORT_TRIES = 3;
+/** Drawn source ports a dial tries before it lets the kernel pick. */
+const DIAL_PORT_TRIES = 3;
 
 /** The drawn source port was taken (bind), or taken toward this very target (connect). */
 function portTaken(err: NodeJS.ErrnoException): boolean {
   return err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL';
+}
+
+/** How dialDrawing() dials, and whom it tells. */
+export interface DrawingDial {
+  /** Dials from this source port (undefined: the kernel's choice, or the caller's fixed port). */
+  connect: (port: number | undefined) => Socket;
+  /** Where ports are drawn from: undefined for the kernel's ephemeral range, null for none (no drawing). */
+  ports: EphemeralPorts | null | undefined;
+  /** Every socket made, at once: the caller's close() must be able to destroy one still in flight. */
+  hold: (socket: Socket) => void;
+  /** The dial to go on with: connecting, or failed later with its own error for the caller's listeners. */
+  use: (socket: Socket) => void;
+  /** A failure other than a taken port, before use(). */
+  fail: (err: Error) => void;
+  /** Still wanted (the channel not closed meanwhile). */
+  live: () => boolean;
+}
+
+/**
+ * Dials from a source port drawn from the ephemeral range, drawing again
+ * while the port turns out taken, up to DIAL_PORT_TRIES, then with the
+ * kernel's port 0. Not port 0 first: with the local address bound (the
+ * address the peer checks), bind(addr, 0) before connect() has the kernel
+ * search for a port no socket holds, 4.9 ms per dial with the range full of
+ * TIME-WAIT sockets (bench/RESULTS.md, "port churn"). A taken port shows as
+ * an error in the ticks after net.connect(), before any I/O callback, so the
+ * socket goes to use() in the next check phase, once it has had its chance.
+ */
+export function dialDrawing(d: DrawingDial, triesLeft = DIAL_PORT_TRIES): void {
+  const drawn = triesLeft > 0 && d.ports !== null ? drawEphemeralPort(d.ports) : undefined;
+  const socket = d.connect(drawn);
+  d.hold(socket);
+  if (drawn === undefined) return d.use(socket);
+  let failed: NodeJS.ErrnoException | undefined;
+  const onError = (err: NodeJS.ErrnoException) => (failed = err);
+  socket.once('error', onError);
+  setImmediate(() => {
+    socket.off('error', onError);
+    if (!d.live()) socket.destroy();
+    else if (!failed) d.use(socket);
+    else if (portTaken(failed)) dialDrawing(d, triesLeft - 1);
+    else d.fail(failed);
+  });
 }
 
 export type DataState = 'listening' | 'connecting' | 'relaying' | 'closed';
@@ -238,8 +281,8 @@ export class DataChannel {
    * before connect() has the kernel search for a port no socket holds,
    * 4.9 ms per dial with the range full of TIME-WAIT sockets (a busy
    * gateway leaves one per transfer; bench/RESULTS.md, "port churn"). A
-   * drawn port that is taken costs one more try; after EARLY_DIAL_PORT_TRIES
-   * the kernel picks.
+   * drawn port that is taken costs one more try; after DIAL_PORT_TRIES the
+   * kernel picks. (The dial at accept time draws too, through dialDrawing().)
    */
   private early: { socket: Socket; pump: Pump; failed: boolean; failure: () => void; onError: (err: NodeJS.ErrnoException) => void } | undefined;
 
@@ -373,21 +416,35 @@ export class DataChannel {
     client.setNoDelay(true);
     this.track(client);
     const { dialTarget, acceptTimeoutMs } = this.opts;
-    const dialled = early?.socket ?? this.dial(down);
-    this.track(dialled);
-    dialled.setTimeout(acceptTimeoutMs, () => {
-      if (this.state === 'connecting') this.close(`connect to ${formatEndpoint(dialTarget)} timed out`);
-    });
-    const connected = () => {
-      if (this.state !== 'connecting') return;
-      this.state = 'relaying';
-      this.openedAt = Date.now();
-      this.to = formatEndpoint(dialTarget);
-      this.opts.sink({ event: 'data-open', session: this.opts.session, mode: this.opts.mode, from: this.from, to: this.to });
-      this.relay(client, dialled, up, down, viaOnread);
+    const wire = (dialled: Socket) => {
+      this.track(dialled);
+      dialled.setTimeout(acceptTimeoutMs, () => {
+        if (this.state === 'connecting') this.close(`connect to ${formatEndpoint(dialTarget)} timed out`);
+      });
+      const connected = () => {
+        if (this.state !== 'connecting') return;
+        this.state = 'relaying';
+        this.openedAt = Date.now();
+        this.to = formatEndpoint(dialTarget);
+        this.opts.sink({ event: 'data-open', session: this.opts.session, mode: this.opts.mode, from: this.from, to: this.to });
+        this.relay(client, dialled, up, down, viaOnread);
+      };
+      if (dialled.connecting) dialled.once('connect', connected);
+      else connected();
     };
-    if (dialled.connecting) dialled.once('connect', connected);
-    else connected();
+    if (early) wire(early.socket);
+    else {
+      const { dialFrom, dialFromPort, dialPorts } = this.opts;
+      dialDrawing({
+        connect: (port) => this.dial(down, port),
+        ports: dialFrom !== undefined && dialFromPort === undefined ? dialPorts : null,
+        // Destroyed with the others by close(); wire() tracks the one that goes on.
+        hold: (socket) => this.sockets.push(socket),
+        use: wire,
+        fail: (err) => this.close(err.message),
+        live: () => this.state === 'connecting',
+      });
+    }
   }
 
   private dialledPump(): Pump {
@@ -406,7 +463,7 @@ export class DataChannel {
     return socket;
   }
 
-  private dialEarly(triesLeft = EARLY_DIAL_PORT_TRIES): void {
+  private dialEarly(triesLeft = DIAL_PORT_TRIES): void {
     const pump = this.dialledPump();
     const { dialFrom, dialFromPort, dialPorts } = this.opts;
     const drawn = dialFrom !== undefined && dialFromPort === undefined && triesLeft > 0 ? (dialPorts === undefined ? drawEphemeralPort() : drawEphemeralPort(dialPorts)) : undefined;

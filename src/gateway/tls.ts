@@ -18,7 +18,7 @@ import { DialRefusal, type ClientTlsConfig, type ServerDialer } from './session.
 import type { CommonGatewayConfig } from '../config.js';
 import type { GatewayEvent } from './events.js';
 import { BalancedAccepts, dataProxyFor } from './data-proxy-in.js';
-import { dialOptions, isExpectedPeer } from './data.js';
+import { dialDrawing, dialOptions, isExpectedPeer } from './data.js';
 
 // ---- the gateway's own certificate -----------------------------------------
 
@@ -449,10 +449,20 @@ export class TlsRelayChannel implements Channel {
     this.state = 'connecting';
     this.from = formatEndpoint(peer);
     const { target, dialFrom, dialFromPort } = this.req;
-    const dialled = net.connect(dialOptions(target, dialFrom, dialFromPort));
-    dialled.pause();
     this.track(accepted);
-    this.track(dialled);
+    dialDrawing({
+      connect: (port) => net.connect(dialOptions(target, dialFrom, dialFromPort ?? port)).pause(),
+      ports: dialFrom !== undefined && dialFromPort === undefined ? undefined : null,
+      // Destroyed with the others by close(); track() watches the one that goes on.
+      hold: (socket) => this.sockets.push(socket),
+      use: (dialled) => this.relayThrough(accepted, this.track(dialled)),
+      fail: (err) => this.close(tlsReason(err)),
+      live: () => this.state === 'connecting',
+    });
+  }
+
+  private relayThrough(accepted: Socket, dialled: Socket): void {
+    const { target } = this.req;
     // Passive: the client connected to us; active: we dial the client.
     const passive = this.req.mode === 'passive';
     const clientRaw = passive ? accepted : dialled;

@@ -308,10 +308,10 @@ async function dataServer(text: string): Promise<{ port: number; from: Promise<n
   return { port: await listening(server), from, connections: () => connections };
 }
 
-/** An early-dialling channel that binds 127.0.0.1 on a port drawn from `dialPorts`. */
-async function drawingChannel(targetPort: number, dialPorts: EphemeralPorts | null) {
+/** A channel that binds 127.0.0.1 on a port drawn from `dialPorts`, dialling early or when the client comes. */
+async function drawingChannel(targetPort: number, dialPorts: EphemeralPorts | null, dialEarly = true) {
   const events: GatewayEvent[] = [];
-  const channel = await passiveChannel(targetPort, (e) => events.push(e), true, { dialFrom: '127.0.0.1', dialPorts });
+  const channel = await passiveChannel(targetPort, (e) => events.push(e), dialEarly, { dialFrom: '127.0.0.1', dialPorts });
   return { channel, events };
 }
 
@@ -354,4 +354,22 @@ test('no range to draw from (null): port 0, as before', async () => {
   const { channel } = await drawingChannel(server.port, null);
   expect(await server.from).toBeGreaterThan(0);
   expect(await receive(channel.port)).toBe('x');
+});
+
+test('the dial made when the client comes draws its port too; a taken one is drawn again, then the kernel picks', async () => {
+  const server = await dataServer('late');
+  const drawn = await freePort();
+  const { channel } = await drawingChannel(server.port, { range: { lo: drawn, hi: drawn }, reserved: () => false }, false);
+  const got = receive(channel.port);
+  expect(await server.from).toBe(drawn);
+  expect(await got).toBe('late');
+
+  const again = await dataServer('late again');
+  const taken = await listening(net.createServer());
+  const second = await drawingChannel(again.port, { range: { lo: taken, hi: taken }, reserved: () => false }, false);
+  const text = receive(second.channel.port);
+  expect(await again.from).not.toBe(taken);
+  expect(await text).toBe('late again');
+  expect(again.connections()).toBe(1);
+  expect(await second.channel.closed).toBe('complete');
 });
