@@ -254,11 +254,17 @@ function kernelEphemeralPorts(): EphemeralPorts | null {
   return ephemeral;
 }
 
+/** Draws past reserved ports before giving up: enough unless nearly the whole range is reserved. */
+const RESERVED_REDRAWS = 8;
+
 /** A port of the ephemeral range drawn at random (crypto RNG), not a reserved one; undefined when none can be drawn. */
 export function drawEphemeralPort(ports: EphemeralPorts | null = kernelEphemeralPorts()): number | undefined {
   if (!ports) return undefined;
-  const port = randomInt(ports.range.lo, ports.range.hi + 1);
-  return ports.reserved(port) ? undefined : port;
+  for (let i = 0; i < RESERVED_REDRAWS; i++) {
+    const port = randomInt(ports.range.lo, ports.range.hi + 1);
+    if (!ports.reserved(port)) return port;
+  }
+  return undefined;
 }
 
 async function listenAnywhere(server: Server, host: string, ports: EphemeralPorts | null): Promise<number> {

@@ -8,7 +8,7 @@
  */
 import { afterEach, describe, expect, test } from 'vitest';
 import net from 'node:net';
-import { PortPool, parseLocalPortRange, parseReservedPorts } from '../../src/gateway/ports.js';
+import { PortPool, drawEphemeralPort, parseLocalPortRange, parseReservedPorts } from '../../src/gateway/ports.js';
 
 const open: net.Server[] = [];
 afterEach(async () => {
@@ -97,5 +97,17 @@ describe('reading /proc/sys/net/ipv4', () => {
     expect([8080, 9000, 9005, 9010].map(reserved)).toEqual([true, true, true, true]);
     expect([8079, 8081, 8999, 9011].map(reserved)).toEqual([false, false, false, false]);
     expect(parseReservedPorts('\n')(8080)).toBe(false);
+  });
+});
+
+describe('drawing a port', () => {
+  test('reserved ports are drawn past, not taken as the end of the drawing', () => {
+    // Half the range reserved: eight draws all landing on it would be 1 in 256; a thousand draws never return one.
+    const ports = { range: { lo: 40000, hi: 40009 }, reserved: (p: number) => p < 40005 };
+    const drawn = Array.from({ length: 1000 }, () => drawEphemeralPort(ports));
+    expect(drawn.every((p) => p === undefined || p >= 40005)).toBe(true);
+    expect(drawn.filter((p) => p === undefined).length).toBeLessThan(30);
+    expect(drawEphemeralPort({ range: { lo: 40000, hi: 40000 }, reserved: () => true })).toBeUndefined();
+    expect(drawEphemeralPort(null)).toBeUndefined();
   });
 });
