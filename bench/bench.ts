@@ -39,7 +39,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { KiB, MiB, ROOT, loadavgText, procCpuSeconds, settleTimeWait, sleep, timeWaitCount } from './lib/common.js';
+import { KiB, MiB, ROOT, drainTimeWait, loadavgText, procCpuSeconds, sleep } from './lib/common.js';
 import { descendants, killAll } from './lib/procs.js';
 import { destroyAllLabsSync, removeStaleNamespaces } from './lib/namespaces.js';
 import { detectKernelDataPath } from './lib/helpers.js';
@@ -289,8 +289,7 @@ const partTimes: Partial<Record<Part, number>> = {};
 async function part<K extends Part & keyof BenchResults>(name: K, fn: () => BenchResults[K] | Promise<BenchResults[K]>): Promise<void> {
   if (!only.includes(name)) return;
   log('');
-  const before = timeWaitCount();
-  if (before >= 2000) log(`${name}: waiting for ${before} TIME-WAIT sockets to expire (at most 65 s); ${await settleTimeWait()} left`);
+  await drainTimeWait(log, name);
   const t0 = Date.now();
   results[name] = await ctx.attempt(name, async () => fn());
   partTimes[name] = (Date.now() - t0) / 1000;

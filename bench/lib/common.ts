@@ -56,19 +56,23 @@ export function timeWaitCount(): number {
 }
 
 /**
- * Waits (at most maxMs, TIME-WAIT lasts 60 s) until fewer than `below`
- * sockets are in TIME-WAIT. Tens of thousands of them, left by an earlier
- * part, make every connect() and bind(0) search the port space and would
- * burden whichever path happens to run next. Returns the count it stopped at.
+ * Before a measurement: when an earlier one left `from` or more sockets in
+ * TIME-WAIT, waits (at most 65 s: TIME-WAIT lasts 60) until fewer than
+ * `below` are left, and says so. Tens of thousands of them make connect()
+ * and bind(…, 0) search the port space and would burden whichever path
+ * happens to run next; a few thousand do not, and waiting for them to go
+ * would only make the bench slower.
  */
-export async function settleTimeWait({ below = 2000, maxMs = 65_000 } = {}): Promise<number> {
+export async function drainTimeWait(log: (text: string) => void, what: string, { from = 10_000, below = 5_000, maxMs = 65_000 } = {}): Promise<void> {
+  const start = timeWaitCount();
+  if (!(start >= from)) return;
   const until = Date.now() + maxMs;
-  let n = timeWaitCount();
+  let n = start;
   while (n >= below && Date.now() < until) {
     await sleep(1000);
     n = timeWaitCount();
   }
-  return n;
+  log(`${what}: waited for ${start} TIME-WAIT sockets to expire; ${n} left`);
 }
 
 /** Nearest-rank percentile (p in 0–100) of a list of numbers; NaN when empty. */

@@ -18,7 +18,7 @@
  * (lib/control-relays.ts).
  */
 import { FtpClient } from '../../src/client/ftp-client.js';
-import { median, percentile, settleTimeWait, timeWaitCount, withTimeout } from '../lib/common.js';
+import { drainTimeWait, median, percentile, withTimeout } from '../lib/common.js';
 import type { BenchContext } from '../lib/context.js';
 import { startGateway, startServer } from '../lib/helpers.js';
 import { stopHelper } from '../lib/procs.js';
@@ -160,8 +160,7 @@ async function sessionCost(ctx: BenchContext, targets: Targets, deadline: number
   const time: SessionCost['time'] = { direct: timeOf('direct'), gateway: timeOf('gateway') };
   for (const name of present) time[name] ??= timeOf(name);
 
-  const tw = timeWaitCount();
-  if (tw >= 2000) log(`  waiting for ${tw} TIME-WAIT sockets to expire (at most 65 s); ${await settleTimeWait()} left`);
+  await drainTimeWait(log, '  before the rate phase');
   // Sessions per second with C at a time, the paths taking turns in blocks:
   // TIME_WAIT sockets pile up as the phase goes on, and must not burden one path more.
   const none: SessionRate = { sessions: 0, seconds: 0, perS: 0 };
