@@ -176,12 +176,20 @@ export interface DataChannelOptions {
    * 227 and accepts on only with the transfer command).
    */
   dialEarly?: boolean | undefined;
-  /** Where the early dial draws its source port from (default: the kernel's ephemeral range; null: port 0). */
+  /** Where dials draw their source port from (default: the kernel's ephemeral range; null: port 0). */
   dialPorts?: EphemeralPorts | null | undefined;
 }
 
 /** Drawn source ports a dial tries before it lets the kernel pick. */
 const DIAL_PORT_TRIES = 3;
+
+/**
+ * Where a dial from `dialFrom` draws its source port: nowhere (null) when it
+ * binds no address, or binds the port it is given (--active-source-port).
+ */
+export function dialPortsFor(dialFrom: string | undefined, dialFromPort: number | undefined, ports?: EphemeralPorts | null): EphemeralPorts | null | undefined {
+  return dialFrom !== undefined && dialFromPort === undefined ? ports : null;
+}
 
 /** The drawn source port was taken (bind), or taken toward this very target (connect). */
 function portTaken(err: NodeJS.ErrnoException): boolean {
@@ -437,7 +445,7 @@ export class DataChannel {
       const { dialFrom, dialFromPort, dialPorts } = this.opts;
       dialDrawing({
         connect: (port) => this.dial(down, port),
-        ports: dialFrom !== undefined && dialFromPort === undefined ? dialPorts : null,
+        ports: dialPortsFor(dialFrom, dialFromPort, dialPorts),
         // Destroyed with the others by close(); wire() tracks the one that goes on.
         hold: (socket) => this.sockets.push(socket),
         use: wire,
@@ -466,7 +474,8 @@ export class DataChannel {
   private dialEarly(triesLeft = DIAL_PORT_TRIES): void {
     const pump = this.dialledPump();
     const { dialFrom, dialFromPort, dialPorts } = this.opts;
-    const drawn = dialFrom !== undefined && dialFromPort === undefined && triesLeft > 0 ? (dialPorts === undefined ? drawEphemeralPort() : drawEphemeralPort(dialPorts)) : undefined;
+    const ports = dialPortsFor(dialFrom, dialFromPort, dialPorts);
+    const drawn = triesLeft > 0 && ports !== null ? drawEphemeralPort(ports) : undefined;
     // Not the channel's end: the dial is made again when the peer comes.
     const failure = () => (early.failed = true);
     const onError = (err: NodeJS.ErrnoException) => {

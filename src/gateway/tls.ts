@@ -18,7 +18,7 @@ import { DialRefusal, type ClientTlsConfig, type ServerDialer } from './session.
 import type { CommonGatewayConfig } from '../config.js';
 import type { GatewayEvent } from './events.js';
 import { BalancedAccepts, dataProxyFor } from './data-proxy-in.js';
-import { dialDrawing, dialOptions, isExpectedPeer } from './data.js';
+import { dialDrawing, dialOptions, dialPortsFor, isExpectedPeer } from './data.js';
 
 // ---- the gateway's own certificate -----------------------------------------
 
@@ -452,7 +452,7 @@ export class TlsRelayChannel implements Channel {
     this.track(accepted);
     dialDrawing({
       connect: (port) => net.connect(dialOptions(target, dialFrom, dialFromPort ?? port)).pause(),
-      ports: dialFrom !== undefined && dialFromPort === undefined ? undefined : null,
+      ports: dialPortsFor(dialFrom, dialFromPort),
       // Destroyed with the others by close(); track() watches the one that goes on.
       hold: (socket) => this.sockets.push(socket),
       use: (dialled) => this.relayThrough(accepted, this.track(dialled)),
