@@ -24,6 +24,14 @@ export const CONTROL_RELAY_LABEL: Record<ControlRelayKind, string> = {
   haproxy: 'control relay only: HAProxy',
 };
 
+/** The floor paths as the parts and the report name them (their result keys). */
+export const CONTROL_RELAYS = [
+  { key: 'controlNode', kind: 'node' },
+  { key: 'controlHaproxy', kind: 'haproxy' },
+] as const satisfies readonly { key: string; kind: ControlRelayKind }[];
+
+export type ControlRelayKey = (typeof CONTROL_RELAYS)[number]['key'];
+
 export interface ControlRelay extends Daemon {
   port: number;
   cpuSeconds(): number;

@@ -10,6 +10,7 @@ import type { HostileResult } from '../parts/hostile.js';
 import type { IdleResult, TransfersResult } from '../parts/scale.js';
 import type { RoundTrips, SessionsResult } from '../parts/sessions.js';
 import type { SmallFilesResult } from '../parts/small-files.js';
+import { CONTROL_RELAYS, CONTROL_RELAY_LABEL } from './control-relays.js';
 
 /** What each part returned (undefined when it failed or did not run). */
 export interface BenchResults {
@@ -202,7 +203,8 @@ export function buildTable(results: BenchResults, { only }: { only: readonly str
       const rg = s.rate.gateway;
       rows.push({ section: sec, metric: `sessions/s, ${s.concurrency} at a time, direct`, value: `${f0(rd.perS)} /s`, target: '—', ratio: '', verdict: 'reference', data: rd });
       rows.push({ section: sec, metric: `sessions/s, ${s.concurrency} at a time, through ftp-alg`, value: `${f0(rg.perS)} /s`, target: `≥ ${SESSION_RATE_RATIO}× direct`, ratio: `${f2(rg.perS / rd.perS)}×`, verdict: rg.perS / rd.perS >= SESSION_RATE_RATIO ? 'met' : `MISSED by ${f2(SESSION_RATE_RATIO - rg.perS / rd.perS)}×`, data: rg });
-      for (const [key, label] of [['controlNode', 'control relay only: bare Node'], ['controlHaproxy', 'control relay only: HAProxy']] as const) {
+      for (const { key, kind } of CONTROL_RELAYS) {
+        const label = CONTROL_RELAY_LABEL[kind];
         const t = s.time[key];
         const r = s.rate[key];
         const missing = s.missing?.[key];
@@ -340,8 +342,7 @@ function smallFileRows(p: SmallFilesResult | undefined): TableRow[] {
     { key: 'direct', kind: 'reference' },
     { key: 'relay', base: 'direct', kind: 'target' },
     { key: 'kernel', base: 'direct', kind: 'target' },
-    { key: 'controlNode', base: 'direct', kind: 'floor' },
-    { key: 'controlHaproxy', base: 'direct', kind: 'floor' },
+    ...CONTROL_RELAYS.map(({ key }) => ({ key, base: 'direct', kind: 'floor' })),
     { key: 'natOnly', kind: 'reference' },
     { key: 'helper', base: 'natOnly', kind: 'info' },
   ];

@@ -23,12 +23,12 @@ import type { BenchContext } from '../lib/context.js';
 import { startGateway, startServer } from '../lib/helpers.js';
 import { stopHelper } from '../lib/procs.js';
 import { freePort } from '../lib/ftp-proxy.js';
-import { controlRelayMissing, startControlRelay, type ControlRelay, type ControlRelayKind } from '../lib/control-relays.js';
+import { CONTROL_RELAYS, controlRelayMissing, startControlRelay, type ControlRelay, type ControlRelayKey } from '../lib/control-relays.js';
 
 const HOST = '127.0.0.1';
 const OP_TIMEOUT_MS = 15_000;
 
-type PathName = 'direct' | 'gateway' | 'controlNode' | 'controlHaproxy';
+type PathName = 'direct' | 'gateway' | ControlRelayKey;
 /** The ports of the paths that run here: direct and gateway always. */
 type Targets = Partial<Record<PathName, number>> & Record<'direct' | 'gateway', number>;
 type Fail = (name: PathName, err: unknown) => void;
@@ -69,11 +69,7 @@ export interface SessionsResult extends Partial<SessionCost> {
   missing?: Partial<Record<PathName, string>>;
 }
 
-const PATHS: readonly PathName[] = ['direct', 'gateway', 'controlNode', 'controlHaproxy'];
-const FLOORS: readonly [PathName, ControlRelayKind][] = [
-  ['controlNode', 'node'],
-  ['controlHaproxy', 'haproxy'],
-];
+const PATHS: readonly PathName[] = ['direct', 'gateway', ...CONTROL_RELAYS.map((r) => r.key)];
 
 async function oneSession(port: number): Promise<number> {
   const t0 = process.hrtime.bigint();
@@ -104,7 +100,7 @@ export async function runSessions(ctx: BenchContext, { cost = true, latency = tr
   const deadline = Date.now() + flags.partSeconds * 1000;
   try {
     if (cost) {
-      for (const [name, kind] of FLOORS) {
+      for (const { key: name, kind } of CONTROL_RELAYS) {
         const missing = controlRelayMissing(kind);
         if (missing) {
           (out.missing ??= {})[name] = missing;

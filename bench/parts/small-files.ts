@@ -31,7 +31,7 @@ import type { DataMode } from '../lib/curl.js';
 import type { BenchContext } from '../lib/context.js';
 import { NAT_BOX, NAT_BOX_ADDR as ADDR, buildBenchNatBox, buildLoopbackNamespace, setBoxAlg, type BoxAlg } from '../lib/namespaces.js';
 import { startCliGateway, type CliGateway } from '../lib/helpers.js';
-import { CONTROL_RELAY_LABEL, controlRelayMissing, startControlRelay, type ControlRelayKind } from '../lib/control-relays.js';
+import { CONTROL_RELAYS, CONTROL_RELAY_LABEL, controlRelayMissing, startControlRelay } from '../lib/control-relays.js';
 import { VSFTPD, startVsftpd, type BenchVsftpd } from '../lib/vsftpd.js';
 
 /** One path's samples as they are taken. */
@@ -198,11 +198,8 @@ export async function runSmallFiles(ctx: BenchContext): Promise<SmallFilesResult
     await addGateway('relay', 'ftp-alg reverse (relay)', 2121, []);
     if (kernel.reverse) await addGateway('kernel', 'ftp-alg reverse --data-path kernel', 2122, ['--data-path', 'kernel', ...(kernel.nftTable ? ['--nft-table', ctx.nftTable] : [])]);
     else newRow('kernel', 'ftp-alg reverse --data-path kernel', 'PASV', { available: false, reason: 'not in this build' });
-    const floors: [string, ControlRelayKind, number][] = [
-      ['controlNode', 'node', 2123],
-      ['controlHaproxy', 'haproxy', 2124],
-    ];
-    for (const [key, kind, port] of floors) {
+    for (const [i, { key, kind }] of CONTROL_RELAYS.entries()) {
+      const port = 2123 + i;
       const missing = controlRelayMissing(kind);
       if (missing) {
         newRow(key, CONTROL_RELAY_LABEL[kind], 'PASV', { available: false, reason: missing });
